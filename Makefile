@@ -1,0 +1,43 @@
+# Latent Sky: two commands set everything up on a fresh machine.
+#   make demo   venv + install + migrate + demo user + web server + Celery worker + demo pipeline
+#   make test   the whole test suite (PostgreSQL/Redis when DATABASE_URL/CELERY_BROKER_URL are set)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test test-fast reliability benchmarks venv clean help
+
+help:
+	@echo "make demo        run the site with a worker and the demo pipeline (http://127.0.0.1:8000)"
+	@echo "make test        run the whole test suite"
+	@echo "make test-fast   unit tests only"
+	@echo "make reliability load test + fault injection + fuzzing (needs PostgreSQL and Redis)"
+	@echo "make benchmarks  run every benchmark in --quick mode"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: venv
+	@bash scripts/demo.sh
+
+test: venv
+	@bash scripts/ensure_chromium.sh || true
+	LATENTSKY_ENV=test LATENTSKY_DATA_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	LATENTSKY_ENV=test LATENTSKY_DATA_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest -m "unit and not slow" $(PYTEST_ARGS)
+
+reliability: venv
+	@bash scripts/reliability.sh
+
+benchmarks: venv
+	@for b in benchmarks/*.py; do case $$b in *common.py) continue;; esac; echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
+
+clean:
+	rm -rf var .pytest_cache

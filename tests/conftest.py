@@ -1,0 +1,58 @@
+"""Shared fixtures: isolated data directory, users for every role, a real Celery worker."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+GZ1_DIR = SHARED_DATA / "gz1_sdss"
+needs_gz1 = pytest.mark.skipif(not (GZ1_DIR / "smallCSV_class.csv").exists(),
+                               reason="real SDSS data (../shared/data/gz1_sdss) is not present")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(request, tmp_path, settings):
+    """Every test writes image stores, caches and checkpoints under its own tmp dir."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    settings.DATA_DIR = data_dir
+    yield data_dir
+
+
+@pytest.fixture
+def make_user(db, django_user_model):
+    from django.contrib.auth.models import Group
+
+    def make(role: str | None = "viewer", username: str | None = None):
+        name = username or f"{role or 'norole'}-user"
+        user = django_user_model.objects.create_user(username=name, password="pw-" + name)
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+    return make
+
+
+@pytest.fixture
+def role_clients(make_user, client):
+    """A logged-in Django test client per role, plus 'anonymous'."""
+    from django.test import Client
+
+    clients = {"anonymous": Client()}
+    for role in ("viewer", "labeler", "curator", "admin"):
+        c = Client()
+        c.force_login(make_user(role))
+        clients[role] = c
+    return clients
+
+
+@pytest.fixture
+def curator_client(make_user, client):
+    client.force_login(make_user("curator", "cur"))
+    return client
+
+
+def using_real_services() -> bool:
+    return bool(os.environ.get("DATABASE_URL", "").startswith("postgres")
+                and os.environ.get("CELERY_BROKER_URL", "").startswith("redis"))

@@ -1,0 +1,118 @@
+"""Job lifecycle: create, claim once, progress, cancel, follow-ups, reaper."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from webapp.jobs import services
+from webapp.jobs.models import Job
+
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
+
+
+def make_job(**kw):
+    return services.create_job("selftest", kw.pop("params", {"steps": 3, "delay": 0}), dispatch=False, **kw)
+
+
+def test_claim_is_atomic_second_claim_gets_nothing():
+    job = make_job()
+    first = services.claim_job(job.pk, "w1")
+    second = services.claim_job(job.pk, "w2")
+    assert first is not None and first.status == "running"
+    assert second is None
+    assert Job.objects.get(pk=job.pk).worker == "w1"
+
+
+def test_stale_running_job_can_be_reclaimed_and_shows_retry(settings):
+    job = make_job()
+    services.claim_job(job.pk, "dead-worker")
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS + 5))
+    again = services.claim_job(job.pk, "w2")
+    assert again is not None
+    job.refresh_from_db()
+    assert (job.attempts, job.worker) == (2, "w2")
+    assert job.message.startswith("retry 1")
+
+
+def test_execute_runs_handler_and_records_result():
+    job = make_job()
+    assert services.execute_job(job.pk, "w") == "succeeded"
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.result) == ("succeeded", 1.0, {"steps": 3, "attempt": 1})
+    assert job.finished_at is not None
+
+
+def test_execute_twice_runs_once():
+    job = make_job()
+    services.execute_job(job.pk, "w")
+    assert services.execute_job(job.pk, "w") == "skipped"
+    assert Job.objects.get(pk=job.pk).attempts == 1
+
+
+def test_failure_records_error_text():
+    job = make_job(params={"fail": True})
+    assert services.execute_job(job.pk, "w") == "failed"
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert "self-test asked to fail" in job.error
+    assert job.message == "failed: self-test asked to fail"
+
+
+def test_cancel_queued_job_never_runs():
+    job = make_job()
+    assert services.request_cancel(job) is True
+    assert services.execute_job(job.pk, "w") == "skipped"
+    assert Job.objects.get(pk=job.pk).status == "cancelled"
+
+
+def test_progress_raises_when_cancel_requested_and_job_is_cancelled():
+    job = make_job(params={"steps": 50, "delay": 0})
+    services.claim_job(job.pk, "w")
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    progress = services.Progress(Job.objects.get(pk=job.pk), interval=0)
+    with pytest.raises(services.JobCancelled):
+        progress(1, 10, "x")
+
+
+def test_progress_sub_maps_into_span():
+    job = make_job()
+    progress = services.Progress(job, interval=0).sub(0.5, 1.0)
+    progress(1, 2, "half of second half")
+    job.refresh_from_db()
+    assert job.progress == pytest.approx(0.75)
+    assert job.message == "half of second half"
+
+
+def test_metric_series_is_saved():
+    job = make_job()
+    progress = services.Progress(job, interval=0)
+    progress.metric("loss", 1, 2.5)
+    progress.metric("loss", 2, 2.0)
+    progress.flush()
+    job.refresh_from_db()
+    assert job.metrics == {"loss": [[1, 2.5], [2, 2.0]]}
+
+
+def test_followups_receive_parent_results(django_capture_on_commit_callbacks):
+    job = services.create_job("selftest", {"steps": 2, "delay": 0}, dispatch=False,
+                              then=[{"kind": "selftest", "params": {"steps": "$parent.steps", "delay": 0}}])
+    with django_capture_on_commit_callbacks(execute=False):
+        services.execute_job(job.pk, "w")
+    child = Job.objects.get(parent=job)
+    assert (child.kind, child.params["steps"], child.status) == ("selftest", 2, "queued")
+
+
+def test_reaper_resends_jobs_of_dead_workers(settings, monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "dispatch_job", sent.append)
+    alive, dead = make_job(), make_job()
+    for j in (alive, dead):
+        services.claim_job(j.pk, "w")
+    Job.objects.filter(pk=dead.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert services.reap_jobs() == [dead.pk]
+    assert sent == [dead.pk]
+
+
+def test_unknown_kind_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown job kind 'nope'"):
+        services.create_job("nope", {}, dispatch=False)

@@ -1,0 +1,1 @@
+"""Models for the anomalies app (see DESIGN.md)."""

@@ -1,0 +1,79 @@
+"""Surveys and galaxies.  Pixels live in a per-survey HDF5 image store (ml.imagestore);
+rows keep the path, shape and checksum of that file."""
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+
+
+class Survey(models.Model):
+    class ImageKind(models.TextChoices):
+        FLUX = "flux", "calibrated flux per band"   # simulated, FITS, HDF5 arrays
+        RGB = "rgb", "RGB colour image (JPEG/PNG)"   # e.g. SDSS gri JPEG cutouts
+
+    class Status(models.TextChoices):
+        EMPTY = "empty"
+        INGESTING = "ingesting"
+        READY = "ready"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    bands = models.JSONField(default=list, help_text='band names, e.g. ["g", "r", "i"]')
+    image_kind = models.CharField(max_length=8, choices=ImageKind.choices, default=ImageKind.FLUX)
+    pixel_scale_arcsec = models.FloatField(null=True, blank=True, help_text="arcsec per pixel")
+    psf_fwhm_arcsec = models.FloatField(null=True, blank=True, help_text="typical seeing FWHM, arcsec")
+    zero_points = models.JSONField(default=dict, blank=True, help_text="per-band AB zero point (mag)")
+    depth = models.JSONField(default=dict, blank=True, help_text="per-band 5-sigma point-source depth (mag) or sky noise")
+    provenance = models.TextField(blank=True)
+    viewer_url_template = models.CharField(
+        max_length=300, blank=True,
+        help_text="public viewer link with {ra} {dec} {source_id} placeholders")
+    is_simulated = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.EMPTY)
+    store_path = models.CharField(max_length=500, blank=True, help_text="relative to LATENTSKY_DATA_DIR")
+    image_shape = models.JSONField(default=list, blank=True)  # [N, bands, H, W]
+    image_checksum = models.CharField(max_length=64, blank=True)
+    n_galaxies = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def store_abspath(self) -> Path:
+        return Path(settings.DATA_DIR) / self.store_path
+
+    def viewer_url(self, galaxy: "Galaxy") -> str:
+        if not self.viewer_url_template or galaxy.ra is None or galaxy.dec is None:
+            return ""
+        return self.viewer_url_template.format(ra=galaxy.ra, dec=galaxy.dec, source_id=galaxy.source_id)
+
+
+class Galaxy(models.Model):
+    survey = models.ForeignKey(Survey, on_delete=models.CASCADE, related_name="galaxies")
+    source_id = models.CharField(max_length=64, help_text="survey catalogue id, e.g. SDSS objID")
+    ra = models.FloatField(null=True, blank=True, help_text="degrees, ICRS")
+    dec = models.FloatField(null=True, blank=True, help_text="degrees, ICRS")
+    image_index = models.PositiveIntegerField(help_text="row in the survey's image store")
+    metadata = models.JSONField(default=dict, blank=True, help_text="catalogue columns shown to people")
+    # Ground truth of simulated galaxies (class, rarity, ...).  Never shown in the UI;
+    # benchmarks and simulated oracles read it.
+    truth = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["survey_id", "image_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["survey", "source_id"], name="unique_source_per_survey"),
+            models.UniqueConstraint(fields=["survey", "image_index"], name="unique_image_row_per_survey"),
+        ]
+        indexes = [models.Index(fields=["survey", "ra", "dec"])]
+        verbose_name_plural = "galaxies"
+
+    def __str__(self):
+        return f"{self.survey.slug}:{self.source_id}"

@@ -1,0 +1,1 @@
+"""Models for the embeddings app (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Models for the labeling app (see DESIGN.md)."""

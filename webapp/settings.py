@@ -1,0 +1,151 @@
+"""Django settings for Latent Sky.
+
+Everything comes from environment variables (see README "Configuration").
+Defaults are the embedded set-up used by ``make demo`` and ``make test``:
+SQLite for the database and kombu's SQLAlchemy transport on a SQLite file as the
+Celery broker, so nothing but this project has to run.  Set
+``LATENTSKY_ENV=production`` for a deployment: DEBUG is then off, SECRET_KEY is
+required and cookies are secure (``manage.py check --deploy`` passes).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bokeh.util.paths import bokehjs_path
+
+from webapp.env import (ConfigError, env_bool, env_int, env_list, env_path,
+                        env_str, parse_database_url)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+ENVIRONMENT = env_str("LATENTSKY_ENV", "development")
+if ENVIRONMENT not in {"development", "test", "production"}:
+    raise ConfigError(f"LATENTSKY_ENV={ENVIRONMENT!r}; use development, test or production")
+PRODUCTION = ENVIRONMENT == "production"
+
+DEBUG = env_bool("DEBUG", default=not PRODUCTION)
+if PRODUCTION and DEBUG:
+    raise ConfigError("DEBUG must be off when LATENTSKY_ENV=production")
+
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ConfigError("SECRET_KEY is required when LATENTSKY_ENV=production")
+    SECRET_KEY = "insecure-development-key-not-for-production-use-only-locally"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# Where image stores, embeddings, indexes, checkpoints and caches live.  Arrays
+# never go into database rows; the database keeps pointers, shapes and checksums.
+DATA_DIR = env_path("LATENTSKY_DATA_DIR", BASE_DIR / "var")
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+(DATA_DIR / "staticfiles").mkdir(exist_ok=True)
+DEMO_SEED = env_int("LATENTSKY_DEMO_SEED", 0)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "webapp.accounts",
+    "webapp.jobs",
+    "webapp.catalog",
+    "webapp.embeddings",
+    "webapp.anomalies",
+    "webapp.labeling",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "webapp.accounts.middleware.LoginRequiredMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+WSGI_APPLICATION = "webapp.wsgi.application"
+
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [BASE_DIR / "templates"],
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+        "webapp.accounts.context.roles",
+    ], "builtins": ["webapp.templatetags.ui"]},
+}]
+
+DATABASES = {"default": parse_database_url(
+    env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"))}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Tests on SQLite use a file (not :memory:) so a real worker process can share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+# BokehJS is served from the installed bokeh package: pages never need a CDN.
+STATICFILES_DIRS = [BASE_DIR / "static", ("bokeh/static", str(bokehjs_path()))]
+WHITENOISE_USE_FINDERS = True  # serve straight from app/static dirs without collectstatic in dev
+WHITENOISE_MAX_AGE = 3600
+
+# Uploads: a search image or an ingest archive.  Larger bodies get a clear 400/413.
+MAX_UPLOAD_BYTES = env_int("LATENTSKY_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_TEMP_DIR = None
+
+# Celery.  The embedded default broker needs no server: kombu's SQLAlchemy
+# transport on a SQLite file.  Production points CELERY_BROKER_URL at Redis.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", f"sqla+sqlite:///{DATA_DIR / 'broker.sqlite3'}")
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# A job whose worker has sent no heartbeat for this long is considered dead and
+# may be reclaimed by a redelivered message or the reaper.
+JOB_STALE_SECONDS = env_int("LATENTSKY_JOB_STALE_SECONDS", 120, minimum=5)
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # the map page's JS reads it for fetch() POSTs
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
