@@ -33,7 +33,6 @@ JOB_KINDS: dict[str, JobKind] = {
     "anomaly_rerank": JobKind("webapp.anomalies.services.ranking.run_rerank_job", "cpu", "Personalised re-rank"),
     "label_round": JobKind("webapp.labeling.services.rounds.run_round_job", "cpu", "Labeling round"),
     "selftest": JobKind("webapp.jobs.selftest.run_selftest", "default", "Worker self-test"),
-    "demo_pipeline": JobKind("webapp.jobs.pipeline.run_demo_pipeline", "default", "Demo pipeline"),
 }
 
 
