@@ -1,1 +1,71 @@
-"""Models for the anomalies app (see DESIGN.md)."""
+"""Anomaly scores, people's reviews and personalised rankings."""
+from django.conf import settings
+from django.db import models
+
+from webapp.embeddings.models import ArtifactStatus
+
+
+class ScoreSet(models.Model):
+    """One run of the unsupervised scorers over an EmbeddingSet."""
+
+    embedding_set = models.ForeignKey("embeddings.EmbeddingSet", on_delete=models.CASCADE, related_name="score_sets")
+    config = models.JSONField(default=dict, help_text="AnomalyConfig: methods and their parameters")
+    status = models.CharField(max_length=16, choices=ArtifactStatus.choices, default=ArtifactStatus.BUILDING)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
+class AnomalyScore(models.Model):
+    """Per-galaxy scores (higher = more anomalous); `combined` is the rank-normalised blend in [0, 1]."""
+
+    score_set = models.ForeignKey(ScoreSet, on_delete=models.CASCADE, related_name="scores")
+    galaxy = models.ForeignKey("catalog.Galaxy", on_delete=models.CASCADE, related_name="anomaly_scores")
+    combined = models.FloatField(db_index=True)
+    per_method = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["score_set", "galaxy"], name="one_score_per_galaxy_per_set")]
+        indexes = [models.Index(fields=["score_set", "-combined"])]
+
+
+class Review(models.Model):
+    """One person's verdict on one candidate. Append-only: the latest row per (user, galaxy) counts.
+
+    ``interest`` is 0–5 as in Astronomaly; ``is_artifact`` tags artifacts; an ``undo``
+    row retracts that user's previous verdict on the galaxy.
+    """
+
+    class Kind(models.TextChoices):
+        SCORE = "score"
+        ARTIFACT = "artifact"
+        UNDO = "undo"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviews")
+    galaxy = models.ForeignKey("catalog.Galaxy", on_delete=models.CASCADE, related_name="reviews")
+    score_set = models.ForeignKey(ScoreSet, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.SCORE)
+    interest = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "galaxy", "-created_at"])]
+
+
+class PersonalRanking(models.Model):
+    """A user's re-ranked queue, fitted on their reviews; order lives in a file."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rankings")
+    score_set = models.ForeignKey(ScoreSet, on_delete=models.CASCADE, related_name="rankings")
+    ranking_path = models.CharField(max_length=500, blank=True)
+    n_reviews = models.PositiveIntegerField(default=0)
+    config = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=ArtifactStatus.choices, default=ArtifactStatus.BUILDING)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]

@@ -1,0 +1,27 @@
+from django.contrib import admin
+
+from webapp.labeling.models import Label, Prediction, Round, Task
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "strategy", "batch_size", "round_every", "created_at")
+    filter_horizontal = ("surveys",)
+
+
+@admin.register(Label)
+class LabelAdmin(admin.ModelAdmin):
+    list_display = ("task", "galaxy", "user", "kind", "class_index", "value", "created_at")
+    list_filter = ("task", "kind")
+    raw_id_fields = ("galaxy",)
+
+
+@admin.register(Round)
+class RoundAdmin(admin.ModelAdmin):
+    list_display = ("task", "number", "status", "n_labels", "created_at")
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ("task", "galaxy", "class_index", "value", "uncertainty")
+    raw_id_fields = ("galaxy",)
