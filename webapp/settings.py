@@ -42,6 +42,12 @@ DATA_DIR = env_path("LATENTSKY_DATA_DIR", BASE_DIR / "var")
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 (DATA_DIR / "staticfiles").mkdir(exist_ok=True)
 DEMO_SEED = env_int("LATENTSKY_DEMO_SEED", 0)
+# Server folders a curator may ingest from in the browser (comma-separated absolute
+# paths); anything outside them is refused.  The CLI (manage.py ingest) is not limited.
+_ingest_roots = [Path(p).expanduser() for p in env_list("LATENTSKY_INGEST_ROOTS", [])]
+if not all(p.is_absolute() for p in _ingest_roots):
+    raise ConfigError(f"LATENTSKY_INGEST_ROOTS={_ingest_roots}: list absolute paths, comma-separated")
+INGEST_ROOTS = [p.resolve() for p in _ingest_roots] or [DATA_DIR / "incoming", BASE_DIR.parent / "shared" / "data"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

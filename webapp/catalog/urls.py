@@ -1,8 +1,19 @@
 from django.urls import path
 
-from webapp.catalog import views
+from webapp.catalog import views, views_ingest
 
 app_name = "catalog"
 urlpatterns = [
     path("surveys/", views.survey_list, name="survey_list"),
+    path("galaxies/<int:galaxy_id>/", views.galaxy_detail, name="galaxy_detail"),
+    path("thumbs/<int:galaxy_id>.png", views.thumbnail, name="thumbnail"),
+    path("api/surveys/", views.api_survey_list, name="api_survey_list"),
+    path("api/surveys/<slug:slug>/galaxies/", views.api_survey_galaxies, name="api_survey_galaxies"),
+    path("api/galaxies/<int:galaxy_id>/", views.api_galaxy_detail, name="api_galaxy_detail"),
+    path("ingest/", views_ingest.ingest_new, name="ingest"),
+]
+# Keep these last: "surveys/<slug>/" would otherwise shadow fixed paths such as "surveys/ingest/".
+urlpatterns += [
+    path("surveys/<slug:slug>/", views.survey_grid, name="survey_grid"),
+    path("surveys/<slug:slug>/prerender", views.survey_prerender, name="survey_prerender"),
 ]

@@ -1,7 +1,236 @@
-from django.shortcuts import render
+"""Catalogue pages: survey list, galaxy grid, galaxy detail, thumbnails and JSON API.
 
-from webapp.catalog.models import Survey
+Login is enforced by LoginRequiredMiddleware.  Galaxy.truth is never loaded
+here (querysets use browse.GALAXY_FIELDS) and so never reaches HTML or JSON.
 
+Other apps add panels to the galaxy page (neighbours, predictions, anomaly
+scores) with ``register_detail_panel`` from their AppConfig.ready(): a panel
+is ``func(request, galaxy) -> {"template": str, "context": dict} | None``.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from webapp.accounts.roles import role_required
+from webapp.catalog.models import Galaxy, Survey
+from webapp.catalog.services import browse, render as rendering
+from webapp.catalog.services.store_cache import StoreMissing
+
+PER_PAGE_DEFAULT = 100
+PER_PAGE_CHOICES = (50, 100, 200)
+SAMPLE_STRIP = 8  # thumbnails per survey card on the survey list
+DETAIL_PANELS: list = []
+
+
+def register_detail_panel(func):
+    """Add a panel to the galaxy detail page (see module docstring); returns func (decorator)."""
+    if func not in DETAIL_PANELS:
+        DETAIL_PANELS.append(func)
+    return func
+
+
+# ----------------------------------------------------------------- survey list
 
 def survey_list(request):
-    return render(request, "catalog/survey_list.html", {"surveys": Survey.objects.all()})
+    surveys = list(Survey.objects.all())
+    return render(request, "catalog/survey_list.html", {"surveys": surveys, "samples": _sample_strips(surveys)})
+
+
+def _sample_strips(surveys) -> dict[int, list]:
+    """Evenly spaced galaxies of each ready survey, in one query."""
+    wanted = Q(pk__in=[])
+    for s in surveys:
+        if s.status == Survey.Status.READY and s.n_galaxies:
+            step = max(s.n_galaxies // SAMPLE_STRIP, 1)
+            wanted |= Q(survey_id=s.pk, image_index__in=[i * step for i in range(SAMPLE_STRIP)])
+    strips: dict[int, list] = {s.pk: [] for s in surveys}
+    by_id = {s.pk: s for s in surveys}
+    for g in Galaxy.objects.filter(wanted).only(*browse.GALAXY_FIELDS).order_by("survey_id", "image_index"):
+        strips[g.survey_id].append({"galaxy": g, "thumb": browse.thumb_url(g, by_id[g.survey_id])})
+    return strips
+
+
+# ----------------------------------------------------------------- grid
+
+def _grid_query(request, survey):
+    """(page, context) for the grid and its API; raises BrowseError on bad input."""
+    key_kinds = browse.metadata_keys(survey)
+    filters = [browse.parse_filter(f) for f in request.GET.getlist("f") if f.strip()]
+    sort_key, descending = browse.parse_sort(request.GET.get("sort"))
+    qs = browse.galaxies(survey, filters, sort_key, descending, key_kinds)
+    try:
+        per_page = int(request.GET.get("per", PER_PAGE_DEFAULT))
+    except ValueError:
+        raise browse.BrowseError("per must be an integer") from None
+    if not 1 <= per_page <= 500:
+        raise browse.BrowseError("per must be between 1 and 500")
+    page = Paginator(qs, per_page).get_page(request.GET.get("page"))
+    return page, {"filters": filters, "sort_key": sort_key, "descending": descending,
+                  "key_kinds": key_kinds, "per_page": per_page}
+
+
+def _query_string(request, drop=(), **overrides) -> str:
+    """The current query string with some keys dropped/overridden (keeps repeated f=)."""
+    items = [(k, v) for k, vs in request.GET.lists() for v in vs if k not in drop and k not in overrides]
+    items += [(k, v) for k, v in overrides.items() if v not in (None, "")]
+    return urlencode(items)
+
+
+def survey_grid(request, slug):
+    survey = get_object_or_404(Survey, slug=slug)
+    key, op, value = (request.GET.get(k, "").strip() for k in ("key", "op", "value"))
+    if key and value:  # the add-filter form: fold into a canonical ?f=key<op>value URL
+        new = f"{key}{':' if op in ('', '=') else op}{value}"
+        qs = _query_string(request, drop=("key", "op", "value", "page"))
+        return redirect(f"{request.path}?{qs}{'&' if qs else ''}{urlencode({'f': new})}")
+    context = {"survey": survey, "error": ""}
+    status = 200
+    try:
+        page, extra = _grid_query(request, survey)
+    except browse.BrowseError as exc:
+        context["error"], status = str(exc), 400
+        page, extra = Paginator(Galaxy.objects.none(), PER_PAGE_DEFAULT).get_page(1), {
+            "filters": [], "sort_key": "", "descending": False,
+            "key_kinds": browse.metadata_keys(survey), "per_page": PER_PAGE_DEFAULT}
+    context.update(extra)
+    context.update(_grid_links(request, page, extra, survey))
+    return render(request, "catalog/survey_grid.html", context, status=status)
+
+
+def _grid_links(request, page, extra, survey) -> dict:
+    here = _query_string(request, drop=("page",))
+    grid_qs = _query_string(request)
+    cells = []
+    sort_key = extra["sort_key"]
+    for g in page.object_list:
+        value = None
+        if sort_key and sort_key not in browse.COLUMNS:
+            value = (g.metadata or {}).get(sort_key)
+        cells.append({"galaxy": g, "thumb": browse.thumb_url(g, survey), "sort_value": value,
+                      "url": f"/galaxies/{g.pk}/" + (f"?{urlencode({'grid': grid_qs})}" if grid_qs else "")})
+    filters = [{"text": str(f), "remove": _remove_filter(request, str(f))} for f in extra["filters"]]
+    sort_options = [("", "catalogue order"), ("source_id", "source id"), ("ra", "RA"), ("dec", "Dec")]
+    sort_options += [(k, k) for k, kind in extra["key_kinds"].items() if kind == "number"]
+    return {
+        "page": page, "cells": cells, "active_filters": filters, "sort_options": sort_options,
+        "per_page_choices": PER_PAGE_CHOICES, "grid_qs": grid_qs,
+        "prev_url": f"?{here}&page={page.previous_page_number()}" if page.has_previous() else "",
+        "next_url": f"?{here}&page={page.next_page_number()}" if page.has_next() else "",
+        "keep_params": [(k, v) for k, vs in request.GET.lists() for v in vs if k in ("f", "per")],
+        "keep_for_filter": [(k, v) for k, vs in request.GET.lists() for v in vs if k in ("f", "per", "sort")],
+    }
+
+
+def _remove_filter(request, text: str) -> str:
+    items = [(k, v) for k, vs in request.GET.lists() for v in vs
+             if k != "page" and not (k == "f" and browse.parse_filter_safe(v) == text)]
+    return "?" + urlencode(items)
+
+
+# ----------------------------------------------------------------- detail
+
+def galaxy_detail(request, galaxy_id):
+    galaxy = get_object_or_404(Galaxy.objects.select_related("survey").only(
+        *browse.GALAXY_FIELDS, *[f"survey__{f.name}" for f in Survey._meta.concrete_fields]), pk=galaxy_id)
+    survey = galaxy.survey
+    neighbours = Galaxy.objects.filter(survey=survey).only("id")
+    prev_g = neighbours.filter(image_index__lt=galaxy.image_index).order_by("-image_index").first()
+    next_g = neighbours.filter(image_index__gt=galaxy.image_index).order_by("image_index").first()
+    grid_qs = request.GET.get("grid", "")
+    if grid_qs:
+        back = f"/surveys/{survey.slug}/?{grid_qs}"
+    else:
+        position = Galaxy.objects.filter(survey=survey, image_index__lt=galaxy.image_index).count()
+        back = f"/surveys/{survey.slug}/?page={position // PER_PAGE_DEFAULT + 1}"
+    keep = f"?{urlencode({'grid': grid_qs})}" if grid_qs else ""
+    ra_hms, dec_dms = browse.sexagesimal(galaxy.ra, galaxy.dec)
+    n_bands = int(survey.image_shape[1]) if survey.image_shape else len(survey.bands or [])
+    bands = [{"index": i, "name": (survey.bands[i] if i < len(survey.bands or []) else f"band {i}"),
+              "url": browse.thumb_url(galaxy, survey, size=128, band=str(i))} for i in range(n_bands)]
+    field = survey.pixel_scale_arcsec * survey.image_shape[-1] if survey.pixel_scale_arcsec and survey.image_shape else None
+    panels = [p for p in (func(request, galaxy) for func in DETAIL_PANELS) if p]
+    return render(request, "catalog/galaxy_detail.html", {
+        "galaxy": galaxy, "survey": survey, "bands": bands, "ra_hms": ra_hms, "dec_dms": dec_dms,
+        "composite_url": browse.thumb_url(galaxy, survey, size=320),
+        "prev_url": f"/galaxies/{prev_g.pk}/{keep}" if prev_g else "",
+        "next_url": f"/galaxies/{next_g.pk}/{keep}" if next_g else "",
+        "back_url": back, "viewer_url": survey.viewer_url(galaxy),
+        "metadata": sorted((galaxy.metadata or {}).items()), "detail_panels": panels,
+        "field_arcsec": field,
+    })
+
+
+# ----------------------------------------------------------------- thumbnails
+
+def thumbnail(request, galaxy_id):
+    galaxy = get_object_or_404(Galaxy.objects.select_related("survey").only(
+        "id", "image_index", "survey__id", "survey__image_checksum", "survey__image_shape",
+        "survey__bands", "survey__image_kind", "survey__store_path", "survey__n_galaxies",
+        "survey__status"), pk=galaxy_id)
+    survey = galaxy.survey
+    try:
+        size = rendering.parse_size(request.GET.get("size"))
+        band = rendering.parse_band(survey, request.GET.get("band"))
+    except rendering.RenderError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain")
+    variant = rendering.variant_name(band, size)
+    etag = f'"{(survey.image_checksum or "x")[:12]}-{galaxy.image_index}-{variant}"'
+    headers = {"Cache-Control": "public, max-age=86400", "ETag": etag}
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return HttpResponse(status=304, headers=headers)
+    try:
+        data = rendering.thumbnail_png(survey, galaxy.image_index, size, band)
+    except StoreMissing:
+        raise Http404("this survey has no image store yet") from None
+    return HttpResponse(data, content_type="image/png", headers=headers)
+
+
+# ----------------------------------------------------------------- curator action
+
+@require_POST
+@role_required("curator")
+def survey_prerender(request, slug):
+    from webapp.jobs.services import create_job
+    survey = get_object_or_404(Survey, slug=slug)
+    job = create_job("render_thumbnails", {"survey_id": survey.pk}, user=request.user,
+                     title=f"Render thumbnails: {survey.name}")
+    messages.info(request, f"Rendering thumbnails of {survey.name} (job {job.pk}).")
+    return redirect("jobs:detail", job_id=job.pk)
+
+
+# ----------------------------------------------------------------- JSON API
+
+def api_survey_list(request):
+    return JsonResponse({"surveys": [browse.survey_dict(s) for s in Survey.objects.all()]})
+
+
+def api_survey_galaxies(request, slug):
+    survey = get_object_or_404(Survey, slug=slug)
+    try:
+        page, extra = _grid_query(request, survey)
+    except browse.BrowseError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse({
+        "survey": survey.slug, "count": page.paginator.count, "page": page.number,
+        "num_pages": page.paginator.num_pages, "per_page": extra["per_page"],
+        "sort": ("-" if extra["descending"] else "") + extra["sort_key"],
+        "filters": [str(f) for f in extra["filters"]], "metadata_keys": extra["key_kinds"],
+        "results": [browse.galaxy_dict(g, survey) for g in page.object_list],
+    })
+
+
+def api_galaxy_detail(request, galaxy_id):
+    galaxy = get_object_or_404(Galaxy.objects.select_related("survey").only(
+        *browse.GALAXY_FIELDS, *[f"survey__{f.name}" for f in Survey._meta.concrete_fields]), pk=galaxy_id)
+    ra_hms, dec_dms = browse.sexagesimal(galaxy.ra, galaxy.dec)
+    data = browse.galaxy_dict(galaxy, galaxy.survey)
+    data.update({"ra_hms": ra_hms, "dec_dms": dec_dms, "viewer_url": galaxy.survey.viewer_url(galaxy),
+                 "bands": galaxy.survey.bands})
+    return JsonResponse(data)

@@ -1,0 +1,397 @@
+"""Anomaly scores on galaxy embeddings, and ranking that learns from a person's feedback.
+
+Unsupervised scores (HIGHER = more anomalous, one float per galaxy row):
+  iforest  isolation forest path length (sklearn), negated.
+  knn      mean distance to the k nearest other galaxies (faiss; exact below 5e4 rows).
+  lof      local outlier factor computed from the same faiss kNN graph (the sklearn formula,
+           checked against sklearn's LocalOutlierFactor in the tests) so it scales to 1e6.
+  gmm      negative log-likelihood under a Gaussian mixture fitted in a PCA space.
+`combine_scores` rank-normalises each score to [0, 1] and averages (or maxes) them.
+
+Measured (benchmarks/anomaly_scores.py): kNN, LOF and GMM miss GROUPS of anomalies larger
+than k (a tight group of 25 mergers is locally dense: "masking"); isolation forest, fitted
+on sub-samples of 256, does not. So the mean of all four ranks can be worse than iforest
+alone; which base score to rank with is a per-survey choice the benchmark informs.
+
+Personalised ranking (after Lochner & Bassett 2021, Astronomaly): `PersonalRanker` /
+`rank_with_feedback` learn the person's 0-5 interest scores and artifact tags, and
+`simulate_review_session` + `count_interesting` replay a review session with an oracle
+(benchmarks/anomaly*.py reuse them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy.stats import rankdata
+
+from ml.search import IndexConfig, SearchIndex, faiss_threads, prepare_vectors
+
+Progress = Callable[[int, int, str], None] | None
+
+METHODS = ("iforest", "knn", "lof", "gmm")
+
+
+@dataclass
+class AnomalyConfig:
+    methods: tuple[str, ...] = METHODS  # which scores score_all computes
+    metric: str = "cosine"         # vectors are L2-normalised first, the geometry of search and UMAP
+    iforest_trees: int = 200       # more trees = steadier scores; 200 is past the knee
+    iforest_max_samples: int = 256  # Liu et al. 2008: small sub-samples isolate anomalies best
+    knn_k: int = 10                # neighbours averaged for the knn score
+    lof_k: int = 20                # sklearn's LocalOutlierFactor default n_neighbors
+    knn_exact_below: int = 50_000  # exact kNN graph below this N, IVF index (ml.search) above
+    gmm_components: int = 10       # mixture components (galaxy "types")
+    gmm_pca_dim: int = 16          # full covariances in 16-d stay well conditioned
+    gmm_fit_max: int = 100_000     # rows sampled to fit the mixture; all rows are scored
+    gmm_min_members: int = 20      # drop components owning fewer rows: a lone far outlier would
+                                   # otherwise get its own tight component and look *dense*
+    combine: str = "max"           # for callers: combine_scores(score_all(...), cfg.combine); "max" found
+                                   # ~20x more planted rarities than "mean" (LOF/kNN mask groups)
+    seed: int = 0
+
+
+def knn_graph(x: np.ndarray, k: int, metric: str, exact_below: int = 50_000
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest OTHER rows of every row. (N, D) -> distances (N, k) float32, ids (N, k).
+
+    Distances follow ml.search (cosine distance, or Euclidean for "l2"). Uses every core.
+    """
+    n = len(x)
+    k = min(k, n - 1)
+    cfg = IndexConfig(metric=metric, exact_below=exact_below, query_threads=0, tune_k=k + 1)
+    with faiss_threads(0):  # a batch job: all cores, then back to the caller's setting
+        dist, ids = SearchIndex.build(x, cfg).query(x, k + 1)  # (N, k+1), usually self first
+    is_self = ids == np.arange(n)[:, None]
+    is_self[~is_self.any(axis=1), -1] = True                # self missing: drop the farthest
+    keep = ~is_self
+    return dist[keep].reshape(n, k), ids[keep].reshape(n, k)
+
+
+def knn_score(dist: np.ndarray, k: int) -> np.ndarray:
+    """Mean distance to the k nearest neighbours. (N, >=k) -> (N,)."""
+    return dist[:, :k].mean(axis=1)
+
+
+def lof_score(dist: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    """Local outlier factor (Breunig et al. 2000) from a kNN graph; ~1 inliers, >1 outliers.
+
+    Same formula as sklearn: reach(a, b) = max(k-dist(b), d(a, b)),
+    lrd(a) = 1 / (mean reach(a, .) + 1e-10), lof(a) = mean lrd(neighbours) / lrd(a).
+    """
+    dist, ids = dist[:, :k], ids[:, :k]                    # (N, k)
+    k_distance = dist[:, -1]                                # (N,)
+    reach = np.maximum(dist, k_distance[ids])               # (N, k)
+    lrd = 1.0 / (reach.mean(axis=1) + 1e-10)                # (N,)
+    return lrd[ids].mean(axis=1) / lrd
+
+
+def iforest_score(x: np.ndarray, cfg: AnomalyConfig) -> np.ndarray:
+    from sklearn.ensemble import IsolationForest
+
+    forest = IsolationForest(n_estimators=cfg.iforest_trees, random_state=cfg.seed,
+                             max_samples=min(cfg.iforest_max_samples, len(x)))
+    return -forest.fit(x).score_samples(x)
+
+
+def gmm_score(x: np.ndarray, cfg: AnomalyConfig) -> np.ndarray:
+    """Negative log-likelihood (nats, in PCA space) under a pruned Gaussian mixture."""
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    rng = np.random.default_rng(cfg.seed)
+    fit_rows = rng.choice(len(x), min(cfg.gmm_fit_max, len(x)), replace=False)
+    pca = PCA(n_components=min(cfg.gmm_pca_dim, x.shape[1], len(fit_rows)), random_state=cfg.seed)
+    z_fit = pca.fit_transform(x[fit_rows])                  # (F, P)
+    gm = GaussianMixture(n_components=min(cfg.gmm_components, len(fit_rows)),
+                         covariance_type="full", reg_covar=1e-4, random_state=cfg.seed)
+    members = np.bincount(gm.fit(z_fit).predict(z_fit), minlength=gm.n_components)
+    keep = members >= min(cfg.gmm_min_members, members.max())
+    gm.weights_ = gm.weights_[keep] / gm.weights_[keep].sum()
+    gm.means_, gm.covariances_ = gm.means_[keep], gm.covariances_[keep]
+    gm.precisions_cholesky_ = gm.precisions_cholesky_[keep]
+    gm.n_components = int(keep.sum())
+    return -gm.score_samples(pca.transform(x))
+
+
+def score_all(vectors: np.ndarray, cfg: AnomalyConfig | None = None,
+              progress: Progress = None) -> dict[str, np.ndarray]:
+    """Every score in cfg.methods, each (N,) float32 with HIGHER = more anomalous."""
+    cfg = cfg or AnomalyConfig()
+    x = prepare_vectors(vectors, cfg.metric)               # (N, D) float32
+    unknown = set(cfg.methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown anomaly methods {sorted(unknown)}; choose from {METHODS}")
+    total, done, out = len(cfg.methods), 0, {}
+    graph = None
+    for name in cfg.methods:
+        if progress:
+            progress(done, total, f"anomaly score: {name}")
+        if name in ("knn", "lof") and graph is None:
+            graph = knn_graph(x, max(cfg.knn_k, cfg.lof_k), cfg.metric, cfg.knn_exact_below)
+        if name == "iforest":
+            out[name] = iforest_score(x, cfg)
+        elif name == "knn":
+            out[name] = knn_score(graph[0], cfg.knn_k)
+        elif name == "lof":
+            out[name] = lof_score(graph[0], graph[1], cfg.lof_k)
+        elif name == "gmm":
+            out[name] = gmm_score(x, cfg)
+        out[name] = np.asarray(out[name], dtype=np.float32)
+        done += 1
+    if progress:
+        progress(total, total, "anomaly scores done")
+    return out
+
+
+def rank_normalise(score: np.ndarray) -> np.ndarray:
+    """Percentile rank in [0, 1]: lowest 0, highest 1, ties share their average rank."""
+    score = np.asarray(score, dtype=np.float64)
+    if len(score) < 2:
+        return np.ones(len(score))
+    return (rankdata(score, method="average") - 1.0) / (len(score) - 1.0)
+
+
+def combine_scores(scores: dict[str, np.ndarray], how: str = "max") -> np.ndarray:
+    """One score from several: rank-normalise each to [0, 1], then combine per galaxy.
+
+    Ranks make scores on different scales (path lengths, distances, nats) comparable and
+    immune to one detector's extreme values. "max" (default) surfaces anything any one
+    detector puts at its top, so a detector blind to some kind of anomaly (kNN and LOF
+    miss tight groups) cannot bury it; "mean" rewards agreement between detectors, which
+    is what such blind spots destroy (benchmarks/anomaly_scores.py: 0.3 vs 22 planted
+    rarities in the first 100).
+    """
+    if not scores:
+        raise ValueError("no scores to combine")
+    ranks = np.stack([rank_normalise(s) for s in scores.values()])  # (S, N)
+    if how == "mean":
+        return ranks.mean(axis=0)
+    if how == "max":
+        return ranks.max(axis=0)
+    raise ValueError(f"unknown combine {how!r}; use 'mean' or 'max'")
+
+
+# ---------------------------------------------------------------- personalised ranking
+
+
+@dataclass
+class FeedbackConfig:
+    metric: str = "cosine"         # geometry for "nearest scored galaxy" (as search and UMAP)
+    regressor: str = "forest"      # predicts the person's score: "forest" (Astronomaly's random forest;
+                                   # best in benchmarks/anomaly_scores.py) or "knn" kernel regression
+                                   # (local; steadier with < ~10 scores, ~2x fewer finds at 200)
+    n_neighbours: int = 10         # nearest scored galaxies used by "knn" and shown as explanation
+    bandwidth: float = 2.0         # "knn" kernel width, in neighbourhood scales (2 beat 1 and 0.5)
+    prior_weight: float = 0.5      # "knn": pseudo-count of the neutral prior (one scored twin outweighs it)
+    prior_std: float = 1.5         # "knn": spread of interest where nothing is known (0-5 scale)
+    n_trees: int = 100             # "forest": trees (Astronomaly's default)
+    max_features: float = 1.0      # "forest": features per split (sklearn default; 0.3 found half as many on a toy)
+    alpha: float = 1.0             # "forest": trust fades as exp(-alpha d / neighbourhood); "astronomaly": its alpha
+    explore: float = 1.0           # UCB kappa: rank by predicted interest + explore * its uncertainty
+    formula: str = "boost"         # "boost" (can lift known-interesting regions) or "astronomaly" (only damps)
+    neutral_score: float = 3.0     # interest assumed where nothing is known: factor 1 (Astronomaly's "/3")
+    max_score: float = 5.0         # top of the person's interest scale
+    min_factor: float = 0.1        # keeps anomaly order among predicted-boring galaxies (Astronomaly min_score)
+    artifact_score: float = 0.0    # interest learnt for artifact-tagged galaxies, whatever they were scored
+    artifact_strength: float = 0.9  # ranking *= 1 - strength * artifact penalty (penalty in [0, 1])
+    trust_k: int = 10              # neighbourhood scale = median distance to the trust_k-th nearest neighbour
+    trust_sample: int = 500        # rows sampled to measure it (exact search: a few s at 1e6 x 128)
+    predict_batch: int = 50_000    # rows per forest prediction batch (bounds the (trees, rows) array)
+    seed: int = 0
+
+
+@dataclass
+class RankingExplanation:
+    """Why each galaxy ranks where it does; arrays are per galaxy row."""
+    neighbour_ids: np.ndarray        # (N, k) rows of the k nearest scored galaxies
+    neighbour_scores: np.ndarray     # (N, k) their interest scores, 0-5
+    neighbour_artifact: np.ndarray   # (N, k) bool, tagged artifact
+    neighbour_distances: np.ndarray  # (N, k) distance (cosine distance for metric "cosine")
+    predicted_score: np.ndarray      # (N,) predicted interest of the person, 0-5
+    uncertainty: np.ndarray          # (N,) its uncertainty (same units)
+    anomaly: np.ndarray              # (N,) rank-normalised unsupervised score, [0, 1]
+    artifact_penalty: np.ndarray     # (N,) [0, 1]
+
+    def for_galaxy(self, i: int, n_neighbours: int = 5) -> dict:
+        """JSON-able explanation of row i, for the UI's 'why this ranks high'."""
+        return {"anomaly": float(self.anomaly[i]),
+                "predicted_score": float(self.predicted_score[i]),
+                "uncertainty": float(self.uncertainty[i]),
+                "artifact_penalty": float(self.artifact_penalty[i]),
+                "neighbours": [{"id": int(j), "score": float(s), "artifact": bool(a),
+                                "distance": float(d)} for j, s, a, d in list(zip(
+                    self.neighbour_ids[i], self.neighbour_scores[i],
+                    self.neighbour_artifact[i], self.neighbour_distances[i]))[:n_neighbours]]}
+
+
+def _nearest(x: np.ndarray, rows: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Distances (N, k) and positions in `rows` (N, k) of each row's k nearest among x[rows]."""
+    cfg = IndexConfig(metric=metric, exact_below=len(rows) + 1, query_threads=0)
+    with faiss_threads(0):
+        return SearchIndex.build(x[rows], cfg).query(x, k)
+
+
+def neighbourhood_scale(x: np.ndarray, k: int, n_sample: int, metric: str, seed: int) -> float:
+    """Median distance from sampled rows to their k-th nearest other row: the size of a
+    typical neighbourhood, the distance over which a person's score says something."""
+    rows = np.random.default_rng(seed).choice(len(x), min(n_sample, len(x)), replace=False)
+    cfg = IndexConfig(metric=metric, exact_below=len(x) + 1, query_threads=0)
+    with faiss_threads(0):
+        dist, _ = SearchIndex.build(x, cfg).query(x[rows], min(k + 1, len(x)))  # (S, k+1), self first
+    return float(np.median(dist[:, -1]))
+
+
+def kernel_interest(near_d: np.ndarray, near_y: np.ndarray, h: float, cfg: FeedbackConfig
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian-kernel regression of interest over the nearest scored galaxies, shrunk to a
+    neutral prior: mean = (p m + sum w y) / (p + sum w), w = exp(-(d / h)^2); variance =
+    (p s0^2 + sum w (y - mean)^2) / (p + sum w): large far from scored galaxies (little
+    evidence) and where neighbours disagree. (N, k), (N, k) -> mean (N,), std (N,)."""
+    w = np.exp(-(near_d.astype(np.float64) / h) ** 2)                  # (N, k)
+    total = cfg.prior_weight + w.sum(axis=1)                             # (N,)
+    mean = (cfg.prior_weight * cfg.neutral_score + (w * near_y).sum(axis=1)) / total
+    var = (cfg.prior_weight * cfg.prior_std ** 2
+           + (w * (near_y - mean[:, None]) ** 2).sum(axis=1)) / total
+    return mean, np.sqrt(var)
+
+
+def forest_interest(x: np.ndarray, ids: np.ndarray, target: np.ndarray, cfg: FeedbackConfig
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Random-forest prediction of interest for every row: mean and spread across trees."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    forest = RandomForestRegressor(n_estimators=cfg.n_trees, max_features=cfg.max_features,
+                                   random_state=cfg.seed, n_jobs=1).fit(x[ids], target)
+    mean, std = np.empty(len(x)), np.empty(len(x))
+    for s in range(0, len(x), cfg.predict_batch):
+        per_tree = np.stack([t.predict(x[s:s + cfg.predict_batch]) for t in forest.estimators_])  # (T, B)
+        mean[s:s + cfg.predict_batch], std[s:s + cfg.predict_batch] = per_tree.mean(0), per_tree.std(0)
+    return mean, std
+
+
+def interest_factor(u: np.ndarray, trust: np.ndarray, d1: np.ndarray,
+                    cfg: FeedbackConfig) -> np.ndarray:
+    """Multiplier on the [0, 1] anomaly score from the (optimistic) predicted interest u (0-5).
+
+    "boost" (default): u_eff = trust u + (1 - trust) neutral, factor = (min_factor + u_eff) /
+      (min_factor + neutral): 1 where nothing is known (raw anomaly order: explore), up to
+      ~1.6 next to galaxies scored 5 (exploit), ~0.03 next to ones scored 0. The spirit of
+      Astronomaly's "anomaly x predicted score / 3". `trust` is 1 for "knn" (its prediction
+      already reverts to neutral far from scored galaxies) and decays with distance for "forest".
+    "astronomaly": NeighbourScore of Lochner & Bassett 2021 (d1 = distance to the nearest
+      scored galaxy): tanh(exp(alpha d1 / mean d1) - 1 + arctanh(min_factor + 0.85 u / max)),
+      in (0, 1). It only damps: a region known to be interesting never outranks unexplored
+      anomalies of equal score.
+    """
+    if cfg.formula == "astronomaly":
+        f = cfg.min_factor + 0.85 * u / cfg.max_score
+        return np.tanh(np.exp(cfg.alpha * d1 / max(d1.mean(), 1e-12)) - 1.0 + np.arctanh(f))
+    if cfg.formula == "boost":
+        u_eff = trust * u + (1.0 - trust) * cfg.neutral_score
+        return (cfg.min_factor + u_eff) / (cfg.min_factor + cfg.neutral_score)
+    raise ValueError(f"unknown formula {cfg.formula!r}; use 'boost' or 'astronomaly'")
+
+
+class PersonalRanker:
+    """Ranks unreviewed galaxies by anomaly score x what this person is predicted to find
+    interesting (Lochner & Bassett 2021, Astronomaly; see `interest_factor`).
+
+    The prediction u = mean + explore * uncertainty is optimistic (UCB), so regions the
+    person has not seen yet keep being explored. Artifact tags add a look-alike penalty.
+    Already-scored galaxies get -inf so they sort last. The embedding is normalised and the
+    neighbourhood scale measured once, so re-ranking after each batch of reviews is cheap.
+    """
+
+    def __init__(self, vectors: np.ndarray, anomaly_score: np.ndarray,
+                 cfg: FeedbackConfig | None = None):
+        self.cfg = cfg or FeedbackConfig()
+        self.x = prepare_vectors(vectors, self.cfg.metric)  # (N, D)
+        self.anomaly = rank_normalise(anomaly_score)         # (N,) in [0, 1]
+        self.neighbourhood = neighbourhood_scale(self.x, self.cfg.trust_k, self.cfg.trust_sample,
+                                                 self.cfg.metric, self.cfg.seed)
+
+    def rank(self, scored_ids, user_scores, artifact=None) -> tuple[np.ndarray, RankingExplanation]:
+        """scored_ids (M,) rows, user_scores (M,) 0-5, artifact (M,) bool -> ((N,), explanation).
+
+        A row scored twice keeps its last score (the person changed their mind)."""
+        cfg, n = self.cfg, len(self.x)
+        ids = np.asarray(scored_ids, dtype=np.int64).reshape(-1)
+        scores = np.asarray(user_scores, dtype=np.float64).reshape(-1)
+        art = np.zeros(len(ids), bool) if artifact is None else np.asarray(artifact, bool).reshape(-1)
+        last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]
+        ids, scores, art = ids[last], scores[last], art[last]
+        if len(ids) == 0:
+            empty = np.zeros((n, 0))
+            return self.anomaly.copy(), RankingExplanation(
+                empty.astype(np.int64), empty, empty.astype(bool), empty, np.full(n, cfg.neutral_score),
+                np.full(n, np.nan), self.anomaly, np.zeros(n))
+        target = np.where(art, np.minimum(scores, cfg.artifact_score), scores)
+        near_d, near_j = _nearest(self.x, ids, min(cfg.n_neighbours, len(ids)), cfg.metric)
+        d1 = near_d[:, 0].astype(np.float64)
+        if cfg.regressor == "knn":
+            mean, spread = kernel_interest(near_d, target[near_j], cfg.bandwidth * self.neighbourhood, cfg)
+            trust = np.ones(n)
+        elif cfg.regressor == "forest":
+            mean, spread = forest_interest(self.x, ids, target, cfg)
+            trust = np.exp(-cfg.alpha * d1 / max(self.neighbourhood, 1e-12))
+        else:
+            raise ValueError(f"unknown regressor {cfg.regressor!r}; use 'knn' or 'forest'")
+        u = np.clip(mean + cfg.explore * spread, 0.0, cfg.max_score)
+        ranking = self.anomaly * interest_factor(u, trust, d1, cfg)
+        penalty = self._artifact_penalty(ids, art, near_d, near_j, d1)
+        ranking = ranking * (1.0 - cfg.artifact_strength * penalty)
+        ranking[ids] = -np.inf
+        return ranking, RankingExplanation(ids[near_j], scores[near_j], art[near_j], near_d,
+                                           mean, spread, self.anomaly, penalty)
+
+    def _artifact_penalty(self, ids, art, near_d, near_j, d1) -> np.ndarray:
+        """Distance-weighted artifact vote among the nearest scored galaxies, gated by closeness
+        to a tagged artifact relative to the neighbourhood scale. (N,) in [0, 1]."""
+        if not art.any():
+            return np.zeros(len(self.x))
+        w = 1.0 / (near_d.astype(np.float64) + 1e-6)              # (N, k)
+        vote = (w * art[near_j]).sum(axis=1) / w.sum(axis=1)      # (N,)
+        d_art = _nearest(self.x, ids[art], 1, self.cfg.metric)[0][:, 0]
+        return vote * np.exp(-d_art / max(self.neighbourhood, 1e-12))
+
+
+def rank_with_feedback(vectors, anomaly_score, scored_ids, user_scores, artifact=None,
+                       cfg: FeedbackConfig | None = None) -> tuple[np.ndarray, RankingExplanation]:
+    """One-shot PersonalRanker(vectors, anomaly_score, cfg).rank(...); see PersonalRanker."""
+    return PersonalRanker(vectors, anomaly_score, cfg).rank(scored_ids, user_scores, artifact)
+
+
+def simulate_review_session(vectors, anomaly_score, oracle_fn: Callable, n_reviews: int = 200,
+                            retrain_every: int = 10, cfg: FeedbackConfig | None = None,
+                            progress: Progress = None) -> list[int]:
+    """Replay a person reviewing the ranked queue; re-rank after every `retrain_every` reviews.
+
+    oracle_fn(row) -> interest 0-5, or (interest, is_artifact). Returns rows in review order.
+    retrain_every >= n_reviews (or cfg-free ranking) reproduces ranking by the raw score.
+    """
+    ranker = PersonalRanker(vectors, anomaly_score, cfg)
+    n_reviews = min(n_reviews, len(ranker.x))
+    reviewed, scores, flags = [], [], []
+    while len(reviewed) < n_reviews:
+        ranking, _ = ranker.rank(reviewed, scores, flags)
+        for row in np.argsort(-ranking, kind="stable")[:min(retrain_every, n_reviews - len(reviewed))]:
+            answer = oracle_fn(int(row))
+            score, is_artifact = answer if isinstance(answer, tuple) else (answer, False)
+            reviewed.append(int(row))
+            scores.append(float(score))
+            flags.append(bool(is_artifact))
+        if progress:
+            progress(len(reviewed), n_reviews, "simulated reviews")
+    return reviewed
+
+
+def count_interesting(ordered_ids, is_interesting, cutoffs=(50, 100, 200)) -> dict[int, int]:
+    """How many interesting rows are among the first c of `ordered_ids`, for each cutoff c.
+
+    is_interesting: (N,) bool array indexed by row, or a callable row -> bool."""
+    ordered = np.asarray(ordered_ids, dtype=np.int64)
+    flags = (np.array([bool(is_interesting(int(i))) for i in ordered]) if callable(is_interesting)
+             else np.asarray(is_interesting, bool)[ordered])
+    return {int(c): int(flags[:c].sum()) for c in cutoffs}

@@ -1,0 +1,185 @@
+"""Catalogue browsing: filter and sort galaxies by columns and metadata keys.
+
+Filters are strings ``key<op>value`` with op one of ``:`` or ``=`` (equal),
+``<`` and ``>`` (numeric keys only), e.g. ``gz1_label:elliptical`` or
+``mag_r<17.5``.  Sorts are a key with an optional leading ``-``.  Keys are the
+columns ``source_id``, ``ra``, ``dec``, ``image_index`` or any metadata key.
+Everything goes through Django's JSONField key transforms, which compile to
+JSON_EXTRACT on SQLite and ``->`` on PostgreSQL.  Galaxy.truth never leaves
+this module: querysets defer it and the dicts below do not contain it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.db.models import F, Q
+from django.db.models.expressions import OrderBy
+from django.db.models.fields.json import KeyTransform
+
+from webapp.catalog.models import Galaxy
+
+COLUMNS = {"source_id": "text", "ra": "number", "dec": "number", "image_index": "number"}
+KEY_SAMPLE = 200  # galaxies whose metadata keys populate the filter/sort dropdowns
+OPS = {":": "=", "=": "=", "<": "<", ">": ">"}
+_FILTER_RE = re.compile(r"^\s*([A-Za-z0-9_][A-Za-z0-9_.\-]{0,63})\s*([:=<>])\s*(.+?)\s*$")
+_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
+GALAXY_FIELDS = ("id", "survey_id", "source_id", "ra", "dec", "image_index", "metadata")
+
+
+class BrowseError(ValueError):
+    """A filter or sort the user typed cannot be applied; the message says why."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    key: str
+    op: str      # "=", "<" or ">"
+    value: str   # as typed; converted per key type when applied
+
+    def __str__(self):
+        return f"{self.key}{':' if self.op == '=' else self.op}{self.value}"
+
+
+def valid_key(key: str) -> bool:
+    # "__" would let a user reach Django lookups (metadata__x__contains, ...).
+    return bool(_KEY_RE.match(key)) and "__" not in key
+
+
+def metadata_keys(survey) -> dict[str, str]:
+    """{key: "number" | "text"} of metadata keys seen in a sample of the survey (one query)."""
+    kinds: dict[str, str] = {}
+    rows = (Galaxy.objects.filter(survey=survey).order_by("image_index")
+            .values_list("metadata", flat=True)[:KEY_SAMPLE])
+    for metadata in rows:
+        for key, value in (metadata or {}).items():
+            if not valid_key(key) or value is None:
+                continue
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            previous = kinds.get(key)
+            kinds[key] = "number" if is_number and previous in (None, "number") else "text"
+    return dict(sorted(kinds.items()))
+
+
+def parse_filter(text: str) -> Filter:
+    match = _FILTER_RE.match(text or "")
+    if not match or not valid_key(match.group(1)):
+        raise BrowseError(f"cannot read filter {text!r}; write key:value, key<number or key>number")
+    return Filter(match.group(1), OPS[match.group(2)], match.group(3))
+
+
+def parse_filter_safe(text: str) -> str:
+    """The canonical text of a filter, or the text itself when it does not parse."""
+    try:
+        return str(parse_filter(text))
+    except BrowseError:
+        return text
+
+
+def _number(text: str) -> float | int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise BrowseError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise BrowseError(f"{text!r} is not a finite number")
+    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+
+
+def filter_q(flt: Filter, key_kinds: dict[str, str]) -> Q:
+    """A Q object for one filter; ``key_kinds`` comes from metadata_keys()."""
+    if flt.key in COLUMNS:
+        kind, lookup = COLUMNS[flt.key], flt.key
+    else:
+        kind, lookup = key_kinds.get(flt.key), f"metadata__{flt.key}"
+    if flt.op in "<>":
+        if kind == "text":
+            raise BrowseError(f"{flt.key} is not numeric; use {flt.key}:value")
+        suffix = "lt" if flt.op == "<" else "gt"
+        return Q(**{f"{lookup}__{suffix}": _number(flt.value)})
+    if kind == "number":
+        return Q(**{lookup: _number(flt.value)})
+    if kind == "text" or flt.key in COLUMNS:
+        return Q(**{lookup: flt.value})
+    # Key not in the sample: match the value as text, or as a number/boolean when it reads as one.
+    q = Q(**{lookup: flt.value})
+    if flt.value.lower() in ("true", "false"):
+        q |= Q(**{lookup: flt.value.lower() == "true"})
+    else:
+        try:
+            q |= Q(**{lookup: _number(flt.value)})
+        except BrowseError:
+            pass
+    return q
+
+
+def parse_sort(sort: str | None) -> tuple[str, bool]:
+    """("key", descending) from "key" / "-key"; "" means catalogue order."""
+    sort = (sort or "").strip()
+    descending = sort.startswith("-")
+    key = sort.lstrip("-")
+    if key and not valid_key(key):
+        raise BrowseError(f"cannot sort by {sort!r}")
+    return key, descending
+
+
+def order_by(key: str, descending: bool) -> list:
+    if not key or key == "image_index":
+        return ["-image_index" if descending else "image_index"]
+    expr = F(key) if key in COLUMNS else KeyTransform(key, "metadata")
+    # Galaxies without the key go last either way; catalogue order breaks ties (stable pages).
+    return [OrderBy(expr, descending=descending, nulls_last=True), "image_index"]
+
+
+def galaxies(survey, filters: list[Filter], sort_key: str = "", descending: bool = False,
+             key_kinds: dict[str, str] | None = None):
+    """The filtered, sorted queryset of a survey's galaxies (truth deferred)."""
+    kinds = key_kinds if key_kinds is not None else metadata_keys(survey)
+    qs = Galaxy.objects.filter(survey=survey).only(*GALAXY_FIELDS)
+    for flt in filters:
+        qs = qs.filter(filter_q(flt, kinds))
+    if sort_key and sort_key not in COLUMNS and sort_key not in kinds:
+        raise BrowseError(f"no column or metadata key {sort_key!r} in {survey.slug}")
+    return qs.order_by(*order_by(sort_key, descending))
+
+
+# ----------------------------------------------------------------- public dicts (no truth)
+
+def thumb_url(galaxy, survey, size: int = 96, band: str | None = None) -> str:
+    url = f"/thumbs/{galaxy.pk}.png?size={size}"
+    if band is not None:
+        url += f"&band={band}"
+    # The checksum makes the URL change on re-ingest, so a day of browser caching is safe.
+    return url + f"&v={(survey.image_checksum or 'x')[:8]}"
+
+
+def galaxy_dict(galaxy, survey) -> dict:
+    return {
+        "id": galaxy.pk, "survey": survey.slug, "source_id": galaxy.source_id,
+        "ra": galaxy.ra, "dec": galaxy.dec, "image_index": galaxy.image_index,
+        "metadata": galaxy.metadata or {}, "url": f"/galaxies/{galaxy.pk}/",
+        "thumb_url": thumb_url(galaxy, survey),
+    }
+
+
+def survey_dict(survey) -> dict:
+    return {
+        "id": survey.pk, "name": survey.name, "slug": survey.slug, "description": survey.description,
+        "bands": survey.bands, "image_kind": survey.image_kind,
+        "pixel_scale_arcsec": survey.pixel_scale_arcsec, "psf_fwhm_arcsec": survey.psf_fwhm_arcsec,
+        "zero_points": survey.zero_points, "depth": survey.depth, "provenance": survey.provenance,
+        "is_simulated": survey.is_simulated, "status": survey.status, "n_galaxies": survey.n_galaxies,
+        "image_shape": survey.image_shape, "image_checksum": survey.image_checksum,
+        "url": f"/surveys/{survey.slug}/", "api_galaxies_url": f"/api/surveys/{survey.slug}/galaxies/",
+    }
+
+
+def sexagesimal(ra: float | None, dec: float | None) -> tuple[str, str]:
+    """("hh:mm:ss.ss", "±dd:mm:ss.s") of ICRS degrees, via astropy.coordinates."""
+    if ra is None or dec is None:
+        return "", ""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+    coord = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs")
+    return (coord.ra.to_string(unit=u.hourangle, sep=":", precision=2, pad=True),
+            coord.dec.to_string(unit=u.deg, sep=":", precision=1, alwayssign=True, pad=True))
