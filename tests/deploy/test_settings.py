@@ -47,7 +47,7 @@ def test_database_url_sqlite_absolute_and_bad_scheme():
 
 
 def run_manage(args, extra_env):
-    environ = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "LATENTSKY_ENV"}}
+    environ = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "LATENTSKY_ENV", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
     environ.update(extra_env)
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=environ,
                           capture_output=True, text=True, timeout=120)

@@ -23,10 +23,13 @@ def browser():
     # Playwright's sync API keeps an event loop in this thread; Django's ORM calls made by
     # fixtures meanwhile are still plain synchronous code, so the async guard must be off.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    try:
+        with sync_api.sync_playwright() as p:
+            b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            yield b
+            b.close()
+    finally:  # never leak the flag into subprocesses of later tests (check --deploy refuses it)
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture
