@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the JSON API, served at /api/openapi.json.
 
-Each app describes its own endpoints in ``webapp/<app>/openapi.py`` as two dicts,
+Each app describes its own endpoints in ``webapp/<app>/openapi*.py`` (see MODULES) as two dicts,
 ``PATHS`` (OpenAPI path items) and optionally ``SCHEMAS`` (components); this module
 merges them.  Written by hand rather than generated (drf-spectacular) because the
 views are plain Django function views, not DRF; tests/deploy/test_openapi.py checks
@@ -12,7 +12,8 @@ from importlib import import_module
 
 from django.http import JsonResponse
 
-APPS = ("catalog", "jobs", "embeddings", "anomalies", "labeling")
+MODULES = ("catalog.openapi", "jobs.openapi", "embeddings.openapi_encoders", "embeddings.openapi_map",
+           "anomalies.openapi", "labeling.openapi")
 
 ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 
@@ -34,11 +35,11 @@ def json_ok(schema: dict, description: str = "OK") -> dict:
 def build_schema() -> dict:
     paths: dict = {}
     schemas: dict = {"Error": ERROR_SCHEMA}
-    for app in APPS:
+    for name in MODULES:
         try:
-            module = import_module(f"webapp.{app}.openapi")
+            module = import_module(f"webapp.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"webapp.{app}.openapi":
+            if exc.name != f"webapp.{name}":
                 raise
             continue
         paths.update(getattr(module, "PATHS", {}))

@@ -1,4 +1,6 @@
-from django.urls import path
+"""Embeddings URLs, split by area so encoders and maps can evolve separately."""
+from webapp.embeddings.urls_encoders import urlpatterns as encoder_urls
+from webapp.embeddings.urls_map import urlpatterns as map_urls
 
 app_name = "embeddings"
-urlpatterns: list = []
+urlpatterns = [*encoder_urls, *map_urls]
