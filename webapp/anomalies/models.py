@@ -6,16 +6,34 @@ from webapp.embeddings.models import ArtifactStatus
 
 
 class ScoreSet(models.Model):
-    """One run of the unsupervised scorers over an EmbeddingSet."""
+    """One run of the unsupervised scorers over an EmbeddingSet.
+
+    Per-galaxy values live twice: as AnomalyScore rows (queries, filters, detail pages) and
+    as one .npz file in the EmbeddingSet's row order (queue ordering and map colours
+    without reading N rows); the row becomes ``ready`` only after both are complete.
+    """
 
     embedding_set = models.ForeignKey("embeddings.EmbeddingSet", on_delete=models.CASCADE, related_name="score_sets")
+    name = models.CharField(max_length=200, blank=True)
     config = models.JSONField(default=dict, help_text="AnomalyConfig: methods and their parameters")
     status = models.CharField(max_length=16, choices=ArtifactStatus.choices, default=ArtifactStatus.BUILDING)
+    scores_path = models.CharField(max_length=500, blank=True, help_text=".npz of ids, per-method scores and "
+                                   "ranks, combined; relative to DATA_DIR")
+    checksum = models.CharField(max_length=64, blank=True)
+    n = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(null=True, blank=True, help_text="wall time of the scorers")
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return self.name or f"Score set {self.pk}"
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.config.get("methods", []))
 
 
 class AnomalyScore(models.Model):
@@ -24,7 +42,8 @@ class AnomalyScore(models.Model):
     score_set = models.ForeignKey(ScoreSet, on_delete=models.CASCADE, related_name="scores")
     galaxy = models.ForeignKey("catalog.Galaxy", on_delete=models.CASCADE, related_name="anomaly_scores")
     combined = models.FloatField(db_index=True)
-    per_method = models.JSONField(default=dict)
+    per_method = models.JSONField(default=dict, help_text="raw score per method (higher = more anomalous)")
+    ranks = models.JSONField(default=dict, help_text="percentile rank per method in [0, 1] (1 = most anomalous)")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["score_set", "galaxy"], name="one_score_per_galaxy_per_set")]
@@ -52,7 +71,8 @@ class Review(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["user", "galaxy", "-created_at"])]
+        indexes = [models.Index(fields=["user", "galaxy", "-created_at"]),
+                   models.Index(fields=["score_set", "user", "created_at"], name="review_set_user_time")]
 
 
 class PersonalRanking(models.Model):
@@ -60,12 +80,14 @@ class PersonalRanking(models.Model):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rankings")
     score_set = models.ForeignKey(ScoreSet, on_delete=models.CASCADE, related_name="rankings")
-    ranking_path = models.CharField(max_length=500, blank=True)
-    n_reviews = models.PositiveIntegerField(default=0)
-    config = models.JSONField(default=dict)
+    ranking_path = models.CharField(max_length=500, blank=True, help_text=".npz, relative to DATA_DIR")
+    n_reviews = models.PositiveIntegerField(default=0, help_text="verdicts (scores and artifact tags) it was fitted on")
+    config = models.JSONField(default=dict, help_text="FeedbackConfig")
+    seconds = models.FloatField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=ArtifactStatus.choices, default=ArtifactStatus.BUILDING)
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "score_set", "-created_at"], name="ranking_user_set_time")]
