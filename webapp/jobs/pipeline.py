@@ -34,7 +34,7 @@ def demo_steps(n: int = 5000, seed: int = 0, epochs: int = 12, include_real: boo
               "params": {"n": n, "seed": seed}, "then": [train]}]
     if include_real and (GZ1_DIR / "smallCSV_class.csv").exists():
         steps.append({"kind": "ingest", "title": "Ingest real SDSS cutouts (Galaxy Zoo 1)",
-                      "params": {"format": "images", "path": str(GZ1_DIR), "preset": "gz1_sdss",
+                      "params": {"format": "folder", "path": str(GZ1_DIR), "preset": "gz1_sdss",
                                  "survey": "SDSS GZ1 (real)"}})
     return steps
 
@@ -62,14 +62,22 @@ def follow(root_ids: list[int], out=sys.stdout, poll: float = 1.0, timeout: floa
     """Print a progress bar per job until the whole tree has finished. True if all succeeded."""
     start, last_lines = time.monotonic(), 0
     interactive = out.isatty()
+    printed: dict[int, tuple] = {}
     while True:
         jobs = descendants(root_ids)
         lines = [f"  #{j.pk:<4} {render_bar(j.progress)} {j.progress * 100:5.1f}%  {j.status:<9} "
                  f"{(j.title or j.kind)[:38]:<38} {j.message[:50]}" for j in jobs]
-        if interactive and last_lines:
-            out.write(f"\x1b[{last_lines}F\x1b[J")
-        if interactive or all(j.is_finished for j in jobs):
+        if interactive:
+            if last_lines:
+                out.write(f"\x1b[{last_lines}F\x1b[J")
             out.write("\n".join(lines) + "\n")
+            out.flush()
+        else:  # a log file: one line per job whenever its status or progress decile changes
+            for j, line in zip(jobs, lines):
+                state = (j.status, int(j.progress * 10))
+                if printed.get(j.pk) != state:
+                    printed[j.pk] = state
+                    out.write(line.rstrip() + "\n")
             out.flush()
         last_lines = len(lines)
         pending_followups = any(j.status == "succeeded" and j.params.get("_then") and not j.children.exists()
