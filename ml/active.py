@@ -48,8 +48,14 @@ def entropy(probs: np.ndarray) -> np.ndarray:
 
 def uncertainty(name: str, probs: np.ndarray) -> np.ndarray:
     """(N,) score, HIGHER = more informative. probs (N, K), or members (M, N, K) which are
-    averaged for every score except bald (which needs them)."""
+    averaged for every score except bald (which needs them). A 1-D probs (N,) is already a
+    per-row uncertainty (a regression head's predictive sigma) and is used as it is by
+    every uncertainty strategy."""
     probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim == 1:
+        if name not in ("least_confidence", "margin", "entropy", "bald", "sigma"):
+            raise ValueError(f"unknown uncertainty {name!r}")
+        return probs
     if name == "bald":
         if probs.ndim != 3:
             raise ValueError("bald needs member probabilities (M, N, K) from Head.member_probs")
@@ -68,11 +74,14 @@ def uncertainty(name: str, probs: np.ndarray) -> np.ndarray:
 def _describe(name: str, score: float, rank: int, n_candidates: int) -> str:
     """'entropy 1.02 (top 0.5%)'; margin is shown as the gap itself (small = uncertain)."""
     value = 1.0 - score if name == "margin" else score
-    label = {"least_confidence": "least confidence", "bald": "BALD"}.get(name, name)
+    label = {"least_confidence": "least confidence", "bald": "BALD",
+             "sigma": "predictive sigma"}.get(name, name)
     return f"{label} {value:.3g} (top {100.0 * (rank + 1) / n_candidates:.2g}%)"
 
 
 def _top_uncertain(name: str, probs, candidates, batch_size) -> Picks:
+    if np.ndim(probs) == 1:
+        name = "sigma"            # regression: the predictive sigma itself
     scores = uncertainty(name, probs)[candidates]
     order = np.argsort(-scores, kind="stable")[:batch_size]
     reasons = [_describe(name, scores[i], r, len(candidates)) for r, i in enumerate(order)]
@@ -95,7 +104,7 @@ def select_random(x, probs, candidates, batch_size, rng) -> Picks:
 def select_diverse(x, probs, candidates, batch_size, rng, pool_factor: int = 10,
                    score: str | None = None) -> Picks:
     """Most uncertain galaxy of each k-means cluster of the top-uncertain pool."""
-    score = score or ("bald" if np.ndim(probs) == 3 else "entropy")
+    score = score or {3: "bald", 1: "sigma"}.get(np.ndim(probs), "entropy")
     scores = uncertainty(score, probs)[candidates]
     order = np.argsort(-scores, kind="stable")
     pool = order[:pool_factor * batch_size]                      # positions in candidates

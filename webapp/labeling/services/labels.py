@@ -1,0 +1,141 @@
+"""Recording labels (append-only, with undo) and reading back what counts.
+
+Semantics: every action is a new Label row.  An UNDO row names the row it retracts
+(``undoes``).  For each (galaxy, user) the newest row that is neither an UNDO nor
+undone is that person's current answer: VALUE (a class or a number), UNSURE or SKIP.
+Only VALUE answers train models and make vote fractions; UNSURE and SKIP keep the
+galaxy out of that person's queue.  Concurrent labellers only ever INSERT, so no
+label can be lost to a read-modify-write race.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from webapp.catalog.models import Galaxy
+from webapp.labeling.models import Label, QueueItem, Task
+
+ANSWER_KINDS = (Label.Kind.VALUE, Label.Kind.UNSURE)   # a person has answered the question
+
+
+class LabelError(ValueError):
+    """Bad label input; the message is shown to the person."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One person's current answer for one galaxy."""
+    label_id: int
+    galaxy_id: int
+    user_id: int
+    kind: str
+    class_index: int | None
+    value: float | None
+
+
+def current_answers(rows) -> dict[tuple[int, int], Answer]:
+    """{(galaxy_id, user_id): Answer} from label rows
+    (id, galaxy_id, user_id, kind, class_index, value, undoes_id) in ANY order."""
+    rows = sorted(rows, key=lambda r: r[0])
+    undone = {r[6] for r in rows if r[3] == Label.Kind.UNDO and r[6] is not None}
+    latest: dict[tuple[int, int], Answer] = {}
+    for label_id, galaxy_id, user_id, kind, class_index, value, _ in rows:
+        if kind == Label.Kind.UNDO or label_id in undone:
+            continue
+        latest[(galaxy_id, user_id)] = Answer(label_id, galaxy_id, user_id, kind, class_index, value)
+    return latest
+
+
+LABEL_FIELDS = ("id", "galaxy_id", "user_id", "kind", "class_index", "value", "undoes_id")
+
+
+def task_answers(task: Task, galaxy_ids=None, user=None) -> dict[tuple[int, int], Answer]:
+    """Current answers in a task, optionally only for some galaxies or one user."""
+    qs = Label.objects.filter(task=task)
+    if galaxy_ids is not None:
+        qs = qs.filter(galaxy_id__in=list(galaxy_ids))
+    if user is not None:
+        qs = qs.filter(user=user)
+    return current_answers(qs.values_list(*LABEL_FIELDS))
+
+
+def validate_answer(task: Task, kind: str, class_index, value) -> tuple[int | None, float | None]:
+    """Check a label against the task; returns the (class_index, value) to store."""
+    if kind not in (Label.Kind.VALUE, Label.Kind.UNSURE, Label.Kind.SKIP):
+        raise LabelError(f"kind must be value, unsure or skip, not {kind!r}")
+    if kind == Label.Kind.UNSURE and not task.allow_unsure:
+        raise LabelError("this task has no 'unsure' answer")
+    if kind != Label.Kind.VALUE:
+        return None, None
+    if task.is_classification:
+        try:
+            index = int(class_index)
+        except (TypeError, ValueError):
+            raise LabelError("class_index must be an integer") from None
+        if not 0 <= index < len(task.classes):
+            raise LabelError(f"class_index {index} is out of range: this task has {len(task.classes)} classes")
+        return index, None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise LabelError(f"value must be a number ({task.target_name or 'target'})") from None
+    if not math.isfinite(number):
+        raise LabelError("value must be a finite number")
+    if task.value_min is not None and number < task.value_min:
+        raise LabelError(f"value {number:g} is below the task's minimum {task.value_min:g} {task.unit}".strip())
+    if task.value_max is not None and number > task.value_max:
+        raise LabelError(f"value {number:g} is above the task's maximum {task.value_max:g} {task.unit}".strip())
+    return None, number
+
+
+def task_galaxy(task: Task, galaxy_id) -> Galaxy:
+    """The galaxy, which must belong to one of the task's surveys."""
+    try:
+        galaxy = Galaxy.objects.only("id", "survey_id").get(pk=int(galaxy_id))
+    except (TypeError, ValueError, Galaxy.DoesNotExist):
+        raise LabelError(f"no galaxy {galaxy_id!r}") from None
+    if not task.surveys.filter(pk=galaxy.survey_id).exists():
+        raise LabelError(f"galaxy {galaxy.pk} is not in a survey of task {task.name!r}")
+    return galaxy
+
+
+def record_label(task: Task, galaxy_id, user, kind: str = Label.Kind.VALUE, class_index=None,
+                 value=None) -> Label:
+    """Append a person's answer; updates the queue item and may start an automatic round."""
+    class_index, value = validate_answer(task, kind, class_index, value)
+    galaxy = task_galaxy(task, galaxy_id)
+    with transaction.atomic():
+        label = Label.objects.create(task=task, galaxy=galaxy, user=user, kind=kind,
+                                     class_index=class_index, value=value)
+    refresh_queue_item(task, galaxy.pk)
+    if kind == Label.Kind.VALUE:
+        from webapp.labeling.services.rounds import maybe_start_auto_round
+        maybe_start_auto_round(task)
+    return label
+
+
+def undo_last(task: Task, user, galaxy_id=None) -> Label | None:
+    """Retract the person's most recent answer in the task (or on one galaxy); None if
+    there is nothing left to undo."""
+    rows = Label.objects.filter(task=task, user=user)
+    if galaxy_id is not None:
+        rows = rows.filter(galaxy_id=galaxy_id)
+    values = list(rows.values_list(*LABEL_FIELDS))
+    live = current_answers(values)
+    if not live:
+        return None
+    target = max(live.values(), key=lambda a: a.label_id)
+    undo = Label.objects.create(task=task, galaxy_id=target.galaxy_id, user=user, kind=Label.Kind.UNDO,
+                                undoes_id=target.label_id)
+    refresh_queue_item(task, target.galaxy_id)
+    return undo
+
+
+def refresh_queue_item(task: Task, galaxy_id: int) -> None:
+    """Mark the galaxy's queue item done once enough people answered (or not done after an undo)."""
+    answers = task_answers(task, [galaxy_id])
+    voters = sum(1 for a in answers.values() if a.kind in ANSWER_KINDS)
+    QueueItem.objects.filter(task=task, galaxy_id=galaxy_id).update(
+        done=voters >= task.votes_per_galaxy, leased_by=None, leased_until=None)

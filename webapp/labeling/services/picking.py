@@ -1,0 +1,102 @@
+"""Ask the task's query strategy (ml.active) which galaxies to label next, and why.
+
+Inputs: the task's galaxies in its EmbeddingSet (store.task_rows), the serving round's
+stored predictions (probabilities, ensemble members for BALD, or a regression sigma),
+and the galaxies already queued or labelled (never picked twice).
+
+Before a model is worth trusting (fewer than ``task.cold_start_labels`` labelled
+galaxies, or no ready round yet) the picks are diverse seeds: k-means centroids for
+the very first batch, then core-set (farthest from everything picked so far), because
+k-means with the same k would point at the same centroids again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ml.active import MODEL_FREE, query
+from webapp.labeling.models import Label, QueueItem, Task
+from webapp.labeling.services.store import predictions_for, serving_round, task_rows
+
+STRATEGY_LABELS = {
+    "random": "Random (baseline)",
+    "least_confidence": "Least confidence",
+    "margin": "Margin (smallest gap between the top two classes)",
+    "entropy": "Entropy",
+    "bald": "BALD (ensemble disagreement)",
+    "diverse": "Diverse batch (cluster-margin: most uncertain of each k-means cluster)",
+    "coreset": "Core-set (greedy k-center, no model)",
+    "cold_start": "Cold start (k-means centroids, no model)",
+}
+STRATEGY_CHOICES = [(k, v) for k, v in STRATEGY_LABELS.items()]
+
+
+@dataclass(frozen=True)
+class Pick:
+    galaxy_id: int
+    source: str
+    strategy: str
+    reason: str
+    round_number: int | None
+
+
+def labelled_count(task: Task) -> int:
+    """Galaxies with at least one value label (ignoring undo subtleties: a count for gating)."""
+    return Label.objects.filter(task=task, kind=Label.Kind.VALUE).values("galaxy_id").distinct().count()
+
+
+def pick_next(task: Task, batch: int) -> list[Pick]:
+    """Up to ``batch`` new galaxies for the queue, most informative first."""
+    from webapp.labeling.services.queue import excluded_galaxies
+
+    rows = task_rows(task)
+    pool = np.arange(len(rows))
+    if task.queue_survey_id:
+        pool = pool[rows.survey_ids == task.queue_survey_id]
+    if len(pool) == 0:
+        return []
+    excluded = rows.positions(excluded_galaxies(task))
+    taken = np.flatnonzero(np.isin(pool, excluded))              # positions inside pool
+    if len(taken) >= len(pool):
+        return []
+    x = rows.vectors()[pool]                                     # (P, D)
+    strategy, probs, rnd, note = _strategy_inputs(task, rows.galaxy_ids[pool], len(taken))
+    seed = int(task.pk * 7919 + QueueItem.objects.filter(task=task).count())
+    idx, reasons = query(strategy, x, probs, taken, batch, seed=seed)
+    source = QueueItem.Source.COLD_START if strategy in ("cold_start", "coreset") and note else QueueItem.Source.STRATEGY
+    round_number = rnd.number if rnd is not None else None
+    return [Pick(int(rows.galaxy_ids[pool[i]]), source, strategy, f"{why}{note}", round_number)
+            for i, why in zip(idx, reasons)]
+
+
+def _strategy_inputs(task: Task, pool_ids: np.ndarray, n_taken: int):
+    """(strategy, probs or None, serving round or None, note appended to reasons)."""
+    rnd = serving_round(task)
+    if task.strategy in MODEL_FREE and task.strategy != "cold_start":
+        return task.strategy, None, rnd, ""
+    if rnd is None or labelled_count(task) < task.cold_start_labels or task.strategy == "cold_start":
+        strategy = "cold_start" if n_taken == 0 else "coreset"
+        why = "no model yet" if rnd is None else f"fewer than {task.cold_start_labels} labelled galaxies"
+        return strategy, None, rnd, f" · cold start ({why})"
+    preds = predictions_for(rnd, pool_ids)
+    note = f" · round {rnd.number} model"
+    if not task.is_classification:
+        sigma = np.nan_to_num(preds["sigma"], nan=0.0)
+        return task.strategy, sigma, rnd, note
+    strategy = task.strategy
+    if strategy == "bald":
+        members = preds.get("members")
+        if members is None or members.shape[0] < 2:
+            return "entropy", _clean(preds["probs"]), rnd, note + " (BALD needs an ensemble head; used entropy)"
+        return strategy, _clean(members), rnd, note
+    return strategy, _clean(preds["probs"]), rnd, note
+
+
+def _clean(probs: np.ndarray) -> np.ndarray:
+    """Rows without a prediction (NaN) become confident one-hot rows: never picked first."""
+    probs = np.array(probs, dtype=np.float32)
+    missing = ~np.isfinite(probs).all(axis=-1)
+    probs[missing] = 0.0
+    probs[..., 0][missing] = 1.0
+    return probs

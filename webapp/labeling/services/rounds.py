@@ -1,0 +1,239 @@
+"""Labeling rounds: start them (on demand or every N labels), run them on a cpu worker.
+
+A round gathers the consensus labels, fits the task's head on the frozen embeddings
+(services.training), adapts it to other surveys, predicts every task galaxy with its
+uncertainty, writes the files, then -- in ONE transaction -- replaces the task's
+Prediction rows and marks the round ready.  Any failure marks the round failed with
+the error and leaves the previous round's model and predictions serving.
+Afterwards the queue gets fresh picks from the new model.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+
+import numpy as np
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from ml.heads import AdaptConfig
+from webapp.embeddings.models import ArtifactStatus
+from webapp.jobs.models import Job
+from webapp.labeling.models import Label, Prediction, Round, Task
+from webapp.labeling.services import store, training
+from webapp.labeling.services.consensus import build_consensus
+
+log = logging.getLogger(__name__)
+PREDICTION_BATCH = 2000       # Prediction rows per INSERT
+
+
+class RoundError(ValueError):
+    """A round cannot start (no labels, one already running); the message says why."""
+
+
+# ------------------------------------------------------------------ starting
+def active_round(task: Task) -> Round | None:
+    """A round still building whose job has not finished (queued or running)."""
+    for rnd in task.rounds.filter(status=ArtifactStatus.BUILDING).select_related("job"):
+        if rnd.job is None or not rnd.job.is_finished:
+            return rnd
+    return None
+
+
+def start_round(task: Task, user=None, trigger: str = Round.Trigger.MANUAL) -> Round:
+    """Create the next Round and queue its job (sent when the transaction commits)."""
+    from webapp.jobs.services import create_job
+
+    if not Label.objects.filter(task=task, kind=Label.Kind.VALUE).exists():
+        raise RoundError("no labels yet: label a few galaxies before training a model")
+    busy = active_round(task)
+    if busy is not None:
+        raise RoundError(f"round {busy.number} is still training (job {busy.job_id}); wait for it to finish")
+    for _ in range(3):   # two clicks at once: the unique (task, number) lets one win, retry the other
+        try:
+            with transaction.atomic():
+                number = (task.rounds.aggregate(m=Max("number"))["m"] or 0) + 1
+                rnd = Round.objects.create(task=task, number=number, trigger=trigger, strategy=task.strategy,
+                                           head_config=asdict(training.head_config(task.head_config)))
+                job = create_job("label_round", {"task_id": task.pk, "round_id": rnd.pk}, user=user,
+                                 title=f"Labeling round {number}: {task.name}")
+                Round.objects.filter(pk=rnd.pk).update(job=job)
+                rnd.job = job
+                if trigger == Round.Trigger.MANUAL:
+                    record_trigger(task)
+                return rnd
+        except IntegrityError:
+            continue
+    raise RoundError("another round was started at the same moment; try again")
+
+
+def labels_since_last_round(task: Task) -> tuple[int, int]:
+    """(value labels now, value labels when the last automatic/manual round was triggered)."""
+    total = Label.objects.filter(task=task, kind=Label.Kind.VALUE).count()
+    return total, task.labels_at_last_trigger
+
+
+def maybe_start_auto_round(task: Task) -> Round | None:
+    """Start a round once round_every new labels arrived (compare-and-swap: one trigger wins)."""
+    if not task.round_every:
+        return None
+    total, last = labels_since_last_round(Task.objects.get(pk=task.pk))
+    if total - last < task.round_every or active_round(task) is not None:
+        return None
+    if not Task.objects.filter(pk=task.pk, labels_at_last_trigger=last).update(labels_at_last_trigger=total):
+        return None   # another labeller's request triggered it
+    try:
+        return start_round(task, trigger=Round.Trigger.AUTO)
+    except RoundError as exc:
+        log.info("task %s: automatic round not started: %s", task.pk, exc)
+        return None
+
+
+def record_trigger(task: Task) -> None:
+    """A manual round also resets the 'labels until the next round' counter."""
+    total, _ = labels_since_last_round(task)
+    Task.objects.filter(pk=task.pk).update(labels_at_last_trigger=total)
+
+
+# ------------------------------------------------------------------ the job
+def run_round_job(job: Job, progress) -> dict:
+    """Job handler (cpu queue): params {"task_id", "round_id"}."""
+    rnd = Round.objects.select_related("task", "task__embedding_set").filter(pk=job.params.get("round_id")).first()
+    if rnd is None:
+        log.warning("round %s is gone; nothing to do", job.params.get("round_id"))
+        return {"skipped": "round deleted"}
+    if rnd.status == ArtifactStatus.READY:
+        return {"round": rnd.number, "skipped": "already ready"}
+    try:
+        return train_round(rnd, progress)
+    except Exception as exc:
+        from webapp.jobs.services import JobCancelled
+        message = "cancelled" if isinstance(exc, JobCancelled) else f"{type(exc).__name__}: {exc}"
+        Round.objects.filter(pk=rnd.pk).update(status=ArtifactStatus.FAILED, error=message[:5000],
+                                               finished_at=timezone.now())
+        raise
+
+
+def train_round(rnd: Round, progress) -> dict:
+    t0 = time.perf_counter()
+    task = rnd.task
+    progress(0, 100, "gathering labels")
+    rows = store.task_rows(task)
+    cons = build_consensus(task)
+    keep = np.isin(cons.galaxy_ids, rows.galaxy_ids)
+    if not keep.any():
+        raise RoundError("none of the labelled galaxies is in the task's embedding set")
+    lab_gids, y = cons.galaxy_ids[keep], cons.label[keep]
+    lab_pos = rows.positions(lab_gids)
+    x_all = rows.vectors()                                               # (N, D)
+    cfg = training.head_config(task.head_config)
+    progress(10, 100, f"training on {len(y)} labelled galaxies")
+    fitted = _fit(task, rows, x_all, lab_pos, y, cfg, progress)
+    progress(75, 100, "writing model and predictions")
+    directory, relative = store.new_round_dir(task, rnd.number)
+    checksum = store.save_head(directory / "model.npz", fitted["heads"]["base"].state_dict())
+    for key, head in fitted["heads"].items():
+        if key != "base":
+            store.save_head(directory / f"model-{key}.npz", head.state_dict())
+    store.save_npz_atomic(directory / "labels.npz", galaxy_ids=lab_gids, label=y, n_votes=cons.n_votes[keep])
+    store.save_npz_atomic(directory / "predictions.npz", galaxy_ids=rows.galaxy_ids, **fitted["predictions"])
+    version = f"{task.pk}.{rnd.number}-{cfg.kind}-{checksum[:8]}"
+    progress(85, 100, f"storing predictions for {len(rows)} galaxies")
+    _publish(rnd, rows.galaxy_ids, fitted, relative, version, len(y), time.perf_counter() - t0)
+    progress(95, 100, "picking the next galaxies to label")
+    from webapp.labeling.services.queue import refill
+    try:
+        refill(task, replace_pending=True, round_number=rnd.number)
+    except Exception:   # the model is served already; a failed refill retries on the next page load
+        log.exception("task %s: refill after round %s failed", task.pk, rnd.number)
+    progress(100, 100, "done")
+    metric = fitted["metrics"].get("accuracy", fitted["metrics"].get("rmse"))
+    return {"task_id": task.pk, "round": rnd.number, "model_version": version, "n_labels": int(len(y)),
+            "metric": metric, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _fit(task: Task, rows, x_all, lab_pos, y, cfg, progress) -> dict:
+    """Heads, predictions for all rows, metrics and transfer results."""
+    if not task.is_classification:
+        head, metrics, n_train, n_val = training.fit_regression(x_all, lab_pos, y.astype(np.float64),
+                                                                rows.galaxy_ids, cfg)
+        return {"heads": {"base": head}, "predictions": training.predict_regression(head, x_all),
+                "metrics": metrics, "transfer": {}, "n_train": n_train, "n_val": n_val}
+    k = len(task.classes)
+    lab_surveys = rows.survey_ids[lab_pos]
+    source = _source_survey(task, lab_surveys)
+    targets = [s for s in np.unique(rows.survey_ids) if s != source
+               and (lab_surveys == s).sum() >= training.ADAPT_MIN and (lab_surveys == source).sum() >= 2]
+    src = lab_surveys == source if targets else np.ones(len(y), dtype=bool)
+    base, metrics, n_train, n_val = training.fit_classification(x_all, lab_pos[src], y[src], rows.galaxy_ids,
+                                                                k, cfg, progress)
+    heads, preds = {"base": base}, training.predict_classification(base, x_all)
+    transfer = {}
+    slugs = dict(task.surveys.values_list("pk", "slug"))
+    for i, s in enumerate(targets):
+        progress(40 + 30 * i / len(targets), 100, f"adapting to {slugs.get(int(s), s)}")
+        tgt = lab_surveys == s
+        head, result = training.adapt_classification(
+            base, x_all, lab_pos[src], y[src], lab_pos[tgt], y[tgt], np.flatnonzero(rows.survey_ids == s), k,
+            AdaptConfig())
+        key = slugs.get(int(s), str(s))
+        heads[key], transfer[key] = head, {**result, "source": slugs.get(int(source), str(source))}
+        mask = rows.survey_ids == s                                      # survey B's galaxies
+        for name, arr in training.predict_classification(head, x_all[mask]).items():
+            if name == "members":                                        # (M, N_B, K), same M as base
+                preds[name][:, mask] = arr
+            else:
+                preds[name][mask] = arr
+    if targets:
+        metrics["source_survey"] = slugs.get(int(source), str(source))
+    metrics["per_survey_labels"] = {slugs.get(int(s), str(s)): int((lab_surveys == s).sum())
+                                    for s in np.unique(lab_surveys)}
+    return {"heads": heads, "predictions": preds, "metrics": metrics, "transfer": transfer,
+            "n_train": n_train, "n_val": n_val}
+
+
+def _source_survey(task: Task, lab_surveys: np.ndarray) -> int:
+    """Survey A: the task's source survey when it has labels, else the most labelled one."""
+    if task.source_survey_id and (lab_surveys == task.source_survey_id).any():
+        return int(task.source_survey_id)
+    values, counts = np.unique(lab_surveys, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def _publish(rnd: Round, galaxy_ids, fitted: dict, relative: str, version: str, n_labels: int, seconds: float):
+    """Swap in the new predictions and mark the round ready, atomically."""
+    preds, task = fitted["predictions"], rnd.task
+    rows = []
+    for i, gid in enumerate(galaxy_ids):
+        if task.is_classification:
+            p = preds["probs"][i]
+            rows.append(Prediction(task=task, round=rnd, galaxy_id=int(gid), class_index=int(np.argmax(p)),
+                                   probabilities=[round(float(v), 4) for v in p],
+                                   uncertainty=float(preds["uncertainty"][i])))
+        else:
+            rows.append(Prediction(task=task, round=rnd, galaxy_id=int(gid), value=float(preds["mean"][i]),
+                                   uncertainty=float(preds["sigma"][i])))
+    with transaction.atomic():
+        if Round.objects.filter(pk=rnd.pk, status=ArtifactStatus.BUILDING).update(
+                status=ArtifactStatus.READY, model_path=f"{relative}/model.npz",
+                predictions_path=f"{relative}/predictions.npz", labels_path=f"{relative}/labels.npz",
+                model_version=version, n_labels=n_labels, n_train=fitted["n_train"], n_val=fitted["n_val"],
+                metrics=_jsonable(fitted["metrics"]), transfer=_jsonable(fitted["transfer"]),
+                seconds=round(seconds, 3), finished_at=timezone.now(), error="") != 1:
+            raise RoundError(f"round {rnd.number} is no longer building (cancelled or failed meanwhile)")
+        Prediction.objects.filter(task=task).delete()
+        Prediction.objects.bulk_create(rows, batch_size=PREDICTION_BATCH)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
