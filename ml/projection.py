@@ -82,12 +82,38 @@ def plan_chunks(n: int, cfg: UMAPConfig) -> list[tuple[int, int]]:
     return [(s, min(n, s + cfg.chunk_size)) for s in range(0, n, cfg.chunk_size)]
 
 
-def _make_reducer(cfg: UMAPConfig, n_fit: int):
+class EpochReporter:
+    """A file-like sink for the tqdm bar umap draws over its optimisation epochs.
+
+    umap-learn has no progress callback, but it forwards ``tqdm_kwds`` to the tqdm that
+    wraps its epoch loop; with ``bar_format="{n}/{total}"`` and this object as ``file``,
+    each refresh writes "\r12/200", which we parse into on_epoch(done, total).
+    """
+
+    def __init__(self, on_epoch: Callable[[int, int], None]):
+        self.on_epoch = on_epoch
+
+    def write(self, text: str) -> int:
+        for part in text.replace("\r", "\n").split("\n"):
+            done, sep, total = part.strip().partition("/")
+            if sep and done.isdigit() and total.isdigit():
+                self.on_epoch(int(done), int(total))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _make_reducer(cfg: UMAPConfig, n_fit: int, on_epoch: Callable[[int, int], None] | None = None):
     import umap  # deferred: importing umap pulls numba/pynndescent (seconds)
 
+    tqdm_kwds = None
+    if on_epoch is not None:
+        tqdm_kwds = {"disable": False, "file": EpochReporter(on_epoch), "bar_format": "{n}/{total}",
+                     "mininterval": 0.5, "ascii": True}
     return umap.UMAP(n_neighbors=min(cfg.n_neighbors, max(2, n_fit - 1)), min_dist=cfg.min_dist,
                      metric=cfg.metric, random_state=cfg.seed, n_epochs=cfg.n_epochs,
-                     low_memory=cfg.low_memory, n_components=2, verbose=False,
+                     low_memory=cfg.low_memory, n_components=2, verbose=False, tqdm_kwds=tqdm_kwds,
                      n_jobs=1 if cfg.seed is not None else -1)  # umap forces 1 with a seed anyway
 
 
@@ -97,13 +123,19 @@ def _normaliser(raw: np.ndarray, extent: float) -> tuple[np.ndarray, float]:
     return (lo + hi) / 2.0, (extent / half if half > 0 else 1.0)
 
 
-def fit_projection(vectors: np.ndarray, cfg: UMAPConfig | None = None) -> FittedProjection:
-    """Fit umap on all rows or on the sample; returns the reducer with its normalisation."""
+def fit_projection(vectors: np.ndarray, cfg: UMAPConfig | None = None,
+                   on_epoch: Callable[[int, int], None] | None = None) -> FittedProjection:
+    """Fit umap on all rows or on the sample; returns the reducer with its normalisation.
+
+    on_epoch(done, total) is called as umap's layout optimisation advances (the
+    neighbour-graph phase before it reports nothing).
+    """
     cfg = cfg or UMAPConfig()
     rows = sample_rows(len(vectors), cfg)
     x = np.asarray(vectors[rows] if len(rows) < len(vectors) else vectors, dtype=np.float32)
-    reducer = _make_reducer(cfg, len(x))
+    reducer = _make_reducer(cfg, len(x), on_epoch)
     raw = reducer.fit_transform(x)                      # (S, 2)
+    reducer.tqdm_kwds = {"disable": True}  # drop the reporter: it must not be pickled or reused by transform
     center, scale = _normaliser(raw, cfg.extent)
     fitted = FittedProjection(reducer, center, scale, cfg, rows.astype(np.int64))
     fitted.sample_coords = fitted.normalise(raw)

@@ -6,7 +6,7 @@ import numpy as np
 from tests.catalog.factories import make_survey
 from webapp.catalog.models import Galaxy
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder, LatentMap
-from webapp.embeddings.services.vectors import new_artifact_dir, save_array_atomic, write_embedding_set
+from webapp.embeddings.services.vectors import write_embedding_set
 
 
 def clustered_vectors(n: int, dim: int = 8, clusters: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -32,12 +32,8 @@ def make_embedding_set(survey=None, vectors: np.ndarray | None = None, n: int = 
 
 def make_latent_map(es: EmbeddingSet, coords: np.ndarray | None = None, seed: int = 0) -> LatentMap:
     """A ready LatentMap with given (N, 2) coords (random in [-10, 10] when None)."""
+    from webapp.embeddings.services.maps import write_map_coords
     if coords is None:
         coords = np.random.default_rng(seed).uniform(-10, 10, size=(es.n, 2)).astype(np.float32)
     lm = LatentMap.objects.create(embedding_set=es, params={"n_neighbors": 15}, n=es.n)
-    directory, relative = new_artifact_dir(f"map{lm.pk}")
-    lm.checksum = save_array_atomic(directory / "coords.npy", np.asarray(coords, np.float32))
-    lm.coords_path = f"{relative}/coords.npy"
-    lm.status = ArtifactStatus.READY
-    lm.save()
-    return lm
+    return write_map_coords(lm, coords)

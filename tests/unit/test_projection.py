@@ -10,7 +10,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from ml.projection import (FittedProjection, UMAPConfig, assemble_coords, density_grid,
+from ml.projection import (EpochReporter, FittedProjection, UMAPConfig, assemble_coords, density_grid,
+                           fit_projection,
                            fit_umap, load_projection, plan_chunks, sample_rows,
                            save_projection, transform_chunk)
 
@@ -108,3 +109,24 @@ def test_sample_then_chunked_transform_path(tmp_path):
     parts = [((a, b), transform_chunk(loaded, x[a:b])) for a, b in plan_chunks(len(x), cfg)]
     again = assemble_coords(len(x), loaded, parts)
     np.testing.assert_allclose(again, coords, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_fit_reports_epoch_progress_and_pickles_without_the_reporter(tmp_path):
+    x, _ = two_blobs(200)
+    seen = []
+    fitted = fit_projection(x, dataclasses.replace(TINY, n_epochs=40), on_epoch=lambda d, t: seen.append((d, t)))
+    assert seen and seen[-1] == (40, 40) and all(t == 40 for _, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    save_projection(fitted, tmp_path / "p.pkl")  # would fail on the reporter's closure
+    assert load_projection(tmp_path / "p.pkl").reducer.tqdm_kwds == {"disable": True}
+
+
+def test_epoch_reporter_parses_tqdm_refreshes():
+    seen = []
+    reporter = EpochReporter(lambda d, t: seen.append((d, t)))
+    reporter.write("\r0/200")
+    reporter.write("\r12/200\r13/200")
+    reporter.write("\n")
+    reporter.write("Epochs completed: 50%")
+    assert seen == [(0, 200), (12, 200), (13, 200)]
