@@ -1,0 +1,118 @@
+"""Encoder checkpoints: one torch file holding configs (plain dicts) and weights.
+
+Format ``latentsky-encoder/1`` (a dict; only tensors, numbers, strings, lists and dicts,
+so it loads with ``torch.load(weights_only=True)`` and cannot run code on load):
+  format            "latentsky-encoder/1"
+  encoder_config    ml.encoders.EncoderConfig as a dict
+  preprocess        ml.augment.PreprocessConfig as a dict (how raw pixels are normalised)
+  model             GalaxyEncoder state_dict (backbone.* and projector.*)
+  train_config      ml.contrastive.TrainConfig as a dict (absent in exported encoders)
+  state             training state for resuming (optimizer, scheduler, method, epoch, ...)
+
+A checkpoint trained elsewhere needs only the first four keys; ``export_encoder`` writes
+exactly that, and ``load_encoder`` checks everything and says what is wrong.
+Writes are atomic (``*.partial`` + fsync + rename), so a crash leaves the previous epoch.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ml.augment import PreprocessConfig
+from ml.encoders import GalaxyEncoder, config_from_dict, config_to_dict
+
+FORMAT = "latentsky-encoder/1"
+REQUIRED = ("format", "encoder_config", "preprocess", "model")
+
+
+class CheckpointError(ValueError):
+    """The file is not a usable Latent Sky encoder checkpoint; the message says why."""
+
+
+def save_atomic(payload: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as handle:
+        torch.save(payload, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The raw dict, loaded safely (no pickled code), or CheckpointError."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file {Path(path).name} does not exist") from None
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else exc.__class__.__name__
+        raise CheckpointError(f"not a readable PyTorch checkpoint ({first})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"checkpoint holds a {type(data).__name__}, expected a dict with {list(REQUIRED)}")
+    return data
+
+
+def encoder_payload(model: GalaxyEncoder, preprocess: PreprocessConfig) -> dict:
+    return {"format": FORMAT, "encoder_config": config_to_dict(model.config),
+            "preprocess": preprocess.to_dict(),
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+
+def export_encoder(model: GalaxyEncoder, preprocess: PreprocessConfig, path: str | Path) -> None:
+    """Write an encoder-only checkpoint that Latent Sky's upload form accepts."""
+    save_atomic(encoder_payload(model, preprocess), path)
+
+
+def parse_checkpoint(data: dict) -> tuple[GalaxyEncoder, PreprocessConfig]:
+    """Rebuild the encoder from a checkpoint dict and check it; CheckpointError says what is wrong."""
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint lacks key(s) {missing}; a Latent Sky encoder checkpoint has "
+                              f"{list(REQUIRED)} (see ml.checkpoints.export_encoder)")
+    if data["format"] != FORMAT:
+        raise CheckpointError(f"checkpoint format {data['format']!r} is not {FORMAT!r}")
+    try:
+        config = config_from_dict(dict(data["encoder_config"]))
+        preprocess = PreprocessConfig.from_dict(dict(data["preprocess"]))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"bad config in checkpoint: {exc}") from None
+    _check_preprocess(preprocess, config.in_channels)
+    model = GalaxyEncoder(config)
+    result = model.load_state_dict(dict(data["model"]), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(f"weights do not match the config: missing {result.missing_keys[:5]}, "
+                              f"unexpected {result.unexpected_keys[:5]}")
+    model.eval()
+    with torch.no_grad():
+        probe = model(torch.zeros(2, config.in_channels, config.image_size, config.image_size))
+    if not torch.isfinite(probe).all():
+        raise CheckpointError("the encoder produces NaN/inf on a blank image; the weights are broken")
+    return model, preprocess
+
+
+def _check_preprocess(pre: PreprocessConfig, channels: int) -> None:
+    if pre.image_kind not in ("flux", "rgb"):
+        raise CheckpointError(f"preprocess.image_kind {pre.image_kind!r} must be 'flux' or 'rgb'")
+    for name in ("bands", "sky_sigma", "softening", "offset", "scale"):
+        if len(getattr(pre, name)) != channels:
+            raise CheckpointError(f"preprocess.{name} has {len(getattr(pre, name))} entries for {channels} bands")
+    if any(float(s) <= 0 for s in pre.softening + pre.scale):
+        raise CheckpointError("preprocess softening and scale must be positive")
+    if not 0 < pre.crop_fraction <= 1:
+        raise CheckpointError(f"preprocess.crop_fraction {pre.crop_fraction} must be in (0, 1]")
+
+
+def load_encoder(path: str | Path) -> tuple[GalaxyEncoder, PreprocessConfig, dict]:
+    """(model in eval mode on CPU, preprocess config, the raw checkpoint dict)."""
+    data = read_checkpoint(path)
+    model, preprocess = parse_checkpoint(data)
+    if preprocess.image_size != model.config.image_size:
+        raise CheckpointError(f"preprocess.image_size {preprocess.image_size} differs from the encoder's "
+                              f"{model.config.image_size}")
+    return model, preprocess, data
