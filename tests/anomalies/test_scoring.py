@@ -1,0 +1,101 @@
+"""The anomaly_scores job: files, rows, idempotent re-runs, errors, the map colour layer."""
+import numpy as np
+import pytest
+
+from tests.anomalies.factories import blob_vectors, make_embedding_set, make_score_set
+from webapp.anomalies.models import AnomalyScore, ScoreSet
+from webapp.anomalies.services.files import load_scores
+from webapp.anomalies.services.layers import anomaly_colour_layers
+from webapp.anomalies.services.scoring import ScoringError, anomaly_config, start_scoring
+from webapp.embeddings.services.colours import colour_providers
+from webapp.jobs import services as jobs
+from webapp.jobs.models import Job
+
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
+
+
+def outlier_vectors():
+    """50 galaxies pointing along e0 and one pointing away from e0 in every other dimension
+    (a cosine outlier that axis-parallel isolation trees also isolate quickly), row 50."""
+    rng = np.random.default_rng(2)
+    x = np.concatenate([np.eye(8)[0] * 5 + 0.5 * rng.normal(size=(50, 8)), [[0, 3, -3, 3, -3, 3, -3, 3]]])
+    return x.astype(np.float32)
+
+
+def run_job(es, **params):
+    job = jobs.create_job("anomaly_scores", {"embedding_set_id": es.pk, **params}, dispatch=False)
+    assert jobs.execute_job(job.pk) == "succeeded", Job.objects.get(pk=job.pk).error
+    return Job.objects.get(pk=job.pk)
+
+
+def test_score_job_stores_every_galaxy_with_method_and_parameters():
+    es, ids = make_embedding_set(outlier_vectors())
+    job = run_job(es, methods=["iforest", "knn", "lof"], combine="max")
+    score_set = ScoreSet.objects.get(pk=job.result["score_set_id"])
+    assert (score_set.status, score_set.n, score_set.job_id) == ("ready", 51, job.pk)
+    assert score_set.methods == ["iforest", "knn", "lof"]
+    assert score_set.config["iforest_trees"] == 200 and score_set.config["lof_k"] == 20
+    assert score_set.config["combine"] == "max"
+    assert job.progress == 1.0 and job.result["n"] == 51 and job.result["methods"] == ["iforest", "knn", "lof"]
+    rows = {r.galaxy_id: r for r in AnomalyScore.objects.filter(score_set=score_set)}
+    assert sorted(rows) == sorted(ids)
+    outlier = rows[ids[50]]
+    assert set(outlier.per_method) == {"iforest", "knn", "lof"}
+    assert outlier.ranks == {"iforest": 1.0, "knn": 1.0, "lof": 1.0}
+    assert outlier.combined == 1.0 and max(r.combined for r in rows.values()) == 1.0
+    # the file holds the same numbers in the embedding set's row order
+    arrays = load_scores(score_set)
+    assert arrays.ids.tolist() == ids
+    assert arrays.order("combined")[0] == ids[50] and arrays.order("lof")[0] == ids[50]
+    np.testing.assert_allclose(arrays.scores["knn"][50], outlier.per_method["knn"], rtol=1e-5)
+
+
+def test_rerunning_the_same_job_rewrites_instead_of_duplicating():
+    es, ids = make_embedding_set(outlier_vectors())
+    job = jobs.create_job("anomaly_scores", {"embedding_set_id": es.pk, "methods": ["knn"]}, dispatch=False)
+    jobs.execute_job(job.pk)
+    first_path = ScoreSet.objects.get(job=job).scores_path
+    Job.objects.filter(pk=job.pk).update(status="queued")  # as if the message were redelivered
+    assert jobs.execute_job(job.pk) == "succeeded"
+    assert ScoreSet.objects.filter(job=job).count() == 1
+    score_set = ScoreSet.objects.get(job=job)
+    assert AnomalyScore.objects.filter(score_set=score_set).count() == 51
+    assert score_set.scores_path != first_path and score_set.status == "ready"
+
+
+def test_bad_requests_fail_with_clear_messages():
+    with pytest.raises(ScoringError, match="unknown anomaly methods \\['svm'\\]"):
+        anomaly_config(["knn", "svm"])
+    with pytest.raises(ScoringError, match="combine must be"):
+        anomaly_config(["knn"], "median")
+    es, _ = make_embedding_set(outlier_vectors())
+    es.status = "building"
+    es.save()
+    with pytest.raises(ScoringError, match="not ready"):
+        start_scoring(es)
+    missing = jobs.create_job("anomaly_scores", {"embedding_set_id": 999999}, dispatch=False)
+    assert jobs.execute_job(missing.pk) == "failed"
+    assert "no longer exists" in Job.objects.get(pk=missing.pk).message
+
+
+def test_tiny_embedding_set_is_refused_and_leaves_no_ready_set():
+    es, _ = make_embedding_set(np.ones((2, 4), np.float32), slug="tiny")
+    job = jobs.create_job("anomaly_scores", {"embedding_set_id": es.pk}, dispatch=False)
+    assert jobs.execute_job(job.pk) == "failed"
+    assert "at least 3" in Job.objects.get(pk=job.pk).message
+    assert not ScoreSet.objects.filter(status="ready").exists()
+
+
+def test_colour_layers_follow_the_embedding_set_rows():
+    assert anomaly_colour_layers in colour_providers()  # registered by AnomaliesConfig.ready()
+    score_set, ids = make_score_set(outlier_vectors())
+    layers = anomaly_colour_layers(score_set.embedding_set)
+    assert [layer.key for layer in layers] == ["anomaly", "anomaly:iforest", "anomaly:knn", "anomaly:lof"]
+    combined = layers[0]
+    assert combined.kind == "numeric" and combined.group == "Anomalies" and len(combined.values) == 51
+    assert int(np.argmax(combined.values)) == 50 and combined.meta["score_set"] == score_set.pk
+
+
+def test_colour_layers_empty_without_a_ready_score_set():
+    es, _ = make_embedding_set(blob_vectors())
+    assert anomaly_colour_layers(es) == []

@@ -1,0 +1,57 @@
+"""What this app adds to other pages: map colour layers and the galaxy-page panel.
+
+Both are registered from AnomaliesConfig.ready().
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from webapp.anomalies.models import AnomalyScore, ScoreSet
+from webapp.anomalies.services.files import load_scores
+from webapp.anomalies.services.reviews import history, latest_verdicts
+from webapp.embeddings.models import ArtifactStatus
+from webapp.embeddings.services.colours import ColourLayer
+
+
+def latest_ready_set(embedding_set) -> ScoreSet | None:
+    return (ScoreSet.objects.filter(embedding_set=embedding_set, status=ArtifactStatus.READY)
+            .order_by("-created_at", "-id").first())
+
+
+def anomaly_colour_layers(embedding_set) -> list[ColourLayer]:
+    """Combined rank and each method's percentile of the newest ready score set, in the set's row order."""
+    score_set = latest_ready_set(embedding_set)
+    if score_set is None:
+        return []
+    from webapp.embeddings.services.vectors import load_embedding_set
+
+    scores = load_scores(score_set)
+    es_ids = load_embedding_set(embedding_set)[0]
+    if len(es_ids) == len(scores.ids) and np.array_equal(es_ids, scores.ids):
+        align = lambda values: np.asarray(values, dtype=np.float64)  # noqa: E731  (same rows)
+    else:
+        rows = np.array([scores.row_of.get(int(g), -1) for g in es_ids])
+        align = lambda values: np.where(rows >= 0, np.asarray(values, np.float64)[rows], np.nan)  # noqa: E731
+    meta = {"score_set": score_set.pk, "range": [0.0, 1.0], "higher": "more anomalous"}
+    layers = [ColourLayer(key="anomaly", label=f"Anomaly rank (combined, {score_set.config.get('combine', 'max')})",
+                          kind="numeric", values=align(scores.combined), group="Anomalies", meta=meta)]
+    layers += [ColourLayer(key=f"anomaly:{m}", label=f"Anomaly rank: {m}", kind="numeric",
+                           values=align(r), group="Anomalies", meta=meta) for m, r in scores.ranks.items()]
+    return layers
+
+
+def galaxy_panel(request, galaxy) -> dict | None:
+    """The galaxy page panel: its anomaly percentiles per score set and the person's verdict."""
+    rows = list(AnomalyScore.objects.filter(galaxy=galaxy, score_set__status=ArtifactStatus.READY)
+                .select_related("score_set").order_by("-score_set__created_at", "-score_set_id")[:3])
+    user = request.user
+    verdict = latest_verdicts(user, [galaxy.pk]).get(galaxy.pk)
+    past = history(user, galaxy.pk)
+    if not rows and verdict is None and not past:
+        return None
+    sets = [{"score_set": r.score_set, "combined": r.combined, "top": max(100.0 * (1.0 - r.combined), 0.01),
+             "ranks": sorted(((m, p) for m, p in (r.ranks or {}).items()), key=lambda mp: -mp[1]),
+             "review_url": f"/anomalies/{r.score_set_id}/review/?galaxy={galaxy.pk}"} for r in rows]
+    return {"template": "anomalies/_galaxy_panel.html",
+            "context": {"sets": sets, "verdict": verdict, "history": past[:10], "n_history": len(past),
+                        "galaxy": galaxy}}

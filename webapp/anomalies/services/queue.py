@@ -1,0 +1,173 @@
+"""The review queue: the next candidates a person has not judged yet, best first.
+
+Order comes from the person's newest ready PersonalRanking ("personal"), or, before
+one exists or when asked, from the score set's combined rank or one method's score.
+Each candidate carries everything the review page shows, so the page can prefetch a
+batch and switch to the next candidate without asking the server: images (composite and
+bands), position and catalogue columns, anomaly percentiles, why it ranks high, and its
+look-alikes.  Galaxy.truth is never read here.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from webapp.anomalies.models import ScoreSet
+from webapp.anomalies.services.files import load_ranking, load_scores
+from webapp.anomalies.services.neighbours import similar
+from webapp.anomalies.services.ranking import current_ranking, explanation, pending_ranking
+from webapp.anomalies.services.reviews import latest_verdicts, review_counts
+from webapp.catalog.models import Galaxy, Survey
+from webapp.catalog.services import browse
+
+MAX_BATCH = 100        # candidates per request (grid mode asks for a page of them)
+IMAGE_SIZE = 320       # px of the large composite
+BAND_SIZE = 128        # px of each band image
+SIMILAR_THUMB = 72     # px of look-alike thumbnails
+SURVEY_FIELDS = ("id", "slug", "name", "bands", "image_checksum", "image_shape", "image_kind")
+
+
+class QueueError(ValueError):
+    """Bad queue request (unknown ordering, bad numbers); the message says what was wrong."""
+
+
+def rank_choices(score_set: ScoreSet) -> list[tuple[str, str]]:
+    """(value, label) of the orderings a person can pick."""
+    return ([("personal", "Learnt from my scores"), ("combined", "Combined anomaly rank")]
+            + [(m, f"{m} score only") for m in score_set.methods])
+
+
+def next_candidates(user, score_set: ScoreSet, n: int = 10, rank_by: str = "personal", exclude=(),
+                    survey: Survey | None = None, n_similar: int = 8, first: int | None = None) -> dict:
+    """The next n unreviewed candidates as JSON-able dicts, plus the state of the ranking.
+
+    ``first``: a galaxy to put in front (the galaxy page's "review this"), reviewed or not."""
+    if not 1 <= n <= MAX_BATCH:
+        raise QueueError(f"n must be between 1 and {MAX_BATCH}")
+    if rank_by not in {v for v, _ in rank_choices(score_set)}:
+        raise QueueError(f"cannot rank by {rank_by!r}; choose from {[v for v, _ in rank_choices(score_set)]}")
+    scores = load_scores(score_set)
+    verdicts = latest_verdicts(user)
+    skip = set(verdicts) | {int(g) for g in exclude}
+    allowed = survey_galaxies(survey.pk, survey.n_galaxies, survey.image_checksum) if survey else None
+
+    ranking = current_ranking(user, score_set) if rank_by == "personal" else None
+    arrays = load_ranking(ranking) if ranking else None
+    if arrays is not None:
+        order, source = arrays["order"], "personal"
+    else:
+        order, source = scores.order("combined" if rank_by == "personal" else rank_by), (
+            "combined" if rank_by == "personal" else rank_by)
+    picked = _first_unreviewed(order, n, skip, allowed)
+    if first is not None and first in scores.row_of and int(first) not in {int(g) for g in exclude}:
+        where = _position(order, first)
+        picked = [(first, where)] + [p for p in picked if p[0] != first][:n - 1]
+
+    candidates = _candidate_dicts(score_set, scores, picked, arrays, n_similar)
+    for item in candidates:
+        verdict = verdicts.get(item["id"])
+        item["verdict"] = verdict.as_dict() if verdict else None
+    reviewed_here = sum(1 for g in verdicts if g in scores.row_of)
+    pending = pending_ranking(user, score_set)
+    return {
+        "score_set": score_set.pk, "rank_by": rank_by, "source": source,
+        "ranking": ranking_info(ranking),
+        "pending_job": pending.job.as_dict() if pending else None,
+        "counts": review_counts(user, score_set), "remaining": scores.ids.size - reviewed_here,
+        "candidates": candidates,
+    }
+
+
+def _first_unreviewed(order, n: int, skip: set, allowed) -> list[tuple[int, int]]:
+    """[(galaxy id, position in order)] of the first n ids not skipped; walks the order in
+    chunks so a 1e6-row order is never converted whole."""
+    picked: list[tuple[int, int]] = []
+    for start in range(0, len(order), 4096):
+        for offset, galaxy_id in enumerate(order[start:start + 4096].tolist()):
+            if galaxy_id in skip or (allowed is not None and galaxy_id not in allowed):
+                continue
+            picked.append((galaxy_id, start + offset))
+            if len(picked) == n:
+                return picked
+    return picked
+
+
+def _position(order, galaxy_id: int) -> int:
+    hits = (order == galaxy_id).nonzero()[0]
+    return int(hits[0]) if len(hits) else len(order)
+
+
+def ranking_info(ranking) -> dict | None:
+    if ranking is None:
+        return None
+    return {"id": ranking.pk, "n_reviews": ranking.n_reviews, "seconds": ranking.seconds,
+            "created_at": ranking.created_at.isoformat()}
+
+
+@lru_cache(maxsize=8)
+def survey_galaxies(survey_id: int, n_galaxies: int, checksum: str) -> frozenset[int]:
+    """Galaxy ids of a survey (cached per process; the key changes when the survey does)."""
+    return frozenset(Galaxy.objects.filter(survey_id=survey_id).values_list("id", flat=True))
+
+
+def _candidate_dicts(score_set, scores, picked, arrays, n_similar) -> list[dict]:
+    es = score_set.embedding_set
+    looks = {g: similar(es, g, n_similar) if n_similar else ([], "") for g, _ in picked}
+    whys = {g: explanation(arrays, pos) if arrays is not None else None for g, pos in picked}
+    extra_ids = {s["id"] for found, _ in looks.values() for s in found}
+    extra_ids |= {nb["id"] for why in whys.values() if why for nb in why["neighbours"]}
+    galaxies = _galaxies({g for g, _ in picked} | extra_ids)
+    out = []
+    for galaxy_id, position in picked:
+        galaxy = galaxies.get(galaxy_id)
+        if galaxy is None:  # deleted since scoring; the next request simply skips it
+            continue
+        row = scores.row_of[galaxy_id]
+        found, note = looks[galaxy_id]
+        item = _galaxy_dict(galaxy)
+        item.update({
+            "anomaly": {"combined": round(float(scores.combined[row]), 4),
+                        "ranks": {m: round(float(r[row]), 4) for m, r in scores.ranks.items()}},
+            "rank": {"position": position + 1 if position < len(scores.ids) else None,
+                     "value": (round(float(arrays["value"][position]), 5)
+                               if arrays is not None and position < len(arrays["value"]) else None)},
+            "why": _with_thumbs(whys[galaxy_id], galaxies),
+            "similar": [_small(galaxies[s["id"]], s["distance"]) for s in found if s["id"] in galaxies],
+            "similar_note": note,
+        })
+        out.append(item)
+    return out
+
+
+def _galaxies(ids) -> dict[int, Galaxy]:
+    qs = (Galaxy.objects.filter(pk__in=list(ids)).select_related("survey")
+          .only(*browse.GALAXY_FIELDS, *[f"survey__{f}" for f in SURVEY_FIELDS]))
+    return {g.pk: g for g in qs}
+
+
+def _galaxy_dict(galaxy: Galaxy) -> dict:
+    survey = galaxy.survey
+    ra_hms, dec_dms = browse.sexagesimal(galaxy.ra, galaxy.dec)
+    n_bands = int(survey.image_shape[1]) if survey.image_shape else len(survey.bands or [])
+    bands = [{"name": survey.bands[i] if i < len(survey.bands or []) else f"band {i}",
+              "url": browse.thumb_url(galaxy, survey, size=BAND_SIZE, band=str(i))}
+             for i in range(n_bands)] if n_bands > 1 else []
+    return {"id": galaxy.pk, "source_id": galaxy.source_id, "survey": survey.slug, "survey_name": survey.name,
+            "ra": galaxy.ra, "dec": galaxy.dec, "ra_hms": ra_hms, "dec_dms": dec_dms,
+            "metadata": galaxy.metadata or {}, "url": f"/galaxies/{galaxy.pk}/",
+            "image": browse.thumb_url(galaxy, survey, size=IMAGE_SIZE),
+            "thumb": browse.thumb_url(galaxy, survey, size=SIMILAR_THUMB), "bands": bands}
+
+
+def _small(galaxy: Galaxy, distance: float, **extra) -> dict:
+    return {"id": galaxy.pk, "source_id": galaxy.source_id, "distance": round(float(distance), 4),
+            "url": f"/galaxies/{galaxy.pk}/", "thumb": browse.thumb_url(galaxy, galaxy.survey, size=SIMILAR_THUMB),
+            **extra}
+
+
+def _with_thumbs(why: dict | None, galaxies: dict) -> dict | None:
+    if why is None:
+        return None
+    why = dict(why)
+    why["neighbours"] = [_small(galaxies[nb["id"]], nb["distance"], interest=nb["interest"],
+                                artifact=nb["artifact"]) for nb in why["neighbours"] if nb["id"] in galaxies]
+    return why

@@ -1,0 +1,147 @@
+"""The `anomaly_rerank` job: a person's queue, re-ordered by what they found interesting.
+
+Fits ml.anomaly.PersonalRanker (random forest on the embedding + the person's 0-5
+scores, optimistic UCB acquisition, artifact look-alike penalty) on top of the score
+set's combined anomaly rank.  Params: {"ranking_id"} (a PersonalRanking row created by
+`request_rerank`).  Result: {"ranking_id", "n_reviews", "seconds"}.  The ranking file
+holds the full order plus explanations (nearest scored galaxies) for its first
+EXPLAIN_TOP candidates, which is all a person reaches before the next re-rank.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+from django.db import transaction
+
+from ml.anomaly import FeedbackConfig, PersonalRanker
+from webapp.anomalies.models import PersonalRanking, ScoreSet
+from webapp.anomalies.services.files import load_scores, new_file, save_npz_atomic
+from webapp.anomalies.services.reviews import latest_verdicts
+from webapp.embeddings.models import ArtifactStatus
+from webapp.embeddings.services.vectors import load_embedding_set
+
+EXPLAIN_TOP = 2000  # candidates whose "why" is stored (a person re-ranks long before reaching them)
+EXPLAIN_K = 5       # nearest scored galaxies kept per candidate
+
+
+def feedback_config(score_set: ScoreSet) -> FeedbackConfig:
+    """FeedbackConfig defaults, overridden by score_set.config["feedback"] (unknown keys ignored)."""
+    known = {f.name for f in dataclasses.fields(FeedbackConfig)}
+    overrides = {k: v for k, v in (score_set.config.get("feedback") or {}).items() if k in known}
+    return FeedbackConfig(**overrides)
+
+
+def request_rerank(user, score_set: ScoreSet):
+    """Create a PersonalRanking row and its job (on commit); returns the Job."""
+    from webapp.jobs.services import create_job
+
+    if score_set.status != ArtifactStatus.READY:
+        raise ValueError(f"score set {score_set.pk} is {score_set.status}, not ready")
+    with transaction.atomic():
+        ranking = PersonalRanking.objects.create(user=user, score_set=score_set,
+                                                 config=dataclasses.asdict(feedback_config(score_set)))
+        job = create_job("anomaly_rerank", {"ranking_id": ranking.pk}, user=user,
+                         title=f"Re-rank anomalies for {user.username} (set {score_set.pk})")
+        PersonalRanking.objects.filter(pk=ranking.pk).update(job=job)
+    return job
+
+
+def current_ranking(user, score_set: ScoreSet) -> PersonalRanking | None:
+    """The newest ready ranking of this person on this set."""
+    return (PersonalRanking.objects.filter(user=user, score_set=score_set, status=ArtifactStatus.READY)
+            .order_by("-created_at", "-id").first())
+
+
+def pending_ranking(user, score_set: ScoreSet) -> PersonalRanking | None:
+    """A ranking still being computed (its job not finished), if any."""
+    last = (PersonalRanking.objects.filter(user=user, score_set=score_set).select_related("job")
+            .order_by("-created_at", "-id").first())
+    if last and last.status == ArtifactStatus.BUILDING and last.job and not last.job.is_finished:
+        return last
+    return None
+
+
+def run_rerank_job(job, progress) -> dict:
+    ranking = (PersonalRanking.objects.select_related("user", "score_set__embedding_set")
+               .filter(pk=job.params.get("ranking_id")).first())
+    if ranking is None:
+        return {"skipped": "the ranking row no longer exists"}
+    try:
+        compute_ranking(ranking, progress)
+    except BaseException:
+        PersonalRanking.objects.filter(pk=ranking.pk).update(status=ArtifactStatus.FAILED)
+        raise
+    return {"ranking_id": ranking.pk, "n_reviews": ranking.n_reviews, "seconds": ranking.seconds}
+
+
+def compute_ranking(ranking: PersonalRanking, progress=None) -> PersonalRanking:
+    """Fit on the person's current verdicts, write the ranking file, mark the row ready."""
+    progress = progress or (lambda *a: None)
+    t0 = time.perf_counter()
+    score_set = ranking.score_set
+    scores = load_scores(score_set)
+    es_ids, vectors, _ = load_embedding_set(score_set.embedding_set)
+    if len(es_ids) != len(scores.ids) or not np.array_equal(es_ids, scores.ids):
+        raise ValueError(f"score set {score_set.pk} does not match its embedding set's rows")
+    progress(0, 4, "reading your verdicts")
+    rows, interest, artifact = verdict_arrays(ranking.user, scores.row_of)
+    cfg = feedback_config(score_set)
+    progress(1, 4, f"fitting on {len(rows)} verdicts")
+    ranker = PersonalRanker(np.asarray(vectors, dtype=np.float32), scores.combined, cfg)
+    value, why = ranker.rank(rows, interest, artifact)                    # (N,)
+    progress(3, 4, "writing the ranking")
+    order_rows = np.argsort(-value, kind="stable")
+    order_rows = order_rows[np.isfinite(value[order_rows])]               # scored galaxies left out
+    top = order_rows[:EXPLAIN_TOP]
+    k = min(EXPLAIN_K, why.neighbour_ids.shape[1])
+    arrays = {
+        "order": scores.ids[order_rows], "value": value[order_rows].astype(np.float32),
+        "why_neighbours": scores.ids[why.neighbour_ids[top, :k]] if k else np.zeros((len(top), 0), np.int64),
+        "why_scores": why.neighbour_scores[top, :k].astype(np.float32),
+        "why_artifact": why.neighbour_artifact[top, :k],
+        "why_distances": why.neighbour_distances[top, :k].astype(np.float32),
+        "why_predicted": why.predicted_score[top].astype(np.float32),
+        "why_uncertainty": why.uncertainty[top].astype(np.float32),
+        "why_penalty": why.artifact_penalty[top].astype(np.float32),
+    }
+    path, relative = new_file(f"rank{ranking.pk}", "ranking.npz")
+    save_npz_atomic(path, arrays)
+    ranking.ranking_path, ranking.n_reviews = relative, len(rows)
+    ranking.seconds = round(time.perf_counter() - t0, 3)
+    ranking.config = dataclasses.asdict(cfg)
+    ranking.status = ArtifactStatus.READY
+    ranking.save(update_fields=["ranking_path", "n_reviews", "seconds", "config", "status"])
+    progress(4, 4, f"ranked {len(order_rows)} candidates from {len(rows)} verdicts")
+    return ranking
+
+
+def verdict_arrays(user, row_of: dict[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The person's current verdicts on galaxies of this set: rows (M,), interest (M,), artifact (M,).
+
+    An artifact tag without a score counts as interest 0 (ml.anomaly treats it so anyway)."""
+    verdicts = [(row_of[g], v) for g, v in latest_verdicts(user).items() if g in row_of]
+    rows = np.array([r for r, _ in verdicts], dtype=np.int64)
+    interest = np.array([0.0 if v.interest is None else float(v.interest) for _, v in verdicts])
+    artifact = np.array([v.artifact for _, v in verdicts], dtype=bool)
+    return rows, interest, artifact
+
+
+def explanation(arrays: dict, position: int) -> dict | None:
+    """JSON "why" for the candidate at `position` of a ranking's order (None past EXPLAIN_TOP)."""
+    if position >= len(arrays["why_predicted"]):
+        return None
+    return {
+        "predicted_interest": round(float(arrays["why_predicted"][position]), 2),
+        "uncertainty": _round(arrays["why_uncertainty"][position]),
+        "artifact_penalty": round(float(arrays["why_penalty"][position]), 3),
+        "neighbours": [{"id": int(g), "interest": float(s), "artifact": bool(a), "distance": round(float(d), 4)}
+                       for g, s, a, d in zip(arrays["why_neighbours"][position], arrays["why_scores"][position],
+                                             arrays["why_artifact"][position], arrays["why_distances"][position])],
+    }
+
+
+def _round(value) -> float | None:
+    value = float(value)
+    return round(value, 2) if np.isfinite(value) else None
