@@ -12,6 +12,8 @@ If no object is good, NoGoodRows is raised and nothing is written.
 """
 from __future__ import annotations
 
+import logging
+
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -43,6 +45,8 @@ FORMAT_DEFAULTS: dict[str, dict] = {
     "gz2": {"crop_fraction": 0.5, "psf_fwhm_arcsec": 1.4, "viewer_url_template": "https://skyserver.sdss.org/dr16/en/tools/chart/navi.aspx?ra={ra}&dec={dec}"},
     "gz_kaggle": {"crop_fraction": 0.5, "psf_fwhm_arcsec": 1.4},
 }
+log = logging.getLogger(__name__)
+
 PRESETS: dict[str, dict] = {
     # The Galaxy Zoo 1 SDSS sample in ../shared/data/gz1_sdss (README there).
     "gz1_sdss": {
@@ -229,6 +233,9 @@ def _load_one(cand: Candidate):
         return cand.load()
     except (IngestError, OSError, ValueError) as exc:
         return str(exc) or exc.__class__.__name__
+    except Exception as exc:  # a reader library failing in a new way must still cost one object only
+        log.warning("unexpected error loading %s", cand.where, exc_info=True)
+        return f"unreadable ({exc.__class__.__name__}: {exc})"
 
 
 def _survey_spec(fmt: str, path, options: IngestOptions, plan: Plan) -> dict:

@@ -163,13 +163,18 @@ def image_hdus(hdul, options: IngestOptions) -> list[tuple[str, object]]:
     """(band name, HDU) of every 2-D/3-D image HDU; sizes are checked from headers before reading."""
     out = []
     for i, hdu in enumerate(hdul):
-        header = hdu.header
-        naxis = header.get("NAXIS", 0)
-        if not getattr(hdu, "is_image", False) or naxis not in (2, 3):
+        try:
+            header = hdu.header
+            naxis = header.get("NAXIS", 0)
+            is_image = getattr(hdu, "is_image", False)
+            dims = tuple(int(header.get(f"NAXIS{k}", 0)) for k in range(1, naxis + 1)) if naxis in (2, 3) else ()
+            # EXTNAME as written (astropy's hdu.name is upper-cased: "g" and "G" are different bands).
+            name = str(header.get("FILTER") or header.get("BAND") or header.get("EXTNAME") or f"b{i}")
+        except Exception as exc:  # astropy parses damaged cards lazily (VerifyError, ValueError...)
+            raise IngestError(f"corrupt FITS header in HDU {i} ({exc.__class__.__name__}: {exc})") from None
+        if not is_image or naxis not in (2, 3):
             continue
-        check_pixel_budget(tuple(header.get(f"NAXIS{k}", 0) for k in range(1, naxis + 1)), options.max_pixels)
-        # EXTNAME as written (astropy's hdu.name is upper-cased: "g" and "G" are different bands).
-        name = str(header.get("FILTER") or header.get("BAND") or header.get("EXTNAME") or f"b{i}")
+        check_pixel_budget(dims, options.max_pixels)
         out.append((name.strip(), hdu))
     if not out:
         raise IngestError("no 2-D image HDU")

@@ -38,6 +38,14 @@ def plan_hdf5(path: Path, options: IngestOptions) -> Plan:
         raise IngestError(f"{path.name}: not a readable HDF5 file (corrupt or truncated: {exc})") from None
     try:
         return _plan(handle, path, options)
+    except IngestError:
+        handle.close()
+        raise
+    except (RuntimeError, KeyError, OSError, ValueError, TypeError) as exc:
+        # A damaged file's metadata fails deep inside HDF5 with any of these (found by fuzzing,
+        # e.g. "ring type mismatch occurred for cache entry"); the user needs only "corrupt".
+        handle.close()
+        raise IngestError(f"{path.name}: corrupt HDF5 structure ({exc.__class__.__name__}: {exc})") from None
     except BaseException:
         handle.close()
         raise
@@ -48,6 +56,9 @@ def _plan(handle, path: Path, options: IngestOptions) -> Plan:
     if name not in handle or not hasattr(handle[name], "shape"):
         raise IngestError(f"{path.name}: no dataset {name!r} (datasets: {sorted(_datasets(handle))})")
     images = handle[name]
+    if images.dtype.kind not in "uif":  # complex, compound, bool, strings: not pixel values
+        raise IngestError(f"{path.name}: dataset {name!r} has dtype {images.dtype}; expected integer or "
+                          "floating-point pixels")
     layout, n, n_bands, side = _layout(images.shape, path.name, name)
     check_pixel_budget(images.shape[1:], options.max_pixels)
     rgb = images.dtype.kind in "ui" and n_bands == 3
@@ -122,7 +133,7 @@ class _BlockCache:
         if start != self.start:
             try:
                 self.block = self.ds[start:start + BLOCK_ROWS]
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
                 self.start, self.block = -1, None
                 raise IngestError(f"cannot read rows {start}-{start + BLOCK_ROWS - 1} (corrupt file? {exc})") from None
             self.start = start
