@@ -1,11 +1,145 @@
-"""Labeling pages: task list, task page with plots, task form and the labeling page."""
+"""Labeling pages: task list, task form, task page with plots, labeling page, exports."""
 from __future__ import annotations
 
-from django.shortcuts import render
+from django.contrib import messages
+from django.http import HttpResponse, HttpResponseBadRequest
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
-from webapp.labeling.models import Task
+from webapp.accounts.roles import has_role, role_required
+from webapp.labeling import plots
+from webapp.labeling.forms import TaskForm
+from webapp.labeling.models import Prediction, Task
+from webapp.labeling.services import export, rounds as round_service, stats
+from webapp.labeling.services.consensus import agreement
+from webapp.labeling.services.picking import STRATEGY_LABELS
+from webapp.labeling.services.store import serving_round
+from webapp.labeling.services.tasks import task_dict
 
 
 def task_list(request):
-    tasks = Task.objects.prefetch_related("surveys").select_related("embedding_set").order_by("name")
-    return render(request, "labeling/task_list.html", {"tasks": tasks})
+    tasks = list(Task.objects.prefetch_related("surveys").select_related("embedding_set").order_by("name"))
+    summaries = stats.task_summaries(tasks)
+    rows = [{"task": t, **summaries[t.pk]} for t in tasks]
+    return render(request, "labeling/task_list.html", {"rows": rows})
+
+
+@role_required("curator")
+def task_new(request):
+    form = TaskForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        task = form.save(commit=False)
+        task.created_by = request.user
+        task.save()
+        form.save_m2m()
+        messages.success(request, f"Task “{task.name}” created. The first galaxies are diverse k-means seeds.")
+        return redirect("labeling:task_detail", task_id=task.pk)
+    return render(request, "labeling/task_form.html", {"form": form, "title": "New labeling task"},
+                  status=400 if request.method == "POST" else 200)
+
+
+@role_required("curator")
+def task_edit(request, task_id):
+    task = get_object_or_404(Task, pk=task_id)
+    form = TaskForm(request.POST or None, instance=task)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Task settings saved; the next refill of the queue uses them.")
+        return redirect("labeling:task_detail", task_id=task.pk)
+    return render(request, "labeling/task_form.html", {"form": form, "task": task, "title": f"Edit {task.name}"},
+                  status=400 if request.method == "POST" else 200)
+
+
+def task_detail(request, task_id):
+    task = get_object_or_404(Task.objects.select_related("embedding_set", "source_survey", "queue_survey"), pk=task_id)
+    all_rounds = list(task.rounds.select_related("job").order_by("-number"))
+    serving = next((r for r in all_rounds if r.status == "ready"), None)
+    active = round_service.active_round(task)
+    context = {
+        "task": task, "rounds": all_rounds, "serving": serving, "active_round": active,
+        "progress": stats.round_progress(task), "agreement": agreement(task),
+        "strategy_label": STRATEGY_LABELS.get(task.strategy, task.strategy),
+        "learning_curve": plots.learning_curve(all_rounds, task.is_classification) if serving else None,
+        "transfer_rows": _transfer_rows(all_rounds), "export_formats": export.FORMATS,
+        "surveys": list(task.surveys.all()),
+    }
+    if serving and task.is_classification and serving.metrics.get("confusion"):
+        context["confusion"] = plots.confusion_matrix(serving.metrics["confusion"], task.class_names)
+        context["reliability"] = plots.reliability_diagram(serving.metrics.get("reliability", {}))
+    return render(request, "labeling/task_detail.html", context)
+
+
+def _transfer_rows(all_rounds) -> list[dict]:
+    """A→B accuracy before and after adaptation, per target survey, newest round first."""
+    rows = []
+    for r in all_rounds:
+        if r.status != "ready":
+            continue
+        for slug, t in (r.transfer or {}).items():
+            rows.append({"round": r.number, "source": t.get("source"), "target": slug,
+                         "n": t.get("n_target_labels"), "before": t["before"], "after": t["after"]})
+    return rows
+
+
+@require_POST
+@role_required("curator")
+def round_start(request, task_id):
+    task = get_object_or_404(Task, pk=task_id)
+    try:
+        rnd = round_service.start_round(task, request.user)
+    except round_service.RoundError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.info(request, f"Round {rnd.number} is training on the cpu queue (job {rnd.job_id}).")
+    return redirect("labeling:task_detail", task_id=task.pk)
+
+
+@role_required("labeler")
+def label_page(request, task_id):
+    task = get_object_or_404(Task, pk=task_id)
+    keys = {c.get("key"): i for i, c in enumerate(task.classes or []) if c.get("key")}
+    boot = {"task": task_dict(task), "keys": keys, "progress": stats.round_progress(task),
+            "user": stats.user_progress(task, request.user),
+            "urls": {"queue": f"/api/tasks/{task.pk}/queue", "label": f"/api/tasks/{task.pk}/labels",
+                     "undo": f"/api/tasks/{task.pk}/undo", "task": f"/tasks/{task.pk}/"}}
+    return render(request, "labeling/label.html", {
+        "task": task, "boot": boot, "classes": task.classes,
+        "strategy_label": STRATEGY_LABELS.get(task.strategy, task.strategy), "serving": serving_round(task)})
+
+
+def task_export(request, task_id):
+    task = get_object_or_404(Task, pk=task_id)
+    fmt, table_name = request.GET.get("format", "csv"), request.GET.get("table", "catalogue")
+    if fmt not in export.FORMATS or table_name not in export.TABLES:
+        return HttpResponseBadRequest(f"format must be one of {sorted(export.FORMATS)} and table one of "
+                                      f"{list(export.TABLES)}", content_type="text/plain")
+    table = export.catalogue_table(task) if table_name == "catalogue" else export.labels_table(task)
+    _, content_type, ext = export.FORMATS[fmt]
+    slug = "".join(ch if ch.isalnum() else "-" for ch in task.name.lower()).strip("-") or f"task{task.pk}"
+    response = HttpResponse(export.render_table(table, fmt), content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{slug}-{table_name}.{ext}"'
+    return response
+
+
+def detail_panel(request, galaxy):
+    """Galaxy page panel: each task's prediction, uncertainty and people's votes for this galaxy."""
+    preds = list(Prediction.objects.filter(galaxy=galaxy).select_related("task", "round"))
+    tasks = {p.task_id for p in preds}
+    label_tasks = list(Task.objects.filter(surveys=galaxy.survey_id).exclude(pk__in=tasks))
+    if not preds and not label_tasks:
+        return None
+    items = []
+    for p in preds:
+        task = p.task
+        entry = {"task": task, "round": p.round, "votes": export.answers_for_galaxy(task, galaxy.pk)}
+        if task.is_classification:
+            entry["classes"] = [{"name": n, "p": p.probabilities[i] if i < len(p.probabilities) else 0,
+                                 "predicted": i == p.class_index} for i, n in enumerate(task.class_names)]
+            entry["predicted"] = task.class_names[p.class_index] if p.class_index is not None else ""
+        else:
+            entry["value"], entry["sigma"] = p.value, p.uncertainty
+        entry["uncertainty"] = p.uncertainty
+        items.append(entry)
+    return {"template": "labeling/_detail_panel.html",
+            "context": {"items": items, "unpredicted": label_tasks, "galaxy": galaxy,
+                        "can_label": has_role(request.user, "labeler")}}

@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.roles import role_required
-from webapp.labeling.models import Task
-from webapp.labeling.services import queue as queue_service
+from webapp.catalog.models import Galaxy
+from webapp.catalog.services import browse
+from webapp.labeling.models import Label, Round, Task
+from webapp.labeling.services import export, labels as label_service, queue as queue_service
+from webapp.labeling.services import rounds as round_service, stats
+from webapp.labeling.services.consensus import agreement
+from webapp.labeling.services.store import predictions_for, serving_round
 from webapp.labeling.services.tasks import task_dict
 
 
@@ -56,3 +63,166 @@ def api_enqueue(request, task_id):
                          "label_url": f"/tasks/{task.pk}/label/",
                          "message": f"{count} galaxies are now first in the queue of {task.name}"
                                     + (f"; {ignored} are not in this task's surveys" if ignored else "")})
+
+
+# ------------------------------------------------------------------ labeling
+COMPOSITE_SIZE, LARGE_SIZE, BAND_SIZE = 320, 512, 128   # px; 512 is the renderer's maximum
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()][:500]
+    except ValueError:
+        raise ValueError("exclude must be comma-separated galaxy ids") from None
+
+
+def queue_item_dict(item, galaxy, task, prediction=None) -> dict:
+    survey = galaxy.survey
+    ra_hms, dec_dms = browse.sexagesimal(galaxy.ra, galaxy.dec)
+    n_bands = int(survey.image_shape[1]) if survey.image_shape else len(survey.bands or [])
+    bands = [{"name": (survey.bands[i] if i < len(survey.bands or []) else f"band {i}"),
+              "url": browse.thumb_url(galaxy, survey, size=BAND_SIZE, band=str(i)),
+              "large_url": browse.thumb_url(galaxy, survey, size=LARGE_SIZE, band=str(i))}
+             for i in range(n_bands)] if n_bands > 1 else []
+    data = {"galaxy_id": galaxy.pk, "source_id": galaxy.source_id, "survey": survey.slug,
+            "survey_name": survey.name, "ra": galaxy.ra, "dec": galaxy.dec, "ra_hms": ra_hms, "dec_dms": dec_dms,
+            "metadata": galaxy.metadata or {}, "detail_url": f"/galaxies/{galaxy.pk}/",
+            "composite_url": browse.thumb_url(galaxy, survey, size=COMPOSITE_SIZE),
+            "image_url": browse.thumb_url(galaxy, survey, size=LARGE_SIZE),
+            "thumb_url": browse.thumb_url(galaxy, survey), "bands": bands,
+            "field_arcsec": (survey.pixel_scale_arcsec * survey.image_shape[-1]
+                             if survey.pixel_scale_arcsec and survey.image_shape else None),
+            "reason": item.reason, "source": item.source, "strategy": item.strategy,
+            "round": item.round_number, "prediction": prediction}
+    return data
+
+
+def _prediction(task, rnd, galaxy_ids) -> dict[int, dict]:
+    if rnd is None:
+        return {}
+    preds = predictions_for(rnd, galaxy_ids)
+    out = {}
+    for i, g in enumerate(galaxy_ids):
+        if task.is_classification:
+            p = preds["probs"][i]
+            if np.isfinite(p).all():
+                k = int(np.argmax(p))
+                out[int(g)] = {"class_index": k, "class": task.class_names[k], "probability": float(p[k])}
+        elif np.isfinite(preds["mean"][i]):
+            out[int(g)] = {"value": float(preds["mean"][i]), "sigma": float(preds["sigma"][i])}
+    return out
+
+
+@require_GET
+@role_required("labeler")
+def api_queue(request, task_id):
+    task = get_object_or_404(Task, pk=task_id)
+    try:
+        n = min(max(int(request.GET.get("n", 10)), 1), 50)
+        exclude = _int_list(request.GET.get("exclude", ""))
+    except ValueError as exc:
+        return bad(str(exc) if "exclude" in str(exc) else "n must be an integer between 1 and 50")
+    items = queue_service.next_items(task, request.user, n, exclude=exclude)
+    galaxies = {g.pk: g for g in Galaxy.objects.select_related("survey").only(
+        *browse.GALAXY_FIELDS, *[f"survey__{f}" for f in ("id", "name", "slug", "bands", "image_shape",
+                                                           "image_checksum", "pixel_scale_arcsec")])
+        .filter(pk__in=[q.galaxy_id for q in items])}
+    preds = _prediction(task, serving_round(task), [q.galaxy_id for q in items])
+    return JsonResponse({"items": [queue_item_dict(q, galaxies[q.galaxy_id], task, preds.get(q.galaxy_id))
+                                   for q in items if q.galaxy_id in galaxies],
+                         "progress": stats.round_progress(task)})
+
+
+@require_POST
+@role_required("labeler")
+def api_label(request, task_id):
+    task = get_object_or_404(Task, pk=task_id)
+    try:
+        body = json_body(request)
+        label = label_service.record_label(task, body.get("galaxy_id"), request.user, body.get("kind", "value"),
+                                           body.get("class_index"), body.get("value"))
+    except ValueError as exc:
+        return bad(str(exc))
+    return JsonResponse({"label_id": label.pk, "galaxy_id": label.galaxy_id, "kind": label.kind,
+                         "class_index": label.class_index, "value": label.value,
+                         "progress": stats.round_progress(task), "user": stats.user_progress(task, request.user)},
+                        status=201)
+
+
+@require_POST
+@role_required("labeler")
+def api_undo(request, task_id):
+    task = get_object_or_404(Task, pk=task_id)
+    try:
+        galaxy_id = json_body(request).get("galaxy_id")
+        galaxy_id = int(galaxy_id) if galaxy_id is not None else None
+    except (TypeError, ValueError) as exc:
+        return bad(f"galaxy_id must be an integer ({exc})")
+    undo = label_service.undo_last(task, request.user, galaxy_id)
+    if undo is None:
+        return bad("nothing to undo", status=409)
+    undone = Label.objects.get(pk=undo.undoes_id)
+    return JsonResponse({"undo_id": undo.pk, "undone": {"label_id": undone.pk, "galaxy_id": undone.galaxy_id,
+                                                        "kind": undone.kind, "class_index": undone.class_index,
+                                                        "value": undone.value},
+                         "progress": stats.round_progress(task), "user": stats.user_progress(task, request.user)})
+
+
+def round_dict(r: Round) -> dict:
+    return {"number": r.number, "status": r.status, "trigger": r.trigger, "model_version": r.model_version,
+            "n_labels": r.n_labels, "n_train": r.n_train, "n_val": r.n_val, "metrics": r.metrics,
+            "transfer": r.transfer, "strategy": r.strategy, "seconds": r.seconds, "error": r.error,
+            "job_id": r.job_id, "created_at": r.created_at.isoformat(),
+            "finished_at": r.finished_at.isoformat() if r.finished_at else None}
+
+
+def api_rounds(request, task_id):
+    task = get_object_or_404(Task, pk=task_id)
+    if request.method == "POST":
+        return _start_round(request, task)
+    if request.method != "GET":
+        return bad("use GET or POST", status=405)
+    return JsonResponse({"rounds": [round_dict(r) for r in task.rounds.order_by("-number")]})
+
+
+@role_required("curator")
+def _start_round(request, task):
+    try:
+        rnd = round_service.start_round(task, request.user)
+    except round_service.RoundError as exc:
+        return bad(str(exc), status=409)
+    return JsonResponse({"round": round_dict(rnd), "job_url": f"/api/jobs/{rnd.job_id}/"}, status=202)
+
+
+@require_GET
+def api_task_detail(request, task_id):
+    task = get_object_or_404(Task.objects.prefetch_related("surveys"), pk=task_id)
+    rnd = serving_round(task)
+    return JsonResponse({**task_dict(task), "progress": stats.round_progress(task), "agreement": agreement(task),
+                         "serving_round": round_dict(rnd) if rnd else None})
+
+
+def _paged_table(request, table):
+    try:
+        per = min(max(int(request.GET.get("per", 500)), 1), 5000)
+        page_no = max(int(request.GET.get("page", 1)), 1)
+    except ValueError:
+        return bad("page and per must be integers")
+    pages = Paginator(range(len(table)), per)
+    if page_no > max(pages.num_pages, 1):
+        return bad(f"page {page_no} does not exist (there are {pages.num_pages})", status=404)
+    start = (page_no - 1) * per
+    return JsonResponse({"count": len(table), "page": page_no, "num_pages": pages.num_pages, "per_page": per,
+                         "columns": table.colnames, "results": export.table_rows(table, start, start + per)})
+
+
+@require_GET
+def api_catalogue(request, task_id):
+    task = get_object_or_404(Task, pk=task_id)
+    return _paged_table(request, export.catalogue_table(task))
+
+
+@require_GET
+def api_labels(request, task_id):
+    task = get_object_or_404(Task, pk=task_id)
+    return _paged_table(request, export.labels_table(task))

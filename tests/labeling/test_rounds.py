@@ -1,0 +1,131 @@
+"""Rounds: train on labels, predict every galaxy with uncertainty, metrics, failure keeps the old model."""
+import numpy as np
+import pytest
+
+from tests.catalog.factories import make_survey
+from tests.labeling.factories import make_embedding_set, make_task, true_class
+from webapp.catalog.models import Galaxy
+from webapp.embeddings.models import ArtifactStatus
+from webapp.jobs.models import Job
+from webapp.jobs.services import execute_job
+from webapp.labeling.models import Prediction, QueueItem, Round
+from webapp.labeling.services import labels, queue, rounds, store
+
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
+
+
+def label_galaxies(task, user, n, survey=None, start=0):
+    galaxies = Galaxy.objects.filter(survey=survey or task.surveys.first()).order_by("image_index")[start:start + n]
+    for g in galaxies:
+        labels.record_label(task, g.pk, user, "value", class_index=true_class(g))
+    return list(galaxies)
+
+
+def run(rnd) -> Job:
+    """Run the round's job in this process, like a worker would (claim, handler, outcome)."""
+    execute_job(rnd.job_id, worker="test")
+    return Job.objects.get(pk=rnd.job_id)
+
+
+def test_round_trains_predicts_every_galaxy_and_refills_the_queue(make_user):
+    task = make_task(n=40)
+    user = make_user("labeler")
+    label_galaxies(task, user, 16)
+    rnd = rounds.start_round(task, user)
+    job = run(rnd)
+    assert job.status == "succeeded", job.error
+    rnd.refresh_from_db()
+    assert (rnd.status, rnd.n_labels, rnd.number) == ("ready", 16, 1)
+    assert rnd.model_version.startswith(f"{task.pk}.1-logistic-")
+    assert rnd.metrics["accuracy"] >= 0.9 and "cross-validation" in rnd.metrics["validation"]
+    assert set(rnd.metrics) >= {"accuracy", "balanced_accuracy", "macro_f1", "ece", "confusion", "reliability"}
+    preds = {p.galaxy_id: p for p in Prediction.objects.filter(task=task)}
+    assert len(preds) == 40
+    right = sum(p.class_index == true_class(g) for g in Galaxy.objects.all() for p in [preds[g.pk]])
+    assert right >= 38
+    assert all(abs(sum(p.probabilities) - 1) < 1e-2 and p.uncertainty >= 0 for p in preds.values())
+    # the queue now holds margin picks of this round's model, with the reason shown to people
+    picks = QueueItem.objects.filter(task=task, done=False, source="strategy")
+    assert picks.count() == task.batch_size
+    assert all(q.reason.startswith("margin ") and "round 1 model" in q.reason for q in picks)
+
+
+def test_failed_retrain_leaves_the_previous_model_serving(make_user, monkeypatch):
+    task = make_task(n=40)
+    user = make_user("labeler")
+    label_galaxies(task, user, 12)
+    first = rounds.start_round(task, user)
+    assert run(first).status == "succeeded"
+    before = dict(Prediction.objects.filter(task=task).values_list("galaxy_id", "round_id"))
+    label_galaxies(task, user, 8, start=12)
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("optimizer diverged")
+    monkeypatch.setattr("webapp.labeling.services.training.fit_classifier", broken)
+    second = rounds.start_round(task, user)
+    job = run(second)
+    second.refresh_from_db()
+    assert job.status == "failed" and "optimizer diverged" in job.message
+    assert second.status == ArtifactStatus.FAILED and "optimizer diverged" in second.error
+    assert store.serving_round(task).pk == first.pk
+    assert dict(Prediction.objects.filter(task=task).values_list("galaxy_id", "round_id")) == before
+
+
+def test_round_refuses_without_labels_or_while_one_runs(make_user):
+    task = make_task(n=12)
+    with pytest.raises(rounds.RoundError, match="no labels yet"):
+        rounds.start_round(task)
+    label_galaxies(task, make_user("labeler"), 4)
+    rounds.start_round(task)
+    with pytest.raises(rounds.RoundError, match="still training"):
+        rounds.start_round(task)
+
+
+def test_every_n_labels_starts_exactly_one_automatic_round(make_user):
+    task = make_task(n=40, round_every=5)
+    user = make_user("labeler")
+    label_galaxies(task, user, 4)
+    assert not Round.objects.filter(task=task).exists()
+    label_galaxies(task, user, 3, start=4)       # 5th label triggers; 6th and 7th find it running
+    assert list(Round.objects.filter(task=task).values_list("number", "trigger")) == [(1, "auto")]
+
+
+def test_regression_round_gives_mean_sigma_rmse_and_coverage(make_user):
+    task = make_task(n=60, name="Size", kind="regression", classes=[], target_name="radius", unit="arcsec",
+                     value_min=0, value_max=100, head_config={"kind": "linear"})
+    user = make_user("labeler")
+    rows = store.task_rows(task)
+    x = rows.vectors()
+    truth = {int(g): float(10 + 3 * x[i, 0]) for i, g in enumerate(rows.galaxy_ids)}
+    for g in list(truth)[:30]:
+        labels.record_label(task, g, user, "value", value=truth[g])
+    rnd = rounds.start_round(task, user)
+    assert run(rnd).status == "succeeded"
+    rnd.refresh_from_db()
+    assert rnd.metrics["rmse"] < 0.5 and 0 <= rnd.metrics["coverage_90"] <= 1
+    p = Prediction.objects.filter(task=task).exclude(galaxy_id__in=list(truth)[:30]).first()
+    assert abs(p.value - truth[p.galaxy_id]) < 1.0 and p.uncertainty > 0
+    picks = QueueItem.objects.filter(task=task, source="strategy")
+    assert all(q.reason.startswith("predictive sigma") for q in picks)
+
+
+def test_model_trained_on_survey_a_predicts_b_and_adapts_with_b_labels(make_user):
+    a = make_survey(name="A", slug="sa", n=60)
+    b = make_survey(name="B", slug="sb", n=60, seed=1)
+    es = make_embedding_set([a, b], shifts=[0.0, 1.5])          # survey B is offset in embedding space
+    task = make_task(name="AB", surveys=[a, b], embedding_set=es, source_survey=a)
+    user = make_user("labeler")
+    label_galaxies(task, user, 30, survey=a)
+    assert run(rounds.start_round(task, user)).status == "succeeded"
+    on_b = Prediction.objects.filter(task=task, galaxy__survey=b).count()
+    assert on_b == 60                                          # B is predicted at once
+    label_galaxies(task, user, 12, survey=b)
+    rnd = rounds.start_round(task, user)
+    assert run(rnd).status == "succeeded", Job.objects.get(pk=rnd.job_id).error
+    rnd.refresh_from_db()
+    t = rnd.transfer["sb"]
+    assert t["source"] == "sa" and t["n_target_labels"] == 12
+    assert t["after"]["accuracy"] >= t["before"]["accuracy"] and t["after"]["accuracy"] >= 0.9
+    preds = dict(Prediction.objects.filter(task=task, galaxy__survey=b).values_list("galaxy_id", "class_index"))
+    acc = np.mean([preds[g.pk] == true_class(g) for g in Galaxy.objects.filter(survey=b)])
+    assert acc >= 0.9

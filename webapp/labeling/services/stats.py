@@ -1,0 +1,44 @@
+"""Counters for the task list, the task page and the labeling page."""
+from __future__ import annotations
+
+from django.db.models import Count, Q
+
+from webapp.labeling.models import Label, QueueItem, Task
+from webapp.labeling.services.labels import task_answers
+from webapp.labeling.services.store import serving_round
+
+
+def round_progress(task: Task) -> dict:
+    """How far the labels are towards the next automatic round (the labeling page's counter)."""
+    total = Label.objects.filter(task=task, kind=Label.Kind.VALUE).count()
+    since = max(total - task.labels_at_last_trigger, 0)
+    rnd = serving_round(task)
+    from webapp.labeling.services.rounds import active_round
+    training = active_round(task)
+    return {"labels_total": total, "training_round": training.number if training else None, "since_last_round": since, "round_every": task.round_every,
+            "next_round": (rnd.number + 1) if rnd else 1,
+            "remaining_in_round": max(task.round_every - since, 0) if task.round_every else None,
+            "queue_remaining": QueueItem.objects.filter(task=task, done=False).count()}
+
+
+def user_progress(task: Task, user) -> dict:
+    answers = task_answers(task, user=user).values()
+    return {"answered": sum(1 for a in answers if a.kind in (Label.Kind.VALUE, Label.Kind.UNSURE)),
+            "skipped": sum(1 for a in answers if a.kind == Label.Kind.SKIP)}
+
+
+def task_summaries(tasks) -> dict[int, dict]:
+    """{task id: {"labels", "labellers", "rounds"}} for many tasks in three queries."""
+    ids = [t.pk for t in tasks]
+    labels = dict(Label.objects.filter(task_id__in=ids, kind=Label.Kind.VALUE).values("task_id")
+                  .annotate(n=Count("id")).values_list("task_id", "n"))
+    people = dict(Label.objects.filter(task_id__in=ids, kind=Label.Kind.VALUE).values("task_id")
+                  .annotate(n=Count("user_id", distinct=True)).values_list("task_id", "n"))
+    from webapp.labeling.models import Round
+    rounds = dict(Round.objects.filter(task_id__in=ids).values("task_id")
+                  .annotate(n=Count("id", filter=Q(status="ready"))).values_list("task_id", "n"))
+    latest = {}
+    for r in Round.objects.filter(task_id__in=ids, status="ready").order_by("task_id", "-number"):
+        latest.setdefault(r.task_id, r)
+    return {t: {"labels": labels.get(t, 0), "labellers": people.get(t, 0), "rounds": rounds.get(t, 0),
+                "latest": latest.get(t)} for t in ids}
