@@ -48,12 +48,14 @@ def start_round(task: Task, user=None, trigger: str = Round.Trigger.MANUAL) -> R
 
     if not Label.objects.filter(task=task, kind=Label.Kind.VALUE).exists():
         raise RoundError("no labels yet: label a few galaxies before training a model")
-    busy = active_round(task)
-    if busy is not None:
-        raise RoundError(f"round {busy.number} is still training (job {busy.job_id}); wait for it to finish")
     for _ in range(3):   # two clicks at once: the unique (task, number) lets one win, retry the other
         try:
             with transaction.atomic():
+                Task.objects.select_for_update().filter(pk=task.pk).first()   # one start at a time (PostgreSQL)
+                busy = active_round(task)
+                if busy is not None:
+                    raise RoundError(f"round {busy.number} is still training (job {busy.job_id}); "
+                                     "wait for it to finish")
                 number = (task.rounds.aggregate(m=Max("number"))["m"] or 0) + 1
                 rnd = Round.objects.create(task=task, number=number, trigger=trigger, strategy=task.strategy,
                                            head_config=asdict(training.head_config(task.head_config)))

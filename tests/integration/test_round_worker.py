@@ -1,0 +1,51 @@
+"""Labeling rounds through a real ``celery worker`` process (cpu queue), and a failing retrain."""
+import pytest
+
+from tests.integration.conftest import wait_for_job
+from tests.labeling.factories import make_task, true_class
+from webapp.catalog.models import Galaxy
+from webapp.labeling.models import Prediction, QueueItem, Round, Task
+from webapp.labeling.services import labels, rounds, store
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def labeler(transactional_db):
+    from django.contrib.auth.models import Group, User
+    from webapp.accounts.roles import ROLES
+    for role in ROLES:                  # a transactional test flushed the migration-made groups
+        Group.objects.get_or_create(name=role)
+    user = User.objects.create_user("worker-labeler", password="x")
+    user.groups.add(Group.objects.get(name="labeler"))
+    return user
+
+
+def test_round_runs_on_a_real_worker_and_a_failed_retrain_keeps_the_old_model(celery_worker_proc, labeler):
+    task = make_task(n=40, head_config={"kind": "mlp_ensemble", "hidden": [16], "n_members": 3,
+                                        "min_steps": 60, "max_steps": 60})
+    for g in Galaxy.objects.order_by("image_index")[:12]:
+        labels.record_label(task, g.pk, labeler, "value", class_index=true_class(g))
+    first = rounds.start_round(task, labeler)
+    job = wait_for_job(first.job_id, proc=celery_worker_proc)
+    assert (job.status, job.progress, job.queue) == ("succeeded", 1.0, "cpu"), job.error
+    first.refresh_from_db()
+    assert first.status == "ready" and first.model_version.startswith(f"{task.pk}.1-mlp_ensemble-")
+    assert job.result["model_version"] == first.model_version and job.result["n_labels"] == 12
+    assert Prediction.objects.filter(task=task, round=first).count() == 40
+    assert QueueItem.objects.filter(task=task, round_number=1, done=False).count() == task.batch_size
+    serving = dict(Prediction.objects.filter(task=task).values_list("galaxy_id", "class_index"))
+    assert sum(serving[g.pk] == true_class(g) for g in Galaxy.objects.all()) >= 36
+
+    # A retrain that cannot work (a bad head setting saved by a curator) fails on the worker ...
+    Task.objects.filter(pk=task.pk).update(head_config={"kind": "mlp_ensemble", "n_members": 0})
+    task.refresh_from_db()
+    second = rounds.start_round(task, labeler)
+    job = wait_for_job(second.job_id, proc=celery_worker_proc)
+    second.refresh_from_db()
+    assert job.status == "failed" and second.status == "failed" and second.error
+    # ... and round 1 keeps serving, with its predictions untouched.
+    assert store.serving_round(task).pk == first.pk
+    assert dict(Prediction.objects.filter(task=task).values_list("galaxy_id", "class_index")) == serving
+    assert set(Prediction.objects.filter(task=task).values_list("round_id", flat=True)) == {first.pk}
+    assert list(Round.objects.filter(task=task).values_list("number", "status")) == [(2, "failed"), (1, "ready")]
