@@ -1,0 +1,124 @@
+"""Authorisation matrix: every URL the site serves, for anonymous and every role.
+
+The URL list is read from the resolver, so endpoints added later are covered
+without editing this file.  A write endpoint is a view decorated with
+``role_required(role)`` (webapp.accounts.roles), which records ``required_role``.
+
+- Anonymous users get the login page (HTML) or 401 (API) everywhere except the
+  few open paths, and change nothing.
+- Below the required role: 403 and nothing changes.  At or above it: the role
+  check passes (the request may still fail validation with 400/404).
+- Views without a role requirement are read-only: a viewer's POST changes no row.
+- With CSRF checks on, a POST without the token is refused (403) for every write.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.apps import apps
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from webapp.accounts.roles import ROLES, role_rank
+
+pytestmark = pytest.mark.integration
+
+OPEN = ("accounts/login/", "healthz", "admin/")  # open by design (admin has its own login)
+SKIP_PREFIXES = ("admin/", "static/", "accounts/logout/")  # Django's own, tested by Django
+
+
+def _walk(resolver=None, prefix=""):
+    resolver = resolver or get_resolver()
+    for p in resolver.url_patterns:
+        route = prefix + str(p.pattern)
+        if isinstance(p, URLResolver):
+            yield from _walk(p, route)
+        elif isinstance(p, URLPattern):
+            yield route.lstrip("^").rstrip("$"), p.callback
+
+
+def _concrete(route: str) -> str:
+    route = re.sub(r"<int:[^>]+>", "987654", route)
+    route = re.sub(r"<(?:slug|str|path|uuid):[^>]+>|<[^:>]+>", "no-such-thing", route)
+    return "/" + route.replace("\\", "")
+
+
+def _endpoints():
+    seen = set()
+    for route, callback in _walk():
+        if route.startswith(SKIP_PREFIXES) or route == "":
+            continue
+        url = _concrete(route)
+        if url in seen:
+            continue
+        seen.add(url)
+        yield url, getattr(callback, "required_role", None)
+
+
+ENDPOINTS = sorted(_endpoints())
+WRITES = [(u, r) for u, r in ENDPOINTS if r]
+
+
+def _row_counts() -> dict:
+    return {m._meta.label: m.objects.count() for m in apps.get_models()
+            if m._meta.label not in {"sessions.Session", "admin.LogEntry"}}
+
+
+def test_the_matrix_sees_the_write_endpoints():
+    assert len(WRITES) >= 3, WRITES
+    assert {r for _, r in WRITES} <= set(ROLES)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url,role", ENDPOINTS)
+def test_anonymous_gets_login_or_401_and_changes_nothing(url, role):
+    if url.lstrip("/").startswith(OPEN):
+        pytest.skip("open by design")
+    client = Client()
+    before = _row_counts()
+    for method in (client.get, client.post):
+        response = method(url)
+        if url.startswith("/api/"):
+            assert response.status_code == 401, (url, response.status_code)
+        else:
+            assert response.status_code == 302 and "/accounts/login/" in response["Location"], (url, response.status_code)
+    assert _row_counts() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url,required", WRITES)
+def test_write_endpoints_enforce_their_role(url, required, role_clients):
+    for role in ROLES:
+        before = _row_counts()
+        response = role_clients[role].post(url, data={}, HTTP_ACCEPT="application/json")
+        if response.status_code == 405:  # a role-guarded read (e.g. a labeler's queue): check GET
+            response = role_clients[role].get(url, HTTP_ACCEPT="application/json")
+        if role_rank(role) < role_rank(required):
+            assert response.status_code == 403, f"{role} POST {url} -> {response.status_code} (needs {required})"
+            assert _row_counts() == before, f"{role} POST {url} changed rows despite 403"
+        else:
+            assert response.status_code != 403, f"{role} POST {url} was refused (needs {required})"
+            assert response.status_code < 500, f"{role} POST {url} -> {response.status_code}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [u for u, r in ENDPOINTS if not r and not u.lstrip("/").startswith(OPEN)])
+def test_views_without_a_role_requirement_are_read_only(url, role_clients):
+    before = _row_counts()
+    response = role_clients["viewer"].post(url, data={"name": "x", "galaxy_ids": "1"})
+    assert response.status_code < 500, f"viewer POST {url} -> {response.status_code}"
+    assert _row_counts() == before, f"viewer POST {url} changed rows but the view declares no role"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url,required", WRITES)
+def test_writes_need_the_csrf_token(url, required, make_user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_user("admin", "csrf-admin"))
+    before = _row_counts()
+    response = client.post(url, data={})
+    if response.status_code == 405:
+        pytest.skip(f"{url} takes no POST")
+    assert response.status_code == 403, f"POST {url} without a CSRF token -> {response.status_code}"
+    assert _row_counts() == before
