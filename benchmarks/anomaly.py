@@ -1,0 +1,213 @@
+"""Does feedback find more interesting objects than the raw anomaly scores?
+
+    python benchmarks/anomaly.py                    # simulated survey (N=5000) + real SDSS GZ1, SSL and PCA features
+    python benchmarks/anomaly.py --quick            # N=2000, 1 seed, 4-epoch encoders (for `make benchmarks`)
+    python benchmarks/anomaly.py --features pca     # stand-in features only (no encoder training)
+
+For each dataset and feature space: how many interesting objects appear among the first
+50 / 100 / 200 reviewed, ranking by each raw score alone (iforest, kNN distance, LOF, GMM,
+their rank-combinations) and with simulated feedback (ml.anomaly.simulate_review_session:
+the queue is re-ranked after every 10 verdicts, as the web app does with its default N).
+  simulated   lenses, rings and mergers are interesting (the user scores them 5); planted
+              artifacts (satellite trails, cosmic rays, saturated stars) are tagged artifact
+              (0 + tag); everything else scores 0. Truth from ml.vocab.
+  gz1         real SDSS Galaxy Zoo 1: mergers (class 5) interesting, class 4 (star /
+              artifact / don't know) tagged artifact, the rest 0.
+Features: "ssl" = the SimCLR embedding from benchmarks/datasets.py (trained on the images,
+no labels), "pca" = PCA of the (arcsinh-stretched, 2x binned) pixels, a stand-in.
+The goal (Lochner & Bassett 2021): feedback >= 2x the interesting found in the first 100
+by the best raw score. Writes benchmarks/results/anomaly.json (anomaly_quick.json).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+import numpy as np
+
+from common import print_table, write_result  # noqa: F401  (puts the repo root on sys.path)
+import datasets
+from ml import vocab
+from ml.anomaly import (AnomalyConfig, FeedbackConfig, combine_scores, count_interesting, score_all,
+                        simulate_review_session)
+
+CUTOFFS = (50, 100, 200)
+RERANK_EVERY = 10  # the web app's default N
+PCA_DIM = 64
+
+
+def say(message: str) -> None:
+    print(f"[anomaly] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ data
+
+@dataclasses.dataclass
+class Case:
+    name: str                 # e.g. "sim sdss_like / ssl"
+    vectors: np.ndarray       # (N, D) features
+    interesting: np.ndarray   # (N,) bool, ground truth (never shown to the ranker)
+    artifact: np.ndarray      # (N,) bool
+
+
+def sim_truth(sim) -> tuple[np.ndarray, np.ndarray]:
+    cls, rarity = sim.truth["class"], sim.truth["rarity"]
+    interesting = np.array([vocab.is_interesting(str(c), str(r)) for c, r in zip(cls, rarity)])
+    artifact = np.array([vocab.is_artifact(str(r)) for r in rarity])
+    return interesting, artifact
+
+
+def pca_features(images: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
+    """Stand-in embedding: PCA of 2x-binned pixels, each image scaled to unit peak first.
+    Flux images are arcsinh-stretched (galaxy light spans decades). (N, C, H, W) -> (N, 64)."""
+    from sklearn.decomposition import PCA
+
+    x = images.astype(np.float32)
+    if kind == "flux":
+        x = np.arcsinh(x / 0.05)
+    n, c, h, w = x.shape
+    x = x[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5))
+    x = x.reshape(n, -1)
+    x /= np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-6)
+    return PCA(n_components=PCA_DIM, random_state=seed, svd_solver="randomized").fit_transform(x).astype(np.float32)
+
+
+def load_cases(args) -> list[Case]:
+    cases = []
+    if "sim" in args.datasets:
+        say(f"simulated surveys, N={args.n_sim}")
+        sim = datasets.load_sim(args.n_sim, seed=0)
+        interesting, artifact = sim_truth(sim)
+        survey = "sdss_like"
+        if "ssl" in args.features:
+            vectors = datasets.sim_embeddings(n=args.n_sim, seed=0, quick=args.quick)[survey]
+            cases.append(Case(f"sim {survey} / ssl", vectors, interesting, artifact))
+        if "pca" in args.features:
+            cases.append(Case(f"sim {survey} / pca", pca_features(sim.images[survey], "flux"), interesting, artifact))
+    if "gz1" in args.datasets:
+        gz1 = datasets.load_gz1()
+        if gz1 is None:
+            say("real SDSS data (../shared/data/gz1_sdss) is absent: skipping gz1")
+        else:
+            interesting, artifact = gz1.classes == vocab.GZ1_MERGER, gz1.classes == vocab.GZ1_ARTIFACT
+            if "ssl" in args.features:
+                cases.append(Case("gz1 sdss / ssl", datasets.gz1_embeddings(quick=args.quick), interesting, artifact))
+            if "pca" in args.features:
+                cases.append(Case("gz1 sdss / pca", pca_features(gz1.images, "rgb"), interesting, artifact))
+    return cases
+
+
+# ------------------------------------------------------------------ one case
+
+def counts(order, case: Case) -> dict:
+    found = count_interesting(order, case.interesting, CUTOFFS)
+    row = {f"int@{c}": found[c] for c in CUTOFFS}
+    row["art@100"] = count_interesting(order, case.artifact, (100,))[100]
+    return row
+
+
+def run_case(case: Case, seed: int, reviews: int, feedback_bases: list[str], variants: dict) -> list[dict]:
+    say(f"{case.name}: scoring N={len(case.vectors)} (seed {seed})")
+    t0 = time.perf_counter()
+    scores = score_all(case.vectors, AnomalyConfig(seed=seed))
+    seconds = time.perf_counter() - t0
+    methods = list(AnomalyConfig().methods)
+    scores["combined-max"] = combine_scores({m: scores[m] for m in methods}, "max")
+    scores["combined-mean"] = combine_scores({m: scores[m] for m in methods}, "mean")
+    scores["combined-max(no gmm)"] = combine_scores({m: scores[m] for m in ("iforest", "knn", "lof")}, "max")
+    rows = [{"case": case.name, "seed": seed, "ranking": f"raw {name}",
+             **counts(np.argsort(-s, kind="stable"), case), "seconds": round(seconds, 1)}
+            for name, s in scores.items()]
+    expected = {f"int@{c}": case.interesting.mean() * c for c in CUTOFFS}
+    rows.append({"case": case.name, "seed": seed, "ranking": "random (expected)", **expected,
+                 "art@100": case.artifact.mean() * 100})
+
+    def oracle(i: int):
+        if case.artifact[i]:
+            return 0.0, True
+        return (5.0 if case.interesting[i] else 0.0), False
+
+    for base in feedback_bases:
+        for label, cfg in variants.items():
+            t0 = time.perf_counter()
+            order = simulate_review_session(case.vectors, scores[base], oracle, reviews, RERANK_EVERY,
+                                            dataclasses.replace(cfg, seed=seed))
+            rows.append({"case": case.name, "seed": seed, "ranking": f"{base} + feedback {label}",
+                         **counts(order, case), "seconds": round(time.perf_counter() - t0, 1)})
+            say(f"  {rows[-1]['ranking']}: {rows[-1]['int@100']} interesting in the first 100")
+    return rows
+
+
+def mean_rows(rows: list[dict]) -> list[dict]:
+    keys = [f"int@{c}" for c in CUTOFFS] + ["art@100", "seconds"]
+    grouped: dict[tuple, list] = {}
+    for r in rows:
+        grouped.setdefault((r["case"], r["ranking"]), []).append(r)
+    return [{"case": case, "ranking": ranking,
+             **{k: round(float(np.mean([r[k] for r in rs if k in r])), 2) for k in keys if any(k in r for r in rs)}}
+            for (case, ranking), rs in grouped.items()]
+
+
+def verdicts(table: list[dict]) -> list[dict]:
+    """Per case: the best raw score, the best feedback ranking, and their ratio at 100."""
+    out = []
+    for case in dict.fromkeys(r["case"] for r in table):
+        rows = [r for r in table if r["case"] == case]
+        raw = max((r for r in rows if r["ranking"].startswith("raw ")), key=lambda r: r["int@100"])
+        default = [r for r in rows if r["ranking"].endswith("feedback default")]
+        fb = max(default or [r for r in rows if "feedback" in r["ranking"]], key=lambda r: r["int@100"])
+        ratio = fb["int@100"] / raw["int@100"] if raw["int@100"] else float("inf")
+        out.append({"case": case, "best raw": raw["ranking"][4:], "raw int@100": raw["int@100"],
+                    "feedback": fb["ranking"], "feedback int@100": fb["int@100"], "ratio": round(ratio, 2),
+                    "goal 2x": "met" if ratio >= 2 else "not met"})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="N=2000 simulated, 1 seed, 4-epoch encoders")
+    ap.add_argument("--datasets", default="sim,gz1")
+    ap.add_argument("--features", default="ssl,pca", help="comma list of ssl, pca")
+    ap.add_argument("--n-sim", type=int, default=None)
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--reviews", type=int, default=200)
+    ap.add_argument("--variants", default=None, help="comma list of feedback variants (default: all)")
+    args = ap.parse_args()
+    args.n_sim = args.n_sim or (2000 if args.quick else 5000)
+    seeds = args.seeds or (1 if args.quick else 3)
+    all_variants = {"default": FeedbackConfig(),
+                    "explore=0": FeedbackConfig(explore=0.0),
+                    "knn": FeedbackConfig(regressor="knn"),
+                    "astronomaly": FeedbackConfig(formula="astronomaly")}
+    wanted = args.variants.split(",") if args.variants else (["default"] if args.quick else list(all_variants))
+    variants = {k: all_variants[k] for k in wanted}
+    bases = ["combined-max", "iforest"] if not args.quick else ["combined-max"]
+
+    started = time.perf_counter()
+    rows = []
+    for case in load_cases(args):
+        for seed in range(seeds):
+            rows += run_case(case, seed, args.reviews, bases, variants)
+    table = mean_rows(rows)
+    print(f"\nInteresting objects among the first 50/100/200 reviewed (mean over {seeds} seed(s)); "
+          f"feedback re-ranks every {RERANK_EVERY} verdicts")
+    print_table(table, ["case", "ranking"] + [f"int@{c}" for c in CUTOFFS] + ["art@100", "seconds"])
+    summary = verdicts(table)
+    print()
+    print_table(summary, ["case", "best raw", "raw int@100", "feedback", "feedback int@100", "ratio", "goal 2x"])
+    name = "anomaly_quick" if args.quick else "anomaly"
+    path = write_result(name, {
+        "quick": args.quick, "datasets": args.datasets, "features": args.features, "n_sim": args.n_sim,
+        "seeds": seeds, "reviews": args.reviews, "rerank_every": RERANK_EVERY,
+        "anomaly_config": dataclasses.asdict(AnomalyConfig()),
+        "feedback_variants": {k: dataclasses.asdict(v) for k, v in variants.items()},
+        "oracle": {"interesting": 5, "artifact": "0 + artifact tag", "other": 0},
+        "summary": summary, "mean": table, "per_seed": rows,
+        "total_seconds": round(time.perf_counter() - started, 1)})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
