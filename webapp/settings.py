@@ -134,6 +134,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # A job whose worker has sent no heartbeat for this long is considered dead and
 # may be reclaimed by a redelivered message or the reaper.
 JOB_STALE_SECONDS = env_int("LATENTSKY_JOB_STALE_SECONDS", 120, minimum=5)
+# A queued job whose message was lost (e.g. the broker restarted without persistence) is
+# re-sent by the reaper after this long; a duplicate message is harmless (atomic claim).
+JOB_REQUEUE_AFTER_SECONDS = env_int("LATENTSKY_JOB_REQUEUE_AFTER_SECONDS", 600, minimum=1)
+JOB_REAP_EVERY_SECONDS = env_int("LATENTSKY_JOB_REAP_EVERY_SECONDS", 60, minimum=1)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the map page's JS reads it for fetch() POSTs

@@ -8,22 +8,22 @@ from celery.signals import worker_ready, worker_shutting_down
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
-REAP_EVERY_SECONDS = 60.0
 
 
 def _reap_loop():
+    from django.conf import settings
     from django.db import close_old_connections
 
     from webapp.jobs.services import reap_jobs
 
     while True:
         try:
-            reap_jobs(queued_older_than=1800)
+            reap_jobs(queued_older_than=settings.JOB_REQUEUE_AFTER_SECONDS)
         except Exception:  # database briefly away: try again next round
             log.warning("job reaper failed", exc_info=True)
         finally:
             close_old_connections()
-        if _stop.wait(REAP_EVERY_SECONDS):
+        if _stop.wait(settings.JOB_REAP_EVERY_SECONDS):
             return
 
 

@@ -116,3 +116,19 @@ def test_reaper_resends_jobs_of_dead_workers(settings, monkeypatch):
 def test_unknown_kind_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown job kind 'nope'"):
         services.create_job("nope", {}, dispatch=False)
+
+
+def test_reaper_resends_a_lost_queued_message_once_per_period(monkeypatch):
+    sent = []
+
+    def fake_dispatch(job_id):  # what dispatch_job records, without a broker
+        sent.append(job_id)
+        Job.objects.filter(pk=job_id).update(dispatched_at=timezone.now())
+    monkeypatch.setattr(services, "dispatch_job", fake_dispatch)
+    old = make_job()
+    Job.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=1),
+                                         dispatched_at=timezone.now() - timedelta(hours=1))
+    fresh = make_job()
+    assert services.reap_jobs(queued_older_than=600) == [old.pk]
+    assert services.reap_jobs(queued_older_than=600) == []  # just re-sent: not again this period
+    assert sent == [old.pk] and fresh.pk not in sent

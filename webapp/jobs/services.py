@@ -60,7 +60,7 @@ def dispatch_job(job_id: int) -> None:
         app.tasks[TASK_NAME].apply(args=[job_id])
         return
     result = app.send_task(TASK_NAME, args=[job_id], queue=job.queue)
-    Job.objects.filter(pk=job_id).update(celery_task_id=result.id)
+    Job.objects.filter(pk=job_id).update(celery_task_id=result.id, dispatched_at=timezone.now())
 
 
 # ----------------------------------------------------------------- claiming
@@ -256,9 +256,13 @@ def reap_jobs(queued_older_than: float = 300.0) -> list[int]:
     """
     now = timezone.now()
     stale = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
-    lost_workers = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale)
+    # Not re-sent within the period: a job waiting behind a long queue gets one extra message
+    # per period, not one per reaper round.
+    quiet = Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - timedelta(seconds=queued_older_than))
+    lost_workers = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale).filter(
+        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=stale))
     lost_messages = Job.objects.filter(status=Job.Status.QUEUED,
-                                       created_at__lt=now - timedelta(seconds=queued_older_than))
+                                       created_at__lt=now - timedelta(seconds=queued_older_than)).filter(quiet)
     ids = sorted(set(lost_workers.values_list("pk", flat=True)) | set(lost_messages.values_list("pk", flat=True)))
     for job_id in ids:
         log.warning("reaper: re-sending job %s", job_id)
