@@ -39,8 +39,8 @@
   function held() { return [S.current, ...S.buffer].filter(Boolean).map(c => c.id); }
 
   // ------------------------------------------------------------ fetching and prefetching
-  async function fetchBatch(n, extraExclude) {
-    const exclude = [...new Set([...held(), ...S.sent.slice(-300), ...(extraExclude || [])])];
+  async function fetchBatch(n, extraExclude, includeHeld) {
+    const exclude = [...new Set([...(includeHeld ? [] : held()), ...S.sent.slice(-300), ...(extraExclude || [])])];
     const q = new URLSearchParams({ n: n, rank_by: S.rankBy, exclude: exclude.join(",") });
     if (S.survey) q.set("survey", S.survey);
     if (S.first) { q.set("first", S.first); S.first = ""; }
@@ -200,9 +200,12 @@
   async function reorder(job) {
     try {
       const before = S.buffer.map(c => c.id).join(",");
-      const data = await fetchBatch(BATCH);
-      const keep = S.current ? S.current.id : null;
-      S.buffer = data.candidates.filter(c => c.id !== keep);
+      // ask without holding the page's candidates back, so the one on screen gets its new "why" too
+      const data = await fetchBatch(BATCH, [], true);
+      const shown = S.current;
+      const fresh = shown && data.candidates.find(c => c.id === shown.id);
+      S.buffer = data.candidates.filter(c => !shown || c.id !== shown.id);
+      if (fresh) { S.current = fresh; if (S.mode === "single") show(fresh); }
       if (!S.current) advance();
       preloadAhead();
       if (S.mode === "grid") renderGrid();
@@ -281,8 +284,14 @@
   }
 
   // ------------------------------------------------------------ keyboard
+  function flash(key) {
+    const hint = document.querySelector('.key-hint[data-key="' + (key === "Backspace" || key === "z" ? "u" : key) + '"]');
+    if (!hint) return;
+    hint.classList.add("pressed"); setTimeout(() => hint.classList.remove("pressed"), 150);
+  }
   function handle(key, ev) {
     const t0 = performance.now();
+    flash(key);
     const gridCand = () => S.gridItems[S.gridSel];
     const target = S.mode === "grid" ? gridCand() : S.current;
     if (/^[0-5]$/.test(key)) { if (target && !(S.mode === "grid" && isScored(target))) verdict(target, parseInt(key, 10), t0); return true; }
