@@ -40,3 +40,85 @@ def register_colour_provider(provider: ColourProvider) -> ColourProvider:
 
 def colour_providers() -> list[ColourProvider]:
     return list(_PROVIDERS)
+
+
+def resolve_values(layer: ColourLayer):
+    """The layer's values; a provider may pass a zero-argument callable to compute them only
+    when someone colours by that layer (e.g. catalogue columns of a million galaxies)."""
+    if callable(layer.values):
+        layer.values = layer.values()
+    return layer.values
+
+
+# ----------------------------------------------------------------- catalogue layers (this app)
+
+class _CatalogueTable:
+    """Survey and metadata columns of an EmbeddingSet in row order, read once on first use."""
+
+    def __init__(self, es):
+        self.es = es
+        self._survey = None
+        self._meta = None
+
+    def _rows(self):
+        from webapp.embeddings.services.vectors import load_embedding_set
+        return load_embedding_set(self.es)
+
+    def survey_names(self) -> list:
+        if self._survey is None:
+            from webapp.catalog.models import Galaxy
+            ids, _, row_of = self._rows()
+            names = dict(self.es.surveys.values_list("id", "name"))
+            out = [None] * len(ids)
+            for gid, sid in Galaxy.objects.filter(survey_id__in=list(names)).values_list("id", "survey_id").iterator(
+                    chunk_size=50_000):
+                row = row_of.get(gid)
+                if row is not None:
+                    out[row] = names[sid]
+            self._survey = out
+        return self._survey
+
+    def column(self, key: str, numeric: bool):
+        if self._meta is None:
+            from webapp.catalog.models import Galaxy
+            ids, _, row_of = self._rows()
+            metas = [None] * len(ids)
+            surveys = list(self.es.surveys.values_list("id", flat=True))
+            for gid, meta in Galaxy.objects.filter(survey_id__in=surveys).values_list("id", "metadata").iterator(
+                    chunk_size=20_000):
+                row = row_of.get(gid)
+                if row is not None:
+                    metas[row] = meta or {}
+            self._meta = metas
+        if numeric:
+            return np.array([_number((m or {}).get(key)) for m in self._meta], dtype=np.float32)
+        return [None if (m or {}).get(key) in (None, "") else str(m[key]) for m in self._meta]
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or value is None:
+        return np.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def catalogue_layers(embedding_set) -> list[ColourLayer]:
+    """Survey, then every catalogue metadata column (numeric: colour bar; text: legend)."""
+    from webapp.catalog.services.browse import metadata_keys
+
+    table = _CatalogueTable(embedding_set)
+    layers = [ColourLayer("survey", "Survey", "categorical", table.survey_names, group="Catalogue")]
+    kinds: dict[str, str] = {}
+    for survey in embedding_set.surveys.all():
+        for key, kind in metadata_keys(survey).items():
+            kinds[key] = "text" if kinds.get(key, kind) != kind else kind
+    for key, kind in sorted(kinds.items()):
+        numeric = kind == "number"
+        unit = "mag" if key.lower().startswith("mag") else ""
+        layers.append(ColourLayer(f"meta:{key}", key + (" (mag)" if unit else ""),
+                                  "numeric" if numeric else "categorical",
+                                  lambda key=key, numeric=numeric: table.column(key, numeric),
+                                  group="Catalogue", unit=unit))
+    return layers

@@ -192,3 +192,26 @@ def latest_set_for(galaxy_id: int, survey_id: int | None = None) -> EmbeddingSet
         except (OSError, ValueError):  # files gone: skip this set rather than fail the page
             continue
     return None
+
+
+# ----------------------------------------------------------------- presenting results
+
+def galaxy_cards(results: list[dict], thumb_size: int = 96) -> list[dict]:
+    """Results ({"id", "distance"?, ...}) with source id, survey, position, page and thumbnail
+    URLs added, in the same order (one query)."""
+    from webapp.catalog.models import Galaxy
+    from webapp.catalog.services.browse import thumb_url
+
+    wanted = [int(r["id"]) for r in results]
+    rows = {g.pk: g for g in Galaxy.objects.filter(pk__in=wanted).select_related("survey").only(
+        "id", "source_id", "ra", "dec", "image_index", "survey__id", "survey__slug", "survey__name",
+        "survey__image_checksum")}
+    cards = []
+    for r in results:
+        g = rows.get(int(r["id"]))
+        if g is None:
+            continue
+        cards.append({**r, "id": g.pk, "source_id": g.source_id, "survey": g.survey.slug,
+                      "survey_name": g.survey.name, "ra": g.ra, "dec": g.dec, "url": f"/galaxies/{g.pk}/",
+                      "thumb_url": thumb_url(g, g.survey, size=thumb_size)})
+    return cards

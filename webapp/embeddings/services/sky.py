@@ -120,4 +120,4 @@ def nearest_object(es: EmbeddingSet, ra: float, dec: float) -> tuple[int, float]
     target = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs")
     i, sep, _ = target.match_to_catalog_sky(index.coord)
     ids, _, _ = load_embedding_set(es)
-    return int(ids[index.rows[int(i)]]), float(sep.arcsec)
+    return int(ids[index.rows[int(np.ravel(i)[0])]]), float(np.ravel(sep.arcsec)[0])

@@ -264,11 +264,16 @@ def _fits_crop(side_px: int, size: int, file_scale: float | None, survey_scale: 
 def embed_prepared(encoder, prepared: PreparedImage) -> np.ndarray:
     """(D,) float32 embedding of the prepared cutout with the set's encoder."""
     try:
-        from webapp.embeddings.services.encoding import embed_images
+        from webapp.embeddings.services import encoding
     except ImportError as exc:
         raise EncoderUnavailable("this server cannot embed images yet (the encoding service is missing: "
                                  f"{exc})") from None
-    vectors = np.asarray(embed_images(encoder, prepared.pixels[None].astype(np.float32)))  # (1, D)
+    try:
+        vectors = np.asarray(encoding.embed_images(encoder, prepared.pixels[None].astype(np.float32)))  # (1, D)
+    except encoding.EncoderUnavailable as exc:
+        raise EncoderUnavailable(str(exc)) from None
+    except ValueError as exc:  # embed_images explains shape/band mismatches
+        raise UploadError(f"the encoder cannot use this image: {exc}") from None
     if vectors.ndim != 2 or len(vectors) != 1 or not np.isfinite(vectors).all():
         raise UploadError(f"the encoder returned an unusable embedding of shape {vectors.shape}")
     return vectors[0]

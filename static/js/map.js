@@ -1,0 +1,455 @@
+// Latent map page: loads points into the bokeh figures (plots_map.py), colour layers,
+// density/mosaic overlays, the tap side panel, selection actions and keyboard shortcuts.
+// Bokeh callbacks (CustomJS in plots_map.py) call window.LatentMapPage.on*().
+"use strict";
+
+(function () {
+  const meta = JSON.parse(document.getElementById("map-meta").textContent);
+  const AUTO_THUMBS = 250;      // dense maps: show cutouts automatically when this few points are in view
+  const SELECTION_THUMBS = 120; // thumbnails drawn in the selection drawer
+  const $ = id => document.getElementById(id);
+  const M = { layer: meta.default_layer, mosaic: false, selectedIds: new Set(), legend: null,
+              view: document.getElementById("map-page").dataset.view, total: meta.n, timers: {} };
+  window.LatentMapPage = M;
+
+  // ------------------------------------------------------------------ fetch helpers
+  async function getJSON(url) {
+    const res = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    let data = null;
+    try { data = await res.json(); } catch (e) { data = { error: res.statusText }; }
+    if (!res.ok) { const err = new Error(data.error || res.statusText); err.status = res.status; throw err; }
+    return data;
+  }
+
+  function parseBinary(buf, spec, count) {
+    const ctor = { f4: Float32Array, f8: Float64Array, i4: Int32Array, u4: Uint32Array };
+    const out = {};
+    let offset = 0;
+    for (const item of spec.split(",")) {
+      const [name, dtype] = item.split(":");
+      const C = ctor[dtype];
+      out[name] = new C(buf, offset, count);
+      offset += count * C.BYTES_PER_ELEMENT;
+    }
+    return out;
+  }
+
+  async function getPoints(params) {
+    const q = new URLSearchParams({ format: "bin", ...params });
+    const res = await fetch(meta.urls.points + "?" + q, { credentials: "same-origin" });
+    if (!res.ok) throw new Error((await res.json()).error || res.statusText);
+    const count = +res.headers.get("X-Count");
+    const arrays = parseBinary(await res.arrayBuffer(), res.headers.get("X-Fields"), count);
+    return { arrays, count, total: +res.headers.get("X-Total") };
+  }
+
+  // ------------------------------------------------------------------ bokeh models
+  function models() {
+    const doc = window.Bokeh && Bokeh.documents && Bokeh.documents[0];
+    if (!doc) return false;
+    const get = name => doc.get_model_by_name(name);
+    M.doc = doc; M.src = get("points"); M.mapper = get("mapper"); M.fig = get("map"); M.sky = get("sky");
+    M.overlay = get("map_overlay"); M.skyOverlay = get("sky_overlay"); M.highlight = get("highlight");
+    M.colorbar = get("colorbar"); M.scatter = get("map_points");
+    return !!(M.src && M.fig && M.mapper);
+  }
+
+  function bbox(fig) {
+    const xr = fig.x_range, yr = fig.y_range;
+    return [Math.min(xr.start, xr.end), Math.min(yr.start, yr.end), Math.max(xr.start, xr.end), Math.max(yr.start, yr.end)];
+  }
+
+  // ------------------------------------------------------------------ points
+  async function loadPoints() {
+    const params = { fields: "row,id,x,y,ra,dec,c", layer: M.layer };
+    if (meta.dense) Object.assign(params, { bbox: bbox(M.fig).join(","), limit: meta.view_limit });
+    const started = performance.now();
+    const { arrays, count, total } = await getPoints(params);
+    M.total = total;
+    M.src.data = { x: arrays.x, y: arrays.y, ra: arrays.ra, dec: arrays.dec, id: arrays.id, row: arrays.row, c: arrays.c };
+    M.indexOf = null;
+    reselect();
+    $("map-canvas").dataset.pointsLoaded = count;
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      if (!window.__mapFirstRender) window.__mapFirstRender = performance.now();
+      $("map-canvas").dataset.rendered = "1";
+    }));
+    status(count, total, performance.now() - started);
+    updateOverlays();
+  }
+
+  function status(count, total) {
+    const shown = count < total ? `${count.toLocaleString()} of ${total.toLocaleString()} in view` : `${count.toLocaleString()} galaxies`;
+    $("map-status").textContent = shown + (denseNow() ? " · density shown" : "");
+  }
+
+  function indexOfId(id) {
+    if (!M.indexOf) {
+      M.indexOf = new Map();
+      const ids = M.src.data.id;
+      for (let i = 0; i < ids.length; i++) M.indexOf.set(ids[i], i);
+    }
+    return M.indexOf.get(id);
+  }
+
+  function reselect() {
+    if (!M.selectedIds.size) return;
+    const idx = [];
+    for (const id of M.selectedIds) { const i = indexOfId(id); if (i !== undefined) idx.push(i); }
+    M.restoring = true;
+    M.src.selected.indices = idx;
+    M.restoring = false;
+  }
+
+  // ------------------------------------------------------------------ colour layers
+  async function setLayer(key) {
+    M.layer = key;
+    const legend = await getJSON(meta.urls.layers + "?key=" + encodeURIComponent(key));
+    const params = { fields: "row,c", layer: key };
+    if (meta.dense) Object.assign(params, { bbox: bbox(M.fig).join(","), limit: meta.view_limit });
+    const { arrays } = await getPoints(params);
+    const rows = M.src.data.row;
+    if (!rows || rows.length !== arrays.row.length || (rows.length && rows[0] !== arrays.row[0])) return loadPoints();
+    applyLegend(legend);
+    M.src.data = { ...M.src.data, c: arrays.c };
+    reselect();
+  }
+
+  function applyLegend(legend) {
+    M.legend = legend;
+    const box = $("legend");
+    if (legend.kind === "categorical") {
+      const pal = meta.palettes.categorical.slice(0, Math.max(1, legend.categories.length));
+      M.mapper.palette = pal.length > 1 ? pal : [pal[0], pal[0]];
+      M.mapper.low = -0.5; M.mapper.high = legend.categories.length - 0.5;
+      M.colorbar.visible = false;
+      box.innerHTML = `<div class="legend-title">${esc(legend.label)}</div>` + legend.categories.map((c, i) =>
+        `<div class="legend-row"><span class="swatch" style="background:${pal[i]}"></span>${esc(c)} <span class="muted">${legend.counts[i].toLocaleString()}</span></div>`).join("") +
+        (legend.missing ? `<div class="legend-row"><span class="swatch" style="background:${meta.palettes.missing}"></span>no value <span class="muted">${legend.missing.toLocaleString()}</span></div>` : "");
+    } else {
+      M.mapper.palette = meta.palettes.numeric;
+      M.mapper.low = legend.low; M.mapper.high = legend.high;
+      M.colorbar.title = legend.label + (legend.unit ? "" : "");
+      M.colorbar.visible = true;
+      box.innerHTML = `<div class="legend-title">${esc(legend.label)}</div><div class="muted small">colour bar: 2nd–98th percentile` +
+        (legend.missing ? ` · ${legend.missing.toLocaleString()} without value (grey)` : "") + `</div>`;
+    }
+    box.dataset.kind = legend.kind;
+    box.dataset.key = legend.key;
+  }
+
+  // ------------------------------------------------------------------ overlays (density, mosaic)
+  function denseNow() { return meta.dense && M.total > meta.view_limit; }
+
+  function updateOverlays() {
+    clearTimeout(M.timers.overlay);
+    M.timers.overlay = setTimeout(() => {
+      const [x0, y0, x1, y1] = bbox(M.fig);
+      const width = Math.max(200, M.fig.inner_width || 800);
+      const autoThumbs = meta.dense && M.total <= AUTO_THUMBS && M.mosaic !== "off";
+      if (M.mosaic === true || autoThumbs) {
+        const cells = Math.max(6, Math.min(48, Math.round(width / 56)));
+        const tile = Math.max(32, Math.min(96, Math.ceil(width / cells)));
+        const url = `${meta.urls.mosaic}?bbox=${[x0, y0, x1, y1].join(",")}&cells=${cells}&tile=${tile}&v=${meta.checksum}`;
+        M.overlay.data = { url: [url], x: [x0], y: [y0], w: [x1 - x0], h: [y1 - y0] };
+        M.scatter.glyph.fill_alpha = 0.25;
+        fixOverlayToGrid(url);
+      } else if (denseNow()) {
+        const url = `${meta.urls.density}?bbox=${[x0, y0, x1, y1].join(",")}&bins=${Math.min(512, Math.round(width / 2))}&v=${meta.checksum}`;
+        M.overlay.data = { url: [url], x: [x0], y: [y0], w: [x1 - x0], h: [y1 - y0] };
+        M.scatter.glyph.fill_alpha = 0.85;
+      } else {
+        M.overlay.data = { url: [], x: [], y: [], w: [], h: [] };
+        M.scatter.glyph.fill_alpha = 0.85;
+      }
+      document.getElementById("mosaic-toggle").setAttribute("aria-pressed", String(M.mosaic === true || autoThumbs));
+    }, 120);
+  }
+
+  // A mosaic grid is square-celled, so it covers a slightly larger box than the view:
+  // place the image on the box the server reports.
+  async function fixOverlayToGrid(url) {
+    try {
+      const res = await fetch(url.replace("?", "?format=json&"), { credentials: "same-origin" });
+      const g = await res.json();
+      if (M.overlay.data.url[0] !== url) return;
+      const [x0, y0, x1, y1] = g.bbox;
+      M.overlay.data = { url: [url], x: [x0], y: [y0], w: [x1 - x0], h: [y1 - y0] };
+    } catch (e) { /* keep the approximate placement */ }
+  }
+
+  function updateSkyOverlay() {
+    if (!M.sky || !meta.dense) return;
+    const [x0, y0, x1, y1] = bbox(M.sky);
+    const url = `${meta.urls.density}?space=sky&flip=x&bbox=${[x0, y0, x1, y1].join(",")}&bins=256&v=${meta.checksum}`;
+    M.skyOverlay.data = { url: [url], x: [x1], y: [y0], w: [x1 - x0], h: [y1 - y0] };
+  }
+
+  // ------------------------------------------------------------------ bokeh event hooks
+  M.onRanges = function (which) {
+    clearTimeout(M.timers[which]);
+    M.timers[which] = setTimeout(() => {
+      if (which === "sky") return updateSkyOverlay();
+      if (meta.dense) loadPoints().catch(showError); else updateOverlays();
+    }, 220);
+  };
+
+  M.onTap = function (ev, which) {
+    const fig = which === "sky" ? M.sky : M.fig;
+    const xs = which === "sky" ? M.src.data.ra : M.src.data.x;
+    const ys = which === "sky" ? M.src.data.dec : M.src.data.y;
+    const sx = fig.inner_width / Math.abs(fig.x_range.end - fig.x_range.start);
+    const sy = fig.inner_height / Math.abs(fig.y_range.end - fig.y_range.start);
+    let best = -1, bestD = 12 * 12;  // within 12 px
+    for (let i = 0; i < xs.length; i++) {
+      const dx = (xs[i] - ev.x) * sx, dy = (ys[i] - ev.y) * sy, d = dx * dx + dy * dy;
+      if (d < bestD) { bestD = d; best = i; }
+    }
+    if (best >= 0) openPanel(M.src.data.id[best]);
+  };
+
+  M.onSelect = function () {
+    if (M.restoring) return renderSelection();
+    const ids = M.src.data.id;
+    M.selectedIds = new Set(M.src.selected.indices.map(i => ids[i]));
+    clearTimeout(M.timers.select);
+    M.timers.select = setTimeout(renderSelection, 80);
+  };
+
+  // ------------------------------------------------------------------ side panel
+  async function openPanel(id) {
+    const panel = $("side-panel"), content = $("side-content");
+    panel.hidden = false;
+    content.innerHTML = `<p class="muted">Loading galaxy ${id}…</p>`;
+    try {
+      const [nb, g] = await Promise.all([
+        getJSON(`${meta.urls.neighbours}${id}?k=12&map=${meta.map_id}&set=${meta.set_id}`),
+        getJSON(`/api/galaxies/${id}/`)]);
+      const metaRows = Object.entries(g.metadata || {}).map(([k, v]) => `<tr><th class="mono">${esc(k)}</th><td class="mono">${esc(String(v))}</td></tr>`).join("");
+      content.innerHTML = `
+        <div class="side-galaxy" data-galaxy="${g.id}">
+          <a href="${g.url}"><img src="/thumbs/${g.id}.png?size=160" width="160" height="160" alt="${esc(g.source_id)}"></a>
+          <div><h2 class="mono">${esc(g.source_id)}</h2>
+            <div class="muted small">${esc(g.survey)} · RA ${fmt(g.ra, 5)}° · Dec ${fmt(g.dec, 5)}°</div>
+            <div class="toolbar"><a class="button small" href="${g.url}">Open page</a>
+              <a class="button small" href="${meta.urls.search}?galaxy=${g.id}&set=${meta.set_id}">Find similar</a>
+              <button type="button" class="small" id="select-neighbours">Select these 13</button></div></div>
+        </div>
+        ${metaRows ? `<table class="table compact metadata-table">${metaRows}</table>` : ""}
+        <h3>12 nearest neighbours <span class="muted small">1 − cosine</span></h3>
+        <div class="grid neighbour-grid" id="neighbour-grid">${nb.results.map(r => `
+          <a class="cell" href="${r.url}" title="${esc(r.source_id)}" data-id="${r.id}">
+            <img src="/thumbs/${r.id}.png?size=96" width="96" height="96" alt="${esc(r.source_id)}" loading="lazy">
+            <span class="caption"><span class="mono">${esc(r.source_id)}</span><span class="dist">${r.distance.toFixed(3)}</span></span></a>`).join("")}</div>`;
+      const ringed = nb.results.filter(r => r.x !== undefined);
+      M.highlight.data = { x: [nb.galaxy.x, ...ringed.map(r => r.x)].filter(v => v !== undefined),
+                           y: [nb.galaxy.y, ...ringed.map(r => r.y)].filter(v => v !== undefined),
+                           kind: ["query", ...ringed.map(() => "neighbour")].slice(0, ringed.length + (nb.galaxy.x !== undefined ? 1 : 0)) };
+      $("select-neighbours").addEventListener("click", () => selectIds([g.id, ...nb.results.map(r => r.id)]));
+      M.panelGalaxy = nb.galaxy;
+    } catch (e) {
+      content.innerHTML = `<p class="msg error">${esc(e.message)}</p>`;
+    }
+  }
+
+  function closePanel() { $("side-panel").hidden = true; M.highlight.data = { x: [], y: [], kind: [] }; }
+
+  function selectIds(ids) {
+    M.selectedIds = new Set(ids);
+    reselect();
+    renderSelection();
+  }
+
+  // ------------------------------------------------------------------ selection drawer
+  function renderSelection() {
+    const ids = [...M.selectedIds];
+    const drawer = $("selection");
+    drawer.hidden = ids.length === 0;
+    $("selection-count").textContent = ids.length.toLocaleString();
+    $("selection-grid").innerHTML = ids.slice(0, SELECTION_THUMBS).map(id =>
+      `<a class="cell" href="/galaxies/${id}/" data-id="${id}"><img src="/thumbs/${id}.png?size=72" width="72" height="72" alt="galaxy ${id}" loading="lazy"></a>`).join("") +
+      (ids.length > SELECTION_THUMBS ? `<div class="more muted">+${(ids.length - SELECTION_THUMBS).toLocaleString()} more</div>` : "");
+    $("more-like-these").href = `${meta.urls.search}?set=${meta.set_id}&ids=${ids.slice(0, 500).join(",")}`;
+    if (ids.length) { loadCollections(); loadTasks(); }
+  }
+
+  function toast(text, ok = true) {
+    const t = $("selection-toast");
+    t.innerHTML = text;
+    t.className = "toast small " + (ok ? "ok" : "bad");
+  }
+
+  async function loadCollections() {
+    if (M.collectionsLoaded) return;
+    M.collectionsLoaded = true;
+    try {
+      const data = await getJSON(meta.urls.collections);
+      $("collection-names").innerHTML = data.collections.map(c => `<option value="${esc(c.name)}">`).join("");
+    } catch (e) { M.collectionsLoaded = false; }
+  }
+
+  async function loadTasks() {
+    if (M.tasksLoaded) return;
+    M.tasksLoaded = true;
+    const select = $("task-select");
+    try {
+      const data = await getJSON(meta.urls.tasks);
+      const tasks = data.tasks || data.results || [];
+      select.innerHTML = `<option value="">Labeling task…</option>` +
+        tasks.map(t => `<option value="${t.id}">${esc(t.name)}${t.kind ? " · " + esc(t.kind) : ""}</option>`).join("");
+      if (!tasks.length) select.innerHTML = `<option value="">no labeling tasks yet</option>`;
+    } catch (e) {
+      select.innerHTML = `<option value="">labeling unavailable</option>`;
+      $("send-to-task").disabled = true;
+    }
+  }
+
+  async function addToCollection(ev) {
+    ev.preventDefault();
+    const name = $("collection-name").value.trim();
+    const ids = [...M.selectedIds];
+    try {
+      const data = await LS.postJSON(meta.urls.collections, { name, galaxy_ids: ids });
+      toast(`Added ${data.added.toLocaleString()} to <a href="${data.collection.url}">${esc(data.collection.name)}</a> (${data.collection.count.toLocaleString()} in total)`);
+      M.collectionsLoaded = false;
+    } catch (e) { toast(esc(e.message), false); }
+  }
+
+  async function sendToTask(ev) {
+    ev.preventDefault();
+    const task = $("task-select").value;
+    if (!task) return toast("Choose a labeling task first", false);
+    try {
+      const data = await LS.postJSON(`/api/tasks/${task}/enqueue`, { galaxy_ids: [...M.selectedIds] });
+      const n = data.enqueued ?? data.added ?? data.count ?? M.selectedIds.size;
+      toast(`Sent ${Number(n).toLocaleString()} galaxies to the front of the labeling queue`);
+    } catch (e) { toast(esc(e.message), false); }
+  }
+
+  function clearSelection() { M.selectedIds = new Set(); M.src.selected.indices = []; renderSelection(); }
+
+  // ------------------------------------------------------------------ view, mosaic, go to
+  function setView(view) {
+    M.view = view;
+    const page = $("map-page");
+    page.dataset.view = view;
+    page.className = "map-page view-" + view;
+    document.querySelectorAll("[data-view-button]").forEach(b => b.classList.toggle("on", b.dataset.viewButton === view));
+    window.dispatchEvent(new Event("resize"));  // bokeh re-measures its containers
+    requestAnimationFrame(() => requestAnimationFrame(keepAspect));
+    if (view !== "map") updateSkyOverlay();
+  }
+
+  function toggleMosaic() {
+    const autoOn = meta.dense && M.total <= AUTO_THUMBS;
+    M.mosaic = M.mosaic === true || (autoOn && M.mosaic !== "off") ? (autoOn ? "off" : false) : true;
+    updateOverlays();
+  }
+
+  async function goTo(text) {
+    text = text.trim();
+    if (!text) return;
+    const q = /^\d+$/.test(text) ? "ids=" + text : "source=" + encodeURIComponent(text);
+    let found = [];
+    try { found = (await getJSON(`${meta.urls.galaxies}?${q}&set=${meta.set_id}`)).results; } catch (e) { /* shown below */ }
+    if (!found.length) { $("map-status").textContent = `no galaxy ${text} in this map`; return; }
+    await openPanel(found[0].id);
+    const g = M.panelGalaxy;
+    if (g && g.x !== undefined) centreOn(g.x, g.y);
+  }
+
+  function centreOn(x, y) {
+    const xr = M.fig.x_range, yr = M.fig.y_range;
+    const w = Math.abs(xr.end - xr.start) / 2, h = Math.abs(yr.end - yr.start) / 2;
+    xr.setv({ start: x - w, end: x + w }); yr.setv({ start: y - h, end: y + h });
+  }
+
+  // Fit the map's bounds into the frame with one scale on both axes (UMAP distances are isotropic).
+  function resetView() {
+    const [x0, y0, x1, y1] = meta.bounds;
+    const w = Math.max(x1 - x0, 1e-6) * 1.08, h = Math.max(y1 - y0, 1e-6) * 1.08;
+    const pw = M.fig.inner_width || 800, ph = M.fig.inner_height || 600;
+    const scale = Math.max(w / pw, h / ph);  // map units per pixel
+    const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+    M.fig.x_range.setv({ start: cx - scale * pw / 2, end: cx + scale * pw / 2 });
+    M.fig.y_range.setv({ start: cy - scale * ph / 2, end: cy + scale * ph / 2 });
+  }
+
+  // After the frame changed size, widen or narrow x so both axes keep one scale again.
+  function keepAspect() {
+    const xr = M.fig.x_range, yr = M.fig.y_range, pw = M.fig.inner_width, ph = M.fig.inner_height;
+    if (!pw || !ph) return;
+    const perPixel = Math.abs(yr.end - yr.start) / ph, cx = (xr.start + xr.end) / 2;
+    xr.setv({ start: cx - perPixel * pw / 2, end: cx + perPixel * pw / 2 });
+  }
+
+  // Page coordinates of a galaxy's point (tests and benchmarks drive the map with these).
+  M.screenOf = function (id, which = "map") {
+    const i = indexOfId(id);
+    if (i === undefined) return null;
+    const fig = which === "sky" ? M.sky : M.fig;
+    const view = Bokeh.index.find_one(fig);
+    const rect = view.el.getBoundingClientRect();
+    const x = view.frame.x_scale.compute(which === "sky" ? M.src.data.ra[i] : M.src.data.x[i]);
+    const y = view.frame.y_scale.compute(which === "sky" ? M.src.data.dec[i] : M.src.data.y[i]);
+    return { x: rect.left + x, y: rect.top + y };
+  };
+
+  function activate(toolName) {
+    const figs = M.view === "sky" && M.sky ? [M.sky] : [M.fig];
+    for (const fig of figs) {
+      const prefix = fig === M.sky ? "sky" : "map";
+      const tool = fig.toolbar.tools.find(t => t.name === `${prefix}_${toolName}`);
+      if (tool) tool.active = true;
+    }
+  }
+
+  // ------------------------------------------------------------------ keyboard
+  function onKey(ev) {
+    const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName);
+    if (ev.key === "Escape") {
+      if (!$("kbd-help").hidden) { $("kbd-help").hidden = true; return; }
+      if (typing) { document.activeElement.blur(); return; }
+      clearSelection(); closePanel(); return;
+    }
+    if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const actions = {
+      m: toggleMosaic, l: () => activate("lasso"), b: () => activate("box"), p: () => activate("pan"),
+      c: () => $("colour-select").focus(), g: () => $("goto-input").focus(), r: resetView,
+      s: () => { const order = M.sky ? ["map", "both", "sky"] : ["map"]; setView(order[(order.indexOf(M.view) + 1) % order.length]); },
+      "?": () => { $("kbd-help").hidden = !$("kbd-help").hidden; },
+    };
+    if (actions[ev.key]) { ev.preventDefault(); actions[ev.key](); }
+  }
+
+  // ------------------------------------------------------------------ helpers
+  function esc(s) { return String(s ?? "").replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c])); }
+  function fmt(v, d) { return v === null || v === undefined ? "—" : Number(v).toFixed(d); }
+  function showError(e) { $("map-status").textContent = "error: " + e.message; }
+
+  // ------------------------------------------------------------------ start
+  async function start() {
+    if (!models()) return setTimeout(start, 30);
+    document.addEventListener("keydown", onKey);
+    $("colour-select").addEventListener("change", ev => setLayer(ev.target.value).catch(showError));
+    document.querySelectorAll("[data-view-button]").forEach(b => b.addEventListener("click", () => setView(b.dataset.viewButton)));
+    $("mosaic-toggle").addEventListener("click", toggleMosaic);
+    $("side-close").addEventListener("click", closePanel);
+    $("clear-selection").addEventListener("click", clearSelection);
+    $("collection-form").addEventListener("submit", addToCollection);
+    $("task-form").addEventListener("submit", sendToTask);
+    $("goto-form").addEventListener("submit", ev => { ev.preventDefault(); goTo($("goto-input").value); });
+    document.querySelectorAll("[data-help-toggle]").forEach(b => b.addEventListener("click", () => { $("kbd-help").hidden = !$("kbd-help").hidden; }));
+    setView(M.view);
+    await new Promise(r => requestAnimationFrame(r));
+    if (!meta.focus) resetView();
+    try {
+      const legend = getJSON(meta.urls.layers + "?key=" + encodeURIComponent(M.layer));
+      await loadPoints();
+      applyLegend(await legend);
+      if (meta.collection_ids.length) selectIds(meta.collection_ids);
+      if (meta.focus) await goTo(String(meta.focus));
+    } catch (e) { showError(e); }
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
+})();

@@ -1,0 +1,121 @@
+"""Bokeh figures of the map page: the latent map and the sky view, sharing one data source.
+
+The figures are built empty; static/js/map.js fills the shared ColumnDataSource ("points")
+with typed arrays from the binary points endpoint, swaps colour layers on the shared
+LinearColorMapper ("mapper") and puts density images and mosaics into the "overlay"
+sources.  Because both scatters draw from the same source, a box or lasso selection in
+either figure selects the same galaxies in the other (linked brushing).  WebGL draws the
+points; bokeh falls back to canvas where WebGL is unavailable.
+"""
+from __future__ import annotations
+
+from bokeh.embed import components
+from bokeh.models import (BoxSelectTool, ColorBar, ColumnDataSource, CustomJS, HoverTool, LassoSelectTool,
+                          LinearColorMapper, PanTool, Range1d, ResetTool, WheelZoomTool)
+from bokeh.palettes import Viridis256
+from bokeh.plotting import figure
+
+BACKGROUND = "#0b0f1a"
+TEXT = "#8d99b3"
+MISSING = "#4b5563"  # colour of galaxies with no value in the current layer
+TOOLTIP = """
+<div class="map-tip">
+  <img src="/thumbs/@id{0}.png?size=96" width="96" height="96" alt="">
+  <div class="map-tip-id">#@id{0}</div>
+</div>
+"""
+# Each callback hands the event to map.js (window.LatentMapPage), which owns the logic.
+_CALL = "if (window.LatentMapPage) window.LatentMapPage.{method}({args});"
+
+
+def _hook(method: str, args: str = "cb_obj") -> CustomJS:
+    return CustomJS(code=_CALL.format(method=method, args=args))
+
+
+def _tools(prefix: str):
+    hover = HoverTool(name=f"{prefix}_hover", tooltips=TOOLTIP, point_policy="snap_to_data",
+                      attachment="horizontal")
+    lasso = LassoSelectTool(name=f"{prefix}_lasso")
+    box = BoxSelectTool(name=f"{prefix}_box")
+    pan = PanTool(name=f"{prefix}_pan")
+    wheel = WheelZoomTool(name=f"{prefix}_wheel")
+    return [pan, wheel, box, lasso, ResetTool(), hover], pan, wheel, hover
+
+
+def _style(fig, axes: bool) -> None:
+    fig.background_fill_color = BACKGROUND
+    fig.border_fill_color = BACKGROUND
+    fig.outline_line_color = None
+    fig.toolbar.logo = None
+    fig.grid.grid_line_color = "#1a2338"
+    fig.axis.visible = axes
+    fig.axis.axis_label_text_color = TEXT
+    fig.axis.major_label_text_color = TEXT
+    fig.axis.axis_line_color = "#26314a"
+    fig.axis.major_tick_line_color = "#26314a"
+    fig.axis.minor_tick_line_color = None
+    if not axes:
+        fig.grid.visible = False
+
+
+def _scatter(fig, source, x, y, mapper, name):
+    return fig.scatter(x, y, source=source, name=name, size=5, line_color=None,
+                       fill_color={"field": "c", "transform": mapper}, fill_alpha=0.85,
+                       selection_fill_alpha=1.0, selection_line_color="#ffffff", selection_line_width=0.6,
+                       nonselection_fill_alpha=0.12)
+
+
+def map_figures(bounds: list[float], sky_bounds: list[float] | None) -> dict:
+    """{"script", "map_div", "sky_div"} for the page (sky_div empty when no positions)."""
+    points = ColumnDataSource(name="points", data={k: [] for k in ("x", "y", "ra", "dec", "id", "row", "c")})
+    mapper = LinearColorMapper(name="mapper", palette=Viridis256, low=0, high=1, nan_color=MISSING)
+    xmin, ymin, xmax, ymax = bounds
+    pad_x, pad_y = (xmax - xmin) * 0.04 or 1.0, (ymax - ymin) * 0.04 or 1.0
+    tools, pan, wheel, _ = _tools("map")
+    latent = figure(name="map", output_backend="webgl", tools=tools, active_drag=pan, active_scroll=wheel,
+                    match_aspect=True, sizing_mode="stretch_both", toolbar_location="above",
+                    x_range=Range1d(xmin - pad_x, xmax + pad_x, name="map_x"),
+                    y_range=Range1d(ymin - pad_y, ymax + pad_y, name="map_y"))
+    _style(latent, axes=False)
+    overlay = ColumnDataSource(name="map_overlay", data={"url": [], "x": [], "y": [], "w": [], "h": []})
+    latent.image_url(url="url", x="x", y="y", w="w", h="h", anchor="bottom_left", source=overlay,
+                     name="map_overlay_glyph")
+    scatter = _scatter(latent, points, "x", "y", mapper, "map_points")
+    latent.select_one(HoverTool).renderers = [scatter]
+    highlight = ColumnDataSource(name="highlight", data={"x": [], "y": [], "kind": []})
+    latent.scatter("x", "y", source=highlight, name="highlight_glyph", size=15, fill_color=None,
+                   line_color="#ffb86b", line_width=2)
+    latent.add_layout(ColorBar(color_mapper=mapper, name="colorbar", visible=False, width=10,
+                               background_fill_color=BACKGROUND, major_label_text_color=TEXT,
+                               title_text_color=TEXT), "right")
+    latent.js_on_event("rangesupdate", _hook("onRanges", "'map'"))
+    latent.js_on_event("tap", _hook("onTap", "cb_obj, 'map'"))
+    points.selected.js_on_change("indices", _hook("onSelect"))
+    figs, divs = [latent], {"map_div": None, "sky_div": ""}
+    if sky_bounds:
+        figs.append(_sky_figure(points, mapper, sky_bounds))
+    script, rendered = components(figs)
+    divs["map_div"] = rendered[0]
+    if sky_bounds:
+        divs["sky_div"] = rendered[1]
+    return {"script": script, **divs}
+
+
+def _sky_figure(points, mapper, sky_bounds):
+    ra0, dec0, ra1, dec1 = sky_bounds
+    pad = max(ra1 - ra0, dec1 - dec0) * 0.04 or 0.5
+    tools, pan, wheel, _ = _tools("sky")
+    sky = figure(name="sky", output_backend="webgl", tools=tools, active_drag=pan, active_scroll=wheel,
+                 sizing_mode="stretch_both", toolbar_location="above", x_axis_label="RA (deg, ICRS)",
+                 y_axis_label="Dec (deg)",
+                 x_range=Range1d(ra1 + pad, ra0 - pad, name="sky_x"),  # RA increases to the east (left)
+                 y_range=Range1d(dec0 - pad, dec1 + pad, name="sky_y"))
+    _style(sky, axes=True)
+    overlay = ColumnDataSource(name="sky_overlay", data={"url": [], "x": [], "y": [], "w": [], "h": []})
+    sky.image_url(url="url", x="x", y="y", w="w", h="h", anchor="bottom_left", source=overlay,
+                  name="sky_overlay_glyph")
+    scatter = _scatter(sky, points, "ra", "dec", mapper, "sky_points")
+    sky.select_one(HoverTool).renderers = [scatter]
+    sky.js_on_event("rangesupdate", _hook("onRanges", "'sky'"))
+    sky.js_on_event("tap", _hook("onTap", "cb_obj, 'sky'"))
+    return sky

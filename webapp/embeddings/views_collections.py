@@ -1,0 +1,178 @@
+"""Collections pages and JSON API (services/collections.py does the work).
+
+Writes need the viewer role (every signed-in person with a role); a collection is visible
+and editable only by its owner: anyone else gets 404, as if it did not exist.
+"""
+from __future__ import annotations
+
+import csv
+import json
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from webapp.accounts.roles import role_required
+from webapp.catalog.models import Galaxy
+from webapp.catalog.services.browse import thumb_url
+from webapp.embeddings.models import Collection
+from webapp.embeddings.services import collections as svc
+
+PER_PAGE = 200
+PREVIEW = 8
+
+
+def _mine(request, collection_id) -> Collection:
+    return get_object_or_404(Collection, pk=collection_id, owner=request.user)
+
+
+def _body(request) -> dict:
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError:
+            raise svc.CollectionError("the request body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise svc.CollectionError("the JSON body must be an object")
+        return data
+    return {"name": request.POST.get("name"), "galaxy_ids": request.POST.get("galaxy_ids", "")}
+
+
+def _json_error(exc, status=400):
+    return JsonResponse({"error": str(exc)}, status=status)
+
+
+# ----------------------------------------------------------------- pages
+
+def collection_list(request):
+    mine = list(Collection.objects.filter(owner=request.user).annotate(count=Count("galaxies")).order_by("name"))
+    through = Collection.galaxies.through
+    previews: dict[int, list] = {c.pk: [] for c in mine}
+    for c in mine:  # a few thumbnails each; collections are few per person
+        ids = list(through.objects.filter(collection_id=c.pk).order_by("id").values_list("galaxy_id", flat=True)[:PREVIEW])
+        for g in Galaxy.objects.filter(pk__in=ids).select_related("survey").only(
+                "id", "source_id", "image_index", "survey__image_checksum"):
+            previews[c.pk].append({"url": f"/galaxies/{g.pk}/", "thumb": thumb_url(g, g.survey, size=72),
+                                   "source_id": g.source_id})
+    rows = [{"c": c, "previews": previews[c.pk]} for c in mine]
+    return render(request, "embeddings/collection_list.html", {"rows": rows})
+
+
+def collection_detail(request, collection_id):
+    collection = _mine(request, collection_id)
+    galaxies = (Galaxy.objects.filter(collections=collection).select_related("survey")
+                .only("id", "source_id", "ra", "dec", "image_index", "survey__name", "survey__slug",
+                      "survey__image_checksum").order_by("survey_id", "image_index"))
+    page = Paginator(galaxies, PER_PAGE).get_page(request.GET.get("page"))
+    cells = [{"g": g, "thumb": thumb_url(g, g.survey)} for g in page.object_list]
+    all_ids = list(Collection.galaxies.through.objects.filter(collection_id=collection.pk)
+                   .order_by("id").values_list("galaxy_id", flat=True)[:500])
+    return render(request, "embeddings/collection_detail.html", {
+        "collection": collection, "page": page, "cells": cells, "count": page.paginator.count,
+        "similar_ids": ",".join(map(str, all_ids))})
+
+
+@require_POST
+@role_required("viewer")
+def collection_remove(request, collection_id):
+    collection = _mine(request, collection_id)
+    try:
+        n = svc.remove_from_collection(collection, request.POST.getlist("galaxy_ids"))
+        messages.success(request, f"Removed {n} galaxies from {collection.name}.")
+    except svc.CollectionError as exc:
+        messages.error(request, str(exc))
+    return redirect("embeddings:collection_detail", collection_id=collection.pk)
+
+
+@require_POST
+@role_required("viewer")
+def collection_rename(request, collection_id):
+    collection = _mine(request, collection_id)
+    try:
+        svc.rename_collection(collection, request.POST.get("name"))
+        messages.success(request, f"Renamed to {collection.name}.")
+    except svc.CollectionError as exc:
+        messages.error(request, str(exc))
+    return redirect("embeddings:collection_detail", collection_id=collection.pk)
+
+
+@require_POST
+@role_required("viewer")
+def collection_delete(request, collection_id):
+    collection = _mine(request, collection_id)
+    name = collection.name
+    collection.delete()
+    messages.success(request, f"Deleted collection {name}.")
+    return redirect("embeddings:collection_list")
+
+
+@require_GET
+def collection_export(request, collection_id):
+    collection = _mine(request, collection_id)
+    response = HttpResponse(content_type="text/csv")
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in collection.name)[:60]
+    response["Content-Disposition"] = f'attachment; filename="collection-{safe}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["galaxy_id", "survey", "source_id", "ra", "dec"])
+    for g in (Galaxy.objects.filter(collections=collection).select_related("survey")
+              .only("id", "source_id", "ra", "dec", "survey__slug").order_by("survey_id", "image_index").iterator()):
+        writer.writerow([g.pk, g.survey.slug, g.source_id, g.ra, g.dec])
+    return response
+
+
+# ----------------------------------------------------------------- JSON API
+
+@require_http_methods(["GET", "POST"])
+def api_collections(request):
+    """GET: my collections.  POST {"name", "galaxy_ids"}: add to (or create) my collection."""
+    if request.method == "GET":
+        mine = Collection.objects.filter(owner=request.user).annotate(count=Count("galaxies")).order_by("name")
+        return JsonResponse({"collections": [svc.collection_dict(c, c.count) for c in mine]})
+    return _add(request, None)
+
+
+@role_required("viewer")
+def _add(request, collection):
+    try:
+        data = _body(request)
+        collection, added, created = svc.add_to_collection(request.user, data.get("galaxy_ids"),
+                                                           name=data.get("name"), collection=collection)
+    except svc.CollectionError as exc:
+        return _json_error(exc)
+    return JsonResponse({"collection": svc.collection_dict(collection), "added": added, "created": created},
+                        status=201 if created else 200)
+
+
+@require_GET
+def api_collection_detail(request, collection_id):
+    collection = _mine(request, collection_id)
+    ids = list(Collection.galaxies.through.objects.filter(collection_id=collection.pk)
+               .order_by("id").values_list("galaxy_id", flat=True))
+    return JsonResponse({**svc.collection_dict(collection, len(ids)), "galaxy_ids": ids})
+
+
+@require_POST
+def api_collection_add(request, collection_id):
+    return _add(request, _mine(request, collection_id))
+
+
+@require_POST
+@role_required("viewer")
+def api_collection_remove(request, collection_id):
+    collection = _mine(request, collection_id)
+    try:
+        removed = svc.remove_from_collection(collection, _body(request).get("galaxy_ids"))
+    except svc.CollectionError as exc:
+        return _json_error(exc)
+    return JsonResponse({"collection": svc.collection_dict(collection), "removed": removed})
+
+
+@require_POST
+@role_required("viewer")
+def api_collection_delete(request, collection_id):
+    collection = _mine(request, collection_id)
+    collection.delete()
+    return JsonResponse({"deleted": collection_id})

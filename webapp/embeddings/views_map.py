@@ -1,0 +1,254 @@
+"""Latent map and sky view pages, their JSON/binary API, and the curator's map/index actions.
+
+The page ships empty bokeh figures (plots_map.py) plus a JSON description of the map;
+static/js/map.js then fetches points (binary), density images and mosaics for the view.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from django.contrib import messages
+from django.db.models import Prefetch
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from bokeh.palettes import Category10_10, Category20_20, Viridis256
+from PIL import Image
+
+from webapp.accounts.roles import has_role, role_required
+from webapp.embeddings import plots_map
+from webapp.embeddings.models import ArtifactStatus, Collection, EmbeddingSet, LatentMap
+from webapp.embeddings.services import map_data, mosaic
+from webapp.embeddings.services.search import index_description
+from webapp.embeddings.services.sky import sky_index
+from webapp.embeddings.services.vectors import load_embedding_set
+from webapp.jobs.models import Job
+
+# Distinct colours for categorical layers (Category10 then the light half of Category20).
+CATEGORICAL = list(Category10_10) + list(Category20_20[1::2])
+IMAGE_CACHE = "private, max-age=3600"  # density/mosaic URLs carry the map checksum: safe to cache
+
+
+def _ready_map(map_id) -> LatentMap:
+    lm = get_object_or_404(LatentMap.objects.select_related("embedding_set__encoder"), pk=map_id)
+    if lm.status != ArtifactStatus.READY:
+        raise Http404(f"map {lm.pk} is {lm.status}, not ready")
+    return lm
+
+
+def _bad(exc) -> JsonResponse:
+    return JsonResponse({"error": str(exc)}, status=400)
+
+
+# ----------------------------------------------------------------- pages
+
+def map_home(request):
+    """Every embedding set with its maps, index and running jobs; curators launch jobs here."""
+    sets = list(EmbeddingSet.objects.select_related("encoder").prefetch_related(
+        "surveys", Prefetch("maps", queryset=LatentMap.objects.order_by("-created_at", "-id"))
+    ).order_by("-created_at", "-id")[:100])
+    active = Job.objects.filter(kind__in=["umap", "build_index"], status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
+    running: dict[int, list] = {}
+    for job in active.order_by("id"):
+        running.setdefault(int(job.params.get("embedding_set_id") or 0), []).append(job)
+    rows = [{"es": es, "maps": list(es.maps.all())[:5], "jobs": running.get(es.pk, []),
+             "index": index_description(es), "surveys": list(es.surveys.all())} for es in sets]
+    return render(request, "embeddings/map_home.html", {"rows": rows, "can_launch": has_role(request.user, "curator")})
+
+
+def map_detail(request, map_id, view=None):
+    lm = _ready_map(map_id)
+    view = view or request.GET.get("view", "map")
+    if view not in ("map", "sky", "both"):
+        view = "map"
+    meta = map_meta(request, lm)
+    figures = plots_map.map_figures(meta["bounds"], meta["sky_bounds"])
+    if not meta["sky_bounds"]:
+        view = "map"
+    return render(request, "embeddings/map.html", {
+        "lm": lm, "es": lm.embedding_set, "meta": meta, "figures": figures, "view": view,
+        "other_maps": lm.embedding_set.maps.filter(status=ArtifactStatus.READY).exclude(pk=lm.pk)[:10]})
+
+
+def sky_view(request, map_id):
+    """The sky view of a map's galaxies (the same page, sky panel first)."""
+    return map_detail(request, map_id, view="sky")
+
+
+def map_meta(request, lm: LatentMap) -> dict:
+    es = lm.embedding_set
+    sky = sky_index(es)
+    sky_bounds = None
+    if len(sky.rows):
+        ra, dec = sky.ra[sky.rows], sky.dec[sky.rows]
+        sky_bounds = [float(ra.min()), float(dec.min()), float(ra.max()), float(dec.max())]
+    menu = map_data.layer_menu(es)
+    focus = request.GET.get("focus")
+    collection_ids: list[int] = []
+    if request.GET.get("collection"):
+        c = Collection.objects.filter(pk=request.GET["collection"], owner=request.user).first()
+        if c is not None:
+            collection_ids = list(c.galaxies.values_list("id", flat=True)[:map_data.MAX_LIMIT])
+    return {
+        "map_id": lm.pk, "set_id": es.pk, "n": lm.n, "checksum": lm.checksum[:12],
+        "bounds": map_data.map_bounds(lm), "sky_bounds": sky_bounds,
+        "budget": map_data.POINT_BUDGET, "view_limit": map_data.VIEW_LIMIT, "dense": lm.n > map_data.POINT_BUDGET,
+        "layers": menu, "default_layer": default_layer(es, menu),
+        "focus": int(focus) if focus and focus.isdigit() else None, "collection_ids": collection_ids,
+        "can_label": has_role(request.user, "labeler"),
+        "palettes": {"numeric": list(Viridis256), "categorical": CATEGORICAL, "missing": plots_map.MISSING},
+        "urls": {"points": reverse("embeddings:map_api_points", args=[lm.pk]),
+                 "density": reverse("embeddings:map_api_density", args=[lm.pk]),
+                 "mosaic": reverse("embeddings:map_api_mosaic", args=[lm.pk]),
+                 "layers": reverse("embeddings:map_api_layers", args=[lm.pk]),
+                 "neighbours": "/api/search/neighbours/",
+                 "galaxies": reverse("embeddings:search_api_galaxies"),
+                 "collections": reverse("embeddings:collection_api_list"),
+                 "search": reverse("embeddings:search_home"),
+                 "tasks": "/api/tasks/"},
+    }
+
+
+def default_layer(es, menu: list[dict]) -> str:
+    keys = [m["key"] for m in menu]
+    if es.surveys.count() > 1 and "survey" in keys:
+        return "survey"
+    for m in menu:  # a catalogue class/label column is the most telling default
+        if m["key"].startswith("meta:") and m["kind"] == "categorical" and any(
+                w in m["key"].lower() for w in ("label", "class", "type")):
+            return m["key"]
+    return "survey" if "survey" in keys else (keys[0] if keys else "")
+
+
+@require_POST
+@role_required("curator")
+def map_launch(request):
+    return _launch(request, "umap", "Compute UMAP map")
+
+
+@require_POST
+@role_required("curator")
+def map_build_index(request):
+    return _launch(request, "build_index", "Build search index")
+
+
+def _launch(request, kind: str, label: str):
+    from webapp.jobs.services import create_job
+
+    es = get_object_or_404(EmbeddingSet, pk=request.POST.get("embedding_set_id") or 0)
+    if es.status != ArtifactStatus.READY:
+        messages.error(request, f"Embedding set {es.pk} is {es.status}; it must be ready first.")
+        return redirect("embeddings:map_home")
+    job = create_job(kind, {"embedding_set_id": es.pk}, user=request.user, title=f"{label}: {es}")
+    messages.info(request, f"{label} for {es} queued (job {job.pk}); progress shows below.")
+    return redirect("embeddings:map_home")
+
+
+# ----------------------------------------------------------------- JSON API
+
+@require_GET
+def api_maps(request):
+    maps = LatentMap.objects.select_related("embedding_set").order_by("-created_at", "-id")[:200]
+    return JsonResponse({"maps": [map_dict(lm) for lm in maps]})
+
+
+def map_dict(lm: LatentMap) -> dict:
+    return {"id": lm.pk, "embedding_set": lm.embedding_set_id, "name": str(lm.embedding_set), "n": lm.n,
+            "status": lm.status, "seconds": lm.seconds, "params": lm.params,
+            "created_at": lm.created_at.isoformat(), "url": f"/maps/{lm.pk}/"}
+
+
+@require_GET
+def api_map_detail(request, map_id):
+    lm = _ready_map(map_id)
+    return JsonResponse({**map_dict(lm), **map_meta(request, lm)})
+
+
+@require_GET
+def api_points(request, map_id):
+    """Points of a view: binary (format=bin) or JSON, paged by offset/limit in priority order."""
+    lm = _ready_map(map_id)
+    fmt = request.GET.get("format", "json")
+    try:
+        if fmt not in ("json", "bin"):
+            raise map_data.MapDataError("format must be 'json' or 'bin'")
+        bbox = map_data.parse_bbox(request.GET.get("bbox"))
+        default = (lm.n if lm.n <= map_data.POINT_BUDGET else map_data.VIEW_LIMIT) if fmt == "bin" else 10_000
+        limit = map_data.parse_int(request.GET.get("limit"), "limit", default, 1, map_data.MAX_LIMIT)
+        offset = map_data.parse_int(request.GET.get("offset"), "offset", 0, 0, 10**9)
+        fields = map_data.parse_fields(request.GET.get("fields"))
+        layer = request.GET.get("layer") or None
+        rows, total = map_data.rows_in_view(lm, bbox, limit, offset)
+        arrays = map_data.point_arrays(lm, rows, fields, layer)
+    except map_data.MapDataError as exc:
+        return _bad(exc)
+    if fmt == "bin":
+        body, spec = map_data.pack_binary(arrays)
+        return HttpResponse(body, content_type="application/octet-stream", headers={
+            "X-Count": str(len(rows)), "X-Total": str(total), "X-Fields": spec, "Cache-Control": "private, no-cache"})
+    return JsonResponse({"count": len(rows), "total": total, "offset": offset, "limit": limit,
+                         "next_offset": offset + len(rows) if offset + len(rows) < total else None,
+                         "points": map_data.json_arrays(arrays)})
+
+
+@require_GET
+def api_layers(request, map_id):
+    """The colour menu, or with ?key= one layer's legend (categories and counts, or range)."""
+    lm = _ready_map(map_id)
+    es = lm.embedding_set
+    key = request.GET.get("key")
+    if not key:
+        return JsonResponse({"layers": map_data.layer_menu(es), "default": default_layer(es, map_data.layer_menu(es))})
+    try:
+        v = map_data.layer_values(es, key)
+    except map_data.MapDataError as exc:
+        return _bad(exc)
+    finite = int(np.isfinite(v.codes).sum())
+    return JsonResponse({"key": v.key, "label": v.label, "kind": v.kind, "group": v.group, "unit": v.unit,
+                         "categories": v.categories, "counts": v.counts, "low": v.low, "high": v.high,
+                         "missing": int(len(v.codes) - finite)})
+
+
+@require_GET
+def api_density(request, map_id):
+    """Point counts on a grid over the view: PNG (log-shaded) or JSON; space=map or sky."""
+    lm = _ready_map(map_id)
+    try:
+        bbox = map_data.parse_bbox(request.GET.get("bbox"))
+        bins = map_data.parse_int(request.GET.get("bins"), "bins", 256, 8, map_data.MAX_BINS)
+        counts, box = map_data.density(lm, bbox, bins, request.GET.get("space", "map"))
+    except map_data.MapDataError as exc:
+        return _bad(exc)
+    if request.GET.get("format", "png") == "json":
+        return JsonResponse({"bbox": list(box), "shape": list(counts.shape), "counts": counts.astype(int).tolist(),
+                             "note": "counts[row][col]; row 0 is the lowest y"})
+    rgba = map_data.shade(counts)
+    if request.GET.get("flip") == "x":  # sky view: RA grows to the left
+        rgba = rgba[:, ::-1]
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(buf, format="PNG", compress_level=1)
+    return HttpResponse(buf.getvalue(), content_type="image/png", headers={
+        "Cache-Control": IMAGE_CACHE, "X-Bbox": ",".join(f"{v:.6g}" for v in box)})
+
+
+@require_GET
+def api_mosaic(request, map_id):
+    """Cutouts at their map positions over the view (JPEG, or the cell list as JSON)."""
+    lm = _ready_map(map_id)
+    try:
+        bbox = map_data.parse_bbox(request.GET.get("bbox")) or tuple(map_data.map_bounds(lm))
+        cells = map_data.parse_int(request.GET.get("cells"), "cells", 24, 2, mosaic.MAX_CELLS)
+        tile = map_data.parse_int(request.GET.get("tile"), "tile", 48, 16, 128)
+    except map_data.MapDataError as exc:
+        return _bad(exc)
+    grid = mosaic.grid(lm, bbox, cells)
+    if request.GET.get("format") == "json":
+        ids, _, _ = load_embedding_set(lm.embedding_set)
+        return JsonResponse({"bbox": list(grid.bbox), "nx": grid.nx, "ny": grid.ny, "cell": grid.cell,
+                             "cells": [{"ix": int(c[0]), "iy": int(c[1]), "id": int(ids[r])}
+                                       for c, r in zip(grid.cells, grid.rows)]})
+    data = mosaic.render_jpeg(lm, grid, tile)
+    return HttpResponse(data, content_type="image/jpeg", headers={
+        "Cache-Control": IMAGE_CACHE, "X-Bbox": ",".join(f"{v:.6g}" for v in grid.bbox)})
