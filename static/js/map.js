@@ -321,8 +321,7 @@
     if (!task) return toast("Choose a labeling task first", false);
     try {
       const data = await LS.postJSON(`/api/tasks/${task}/enqueue`, { galaxy_ids: [...M.selectedIds] });
-      const n = data.enqueued ?? data.added ?? data.count ?? M.selectedIds.size;
-      toast(`Sent ${Number(n).toLocaleString()} galaxies to the front of the labeling queue`);
+      toast(`${esc(data.message || data.enqueued + " galaxies queued")} · <a href="${data.label_url}">label now</a>`);
     } catch (e) { toast(esc(e.message), false); }
   }
 
