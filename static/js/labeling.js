@@ -74,9 +74,7 @@
     $("answers").classList.remove("disabled");
     state.view = -1;
     resetZoom();
-    const img = $("composite");
-    img.src = item.image_url;
-    img.alt = item.source_id + " colour composite";
+    const img = showImage(item.image_url, item.source_id + " colour composite");
     renderBands(item);
     $("reason").textContent = item.reason || "picked by the task's strategy";
     $("reason").dataset.source = item.source;
@@ -89,6 +87,19 @@
     const input = $("value-input");
     if (input) { input.value = ""; input.focus(); }
     document.body.dataset.galaxy = item.galaxy_id;
+  }
+  // Put the prefetched, already decoded <img> on stage (no decode, no network on the hot path).
+  function showImage(url, alt) {
+    const old = $("composite");
+    let img = imageCache.get(url);                          // decoded, or still loading: never fetch twice
+    if (img) imageCache.delete(url); else { img = new Image(); img.src = url; }
+    img.id = "composite";
+    img.className = "composite-large";
+    img.alt = alt;
+    img.draggable = false;
+    img.style.transform = old.style.transform;
+    if (img !== old) old.replaceWith(img);
+    return img;
   }
   function measure(img, t0) {
     const done = () => requestAnimationFrame(() => {
@@ -131,7 +142,8 @@
     const item = state.current;
     if (!item) return;
     state.view = index;
-    $("composite").src = index < 0 ? item.image_url : item.bands[index].large_url;
+    showImage(index < 0 ? item.image_url : item.bands[index].large_url,
+              item.source_id + (index < 0 ? " colour composite" : " " + item.bands[index].name + " band"));
     $("view-caption").textContent = (index < 0 ? "colour composite" : item.bands[index].name + " band, asinh stretch")
       + (item.field_arcsec ? " · " + item.field_arcsec.toFixed(1) + "″ across" : "");
     [...$("band-strip").children].forEach((el, i) => el.classList.toggle("on", i - 1 === index));
@@ -191,6 +203,7 @@
       .catch(err => {
         setSaveState("Not saved (" + (err.message || "error") + "): " + item.source_id + " is back in your queue.", true);
         state.history = state.history.filter(h => h !== entry);
+        preloadItem(item);
         state.queue.unshift(item);
         dropRecent(item.galaxy_id);
         throw err;
@@ -203,7 +216,7 @@
   function undo() {
     const entry = state.history.pop();
     if (!entry) { setSaveState("Nothing to undo."); return; }
-    if (state.current) state.queue.unshift(state.current);
+    if (state.current) { preloadItem(state.current); state.queue.unshift(state.current); }
     dropRecent(entry.item.galaxy_id);
     if (entry.kind !== "skip") { state.myCount = Math.max(0, state.myCount - 1); $("my-count").textContent = state.myCount; }
     show(entry.item, performance.now());
@@ -297,6 +310,13 @@
 
   updateProgress(boot.progress);
   $("my-count").textContent = state.myCount;
-  window.LSLabel = { state: state };                        // for people debugging, and for tests
+  // For people debugging, and for tests: is the next galaxy's image already decoded?
+  function nextReady() {
+    const next = state.queue[0];
+    if (!next) return false;
+    const img = imageCache.get(next.image_url);
+    return !!(img && img.complete && img.naturalWidth);
+  }
+  window.LSLabel = { state: state, nextReady: nextReady };
   refill();
 })();
