@@ -15,8 +15,11 @@ filesystems. Open a reader inside each process; do not share one across fork().
 """
 from __future__ import annotations
 
+import errno
+import io
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -38,8 +41,11 @@ class ImageStoreWriter:
 
     def __init__(self, path: str | Path, bands: Sequence[str], size: int,
                  attrs: dict | None = None, rows_per_chunk: int = 1,
-                 compression: str | None = None):
+                 compression: str | None = None, min_free_bytes: int = 0):
         self.path = Path(path)
+        # Refuse a batch unless this much disk stays free after it: HDF5 does not survive a
+        # write that fails with ENOSPC (closing the file afterwards can crash the process).
+        self.min_free_bytes = int(min_free_bytes)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.bands = tuple(bands)
         self.size = int(size)
@@ -48,7 +54,8 @@ class ImageStoreWriter:
         self._hash = hashlib.sha256()
         self._n = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.partial, "w")
+        self._fh = _SpaceGuardFile(self.partial, "w+b")
+        self._file = h5py.File(self._fh, "w")
         # Chunk per image (or a few) so random access reads only what it needs.
         self._ds = self._file.create_dataset(
             DATASET, shape=(0, *self.item_shape), maxshape=(None, *self.item_shape),
@@ -74,22 +81,40 @@ class ImageStoreWriter:
             bad = int(np.flatnonzero(~np.isfinite(arr).reshape(len(arr), -1).all(1))[0])
             raise ValueError(f"non-finite pixels (NaN/inf) in batch row {bad} "
                              f"(store row {self._n + bad})")
+        self._check_free_space(arr.nbytes)
         start = self._n
         self._ds.resize(start + len(arr), axis=0)
         self._ds[start:start + len(arr)] = arr
+        self._raise_if_write_failed()
         self._hash.update(arr.tobytes())
         self._n += len(arr)
 
     def __len__(self) -> int:
         return self._n
 
+    def _raise_if_write_failed(self) -> None:
+        if self._fh.failed is not None:
+            raise OSError(self._fh.failed.errno, f"{os.strerror(self._fh.failed.errno)} while writing {self.partial}")
+
+    def _check_free_space(self, nbytes: int) -> None:
+        if not self.min_free_bytes:
+            return
+        free = shutil.disk_usage(self.partial.parent).free
+        if free < nbytes + self.min_free_bytes:
+            raise OSError(errno.ENOSPC, f"No space left on device ({free / 2**20:.1f} MiB free, "
+                          f"{(nbytes + self.min_free_bytes) / 2**20:.1f} MiB needed with headroom)")
+
     def close(self) -> tuple[tuple[int, ...], str]:
         """Flush, fsync and rename to the final path; return (shape, sha256 hex)."""
         if self.result is not None:
             return self.result
+        self._check_free_space(0)
         self._file.attrs["checksum_sha256"] = self._hash.hexdigest()
-        self._file.flush()
         self._file.close()
+        self._raise_if_write_failed()
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
         _fsync_path(self.partial)
         os.replace(self.partial, self.path)
         _fsync_path(self.path.parent)  # make the rename itself durable
@@ -100,6 +125,9 @@ class ImageStoreWriter:
         """Drop the partial file (called automatically when the `with` body raises)."""
         try:
             self._file.close()
+            self._fh.close()
+        except Exception:  # the partial file is discarded anyway
+            pass
         finally:
             self.partial.unlink(missing_ok=True)
 
@@ -189,3 +217,26 @@ def _fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class _SpaceGuardFile(io.FileIO):
+    """The store's file, handed to HDF5 as a file object (h5py's "fileobj" driver).
+
+    Written by hand because no library offers it: HDF5 does not survive a write that
+    fails with ENOSPC/EDQUOT (closing the file afterwards can crash the process), so
+    such a failure is recorded here and hidden from HDF5; later writes are dropped and
+    the writer raises a clear OSError and discards the file.
+    """
+
+    failed: OSError | None = None
+
+    def write(self, data) -> int:
+        if self.failed is not None:
+            return len(data)
+        try:
+            return super().write(data)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.failed = exc
+            return len(data)

@@ -122,6 +122,9 @@ WHITENOISE_USE_FINDERS = True  # serve straight from app/static dirs without col
 WHITENOISE_MAX_AGE = 3600
 
 # Uploads: a search image or an ingest archive.  Larger bodies get a clear 400/413.
+# Writers of large arrays (image stores) stop with a clear "disk full" error while this much
+# space would still be free, instead of letting HDF5 hit ENOSPC mid-write.
+DISK_HEADROOM_BYTES = env_int("LATENTSKY_DISK_HEADROOM_BYTES", 64 * 1024 * 1024, minimum=0)
 MAX_UPLOAD_BYTES = env_int("LATENTSKY_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024

@@ -34,6 +34,8 @@ import json
 import logging
 import math
 import uuid
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -60,6 +62,21 @@ SPEC_FIELDS = ("description", "bands", "image_kind", "pixel_scale_arcsec", "psf_
 
 class PublishError(ValueError):
     """The spec, rows or images cannot form a valid survey (nothing was changed)."""
+
+
+class StorageError(PublishError):
+    """The image store could not be written (disk full, read-only, no permission); nothing was changed."""
+
+
+@contextmanager
+def _storage_guard(what: str):
+    """Turn an OS-level write failure into StorageError with a message a curator can act on."""
+    try:
+        yield
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc).splitlines()[0]
+        raise StorageError(f"cannot write {what} under the data directory {settings.DATA_DIR}: {reason}; "
+                           "nothing was changed (free space or fix permissions, then re-run)") from exc
 
 
 @dataclass
@@ -145,9 +162,10 @@ class SurveyPublisher:
             if row.source_id in self._ids:
                 raise PublishError(f"duplicate source_id {row.source_id!r}")
             self._ids.add(row.source_id)
-        if self._writer is None:
-            self._open_writer(images.shape[2])
-        self._writer.append(images.astype(np.float32, copy=False))
+        with _storage_guard("the image store"):
+            if self._writer is None:
+                self._open_writer(images.shape[2])
+            self._writer.append(images.astype(np.float32, copy=False))
         self.rows.extend(clean)
         if self.progress:
             self.progress(self.n, max(self.expected, self.n), f"wrote {self.n} images")
@@ -159,7 +177,8 @@ class SurveyPublisher:
             self.abort()
             raise PublishError(f"survey {self.spec['name']!r} has no galaxies to publish")
         try:
-            shape, checksum = self._writer.close()
+            with _storage_guard("the image store"):
+                shape, checksum = self._writer.close()
         except BaseException:
             self.abort()
             raise
@@ -203,7 +222,8 @@ class SurveyPublisher:
         self._rel_path = f"{STORE_DIR}/{slug}-{uuid.uuid4().hex[:8]}.h5"
         self._writer = ImageStoreWriter(Path(settings.DATA_DIR) / self._rel_path,
                                         bands=self.spec["bands"], size=size,
-                                        attrs={"survey": self.spec["name"]})
+                                        attrs={"survey": self.spec["name"]},
+                                        min_free_bytes=settings.DISK_HEADROOM_BYTES)
 
     def _save_rows(self, shape: list, checksum: str) -> Survey:
         with transaction.atomic():
