@@ -335,7 +335,7 @@
     page.className = "map-page view-" + view;
     document.querySelectorAll("[data-view-button]").forEach(b => b.classList.toggle("on", b.dataset.viewButton === view));
     window.dispatchEvent(new Event("resize"));  // bokeh re-measures its containers
-    requestAnimationFrame(() => requestAnimationFrame(keepAspect));
+    requestAnimationFrame(() => requestAnimationFrame(resetView));  // the frame changed shape: fit again
     if (view !== "map") updateSkyOverlay();
   }
 
@@ -372,14 +372,6 @@
     const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
     M.fig.x_range.setv({ start: cx - scale * pw / 2, end: cx + scale * pw / 2 });
     M.fig.y_range.setv({ start: cy - scale * ph / 2, end: cy + scale * ph / 2 });
-  }
-
-  // After the frame changed size, widen or narrow x so both axes keep one scale again.
-  function keepAspect() {
-    const xr = M.fig.x_range, yr = M.fig.y_range, pw = M.fig.inner_width, ph = M.fig.inner_height;
-    if (!pw || !ph) return;
-    const perPixel = Math.abs(yr.end - yr.start) / ph, cx = (xr.start + xr.end) / 2;
-    xr.setv({ start: cx - perPixel * pw / 2, end: cx + perPixel * pw / 2 });
   }
 
   // Page coordinates of a galaxy's point (tests and benchmarks drive the map with these).

@@ -35,8 +35,9 @@ def _hook(method: str, args: str = "cb_obj") -> CustomJS:
 def _tools(prefix: str):
     hover = HoverTool(name=f"{prefix}_hover", tooltips=TOOLTIP, point_policy="snap_to_data",
                       attachment="horizontal")
-    lasso = LassoSelectTool(name=f"{prefix}_lasso")
-    box = BoxSelectTool(name=f"{prefix}_box")
+    # Select once, on mouse-up: a live selection would recompute (and redraw the drawer) on every move.
+    lasso = LassoSelectTool(name=f"{prefix}_lasso", continuous=False)
+    box = BoxSelectTool(name=f"{prefix}_box", continuous=False)
     pan = PanTool(name=f"{prefix}_pan")
     wheel = WheelZoomTool(name=f"{prefix}_wheel")
     return [pan, wheel, box, lasso, ResetTool(), hover], pan, wheel, hover
