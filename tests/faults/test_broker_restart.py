@@ -58,6 +58,15 @@ class PrivateRedis:
         self.proc.wait(timeout=10)
 
 
+def _point_app_at(app, url: str) -> None:
+    """Send this process's Celery messages to ``url`` (drops cached connection and producer pools)."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+    app.conf.broker_url = app.conf.broker_write_url = app.conf.broker_read_url = url
+
+
 @pytest.fixture
 def private_redis(tmp_path, settings):
     if not shutil.which("redis-server") and not __import__("os").path.exists(REDIS):
@@ -67,13 +76,10 @@ def private_redis(tmp_path, settings):
     url = f"redis://127.0.0.1:{redis.port}/0"
     from workers.celery import app
     old_url = app.conf.broker_url
-    app.pool.force_close_all()
-    app.conf.broker_url = settings.CELERY_BROKER_URL = url
-    app._pool = None
+    _point_app_at(app, url)
+    settings.CELERY_BROKER_URL = url
     yield redis, url
-    app.pool.force_close_all()
-    app.conf.broker_url = old_url
-    app._pool = None
+    _point_app_at(app, old_url)
     if redis.proc.poll() is None:
         redis.kill()
 
