@@ -18,3 +18,4 @@ urlpatterns = [
     path("", include("webapp.labeling.urls")),
 ]
 handler403 = "webapp.views.forbidden"
+handler500 = "webapp.views.server_error"
