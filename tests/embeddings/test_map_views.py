@@ -184,3 +184,19 @@ def test_api_needs_login(lm):
     from django.test import Client
     for url in (f"/api/maps/{lm.pk}/points", "/api/maps/", f"/api/maps/{lm.pk}/density"):
         assert Client().get(url).status_code == 401
+
+
+def test_sky_positions_are_cached_on_disk_and_refreshed_after_a_reingest(settings, lm):
+    from webapp.catalog.models import Galaxy, Survey
+    es = lm.embedding_set
+    first = sky.sky_index(es)
+    files = list((settings.DATA_DIR / es.vectors_path).parent.glob("catalogue-*.npz"))
+    assert len(files) == 1
+    g = Galaxy.objects.get(pk=int(load_embedding_set(es)[0][0]))
+    Galaxy.objects.filter(pk=g.pk).update(ra=10.0)
+    sky.forget_cached_positions()
+    assert sky.sky_index(es).ra[0] == pytest.approx(first.ra[0])  # same catalogue signature: the file is trusted
+    Survey.objects.get(pk=g.survey_id).save()  # a re-ingest touches the survey row
+    sky.forget_cached_positions()
+    assert sky.sky_index(es).ra[0] == 10.0
+    assert len(list(files[0].parent.glob("catalogue-*.npz"))) == 1  # the stale file was replaced

@@ -113,7 +113,9 @@ def map_meta(request, lm: LatentMap) -> dict:
 
 def default_layer(es, menu: list[dict]) -> str:
     keys = [m["key"] for m in menu]
-    if es.surveys.count() > 1 and "survey" in keys:
+    # Survey comes with the cached positions; a catalogue column costs a pass over every
+    # galaxy's metadata (seconds at 1e6), so large maps open coloured by survey.
+    if (es.n > map_data.POINT_BUDGET or es.surveys.count() > 1) and "survey" in keys:
         return "survey"
     for m in menu:  # a catalogue class/label column is the most telling default
         if m["key"].startswith("meta:") and m["kind"] == "categorical" and any(

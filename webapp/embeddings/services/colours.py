@@ -66,16 +66,9 @@ class _CatalogueTable:
 
     def survey_names(self) -> list:
         if self._survey is None:
-            from webapp.catalog.models import Galaxy
-            ids, _, row_of = self._rows()
+            from webapp.embeddings.services.sky import sky_index  # survey per row, cached with positions
             names = dict(self.es.surveys.values_list("id", "name"))
-            out = [None] * len(ids)
-            for gid, sid in Galaxy.objects.filter(survey_id__in=list(names)).values_list("id", "survey_id").iterator(
-                    chunk_size=50_000):
-                row = row_of.get(gid)
-                if row is not None:
-                    out[row] = names[sid]
-            self._survey = out
+            self._survey = [names.get(int(s)) for s in sky_index(self.es).survey]
         return self._survey
 
     def column(self, key: str, numeric: bool):

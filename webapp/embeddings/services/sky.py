@@ -1,19 +1,25 @@
 """Sky positions of an EmbeddingSet's galaxies, and "which galaxy is at this RA/Dec?".
 
-Positions come from the catalogue (Galaxy.ra/dec, ICRS degrees) in the set's row order
-and are cached per process for POSITIONS_TTL seconds (one query of N rows, ~2 s at 1e6 on
-SQLite).  Cross-matching uses astropy's SkyCoord.match_to_catalog_sky, whose k-d tree is
-kept on the cached catalogue SkyCoord, so a query costs well under a millisecond after the
-first.
+Positions (and each galaxy's survey) come from the catalogue (Galaxy.ra/dec, ICRS
+degrees) in the set's row order.  Reading N rows costs ~2 s at 1e6 on SQLite, so the
+arrays are kept in memory per process and on disk beside the vectors as
+catalogue-<signature>.npz, where the signature covers the set's surveys' row counts and
+last-update times: a re-ingest changes it, and the next reader rebuilds the file.
+Cross-matching uses astropy's SkyCoord.match_to_catalog_sky, whose k-d tree is kept on
+the cached catalogue SkyCoord, so a query costs well under a millisecond after the first.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 
 from webapp.embeddings.models import EmbeddingSet
 from webapp.embeddings.services.vectors import load_embedding_set
@@ -31,13 +37,31 @@ class SkyError(ValueError):
 class SkyIndex:
     ra: np.ndarray         # (N,) float64 degrees, NaN where the catalogue has no position
     dec: np.ndarray        # (N,) float64 degrees
+    survey: np.ndarray     # (N,) int64 Survey id of each row (-1 when the galaxy is gone)
     rows: np.ndarray       # (M,) int64 rows of the set that have a position
-    coord: object          # astropy SkyCoord of those M rows (k-d tree cached on it)
     loaded_at: float
+    _coord: object = None  # astropy SkyCoord of those M rows, built on first cross-match
+
+    @property
+    def coord(self):
+        if self._coord is None and len(self.rows):
+            from astropy import units as u
+            from astropy.coordinates import SkyCoord
+            self._coord = SkyCoord(ra=self.ra[self.rows] * u.deg, dec=self.dec[self.rows] * u.deg, frame="icrs")
+        return self._coord
 
 
 _lock = threading.Lock()
 _cache: dict[tuple, SkyIndex] = {}
+
+
+def catalogue_signature(es: EmbeddingSet) -> str:
+    """Changes whenever one of the set's surveys is re-ingested (count or update time)."""
+    from webapp.catalog.models import Survey
+
+    parts = [f"{pk}:{n}:{updated.timestamp():.6f}" for pk, n, updated in
+             Survey.objects.filter(embedding_sets=es).order_by("pk").values_list("pk", "n_galaxies", "updated_at")]
+    return hashlib.sha1("|".join(parts + [es.checksum]).encode()).hexdigest()[:12]
 
 
 def sky_index(es: EmbeddingSet) -> SkyIndex:
@@ -48,7 +72,7 @@ def sky_index(es: EmbeddingSet) -> SkyIndex:
     with _lock:
         hit = _cache.get(key)
         if hit is None or time.monotonic() - hit.loaded_at >= POSITIONS_TTL:
-            hit = _build(es)
+            hit = _load_or_build(es)
             _cache[key] = hit
     return hit
 
@@ -58,24 +82,41 @@ def forget_cached_positions() -> None:
         _cache.clear()
 
 
-def _build(es: EmbeddingSet) -> SkyIndex:
-    from astropy import units as u
-    from astropy.coordinates import SkyCoord
+def _load_or_build(es: EmbeddingSet) -> SkyIndex:
+    path = Path(settings.DATA_DIR) / Path(es.vectors_path).parent / f"catalogue-{catalogue_signature(es)}.npz"
+    try:
+        with np.load(path) as data:
+            ra, dec, survey = data["ra"], data["dec"], data["survey"]
+    except (FileNotFoundError, KeyError, ValueError, OSError):
+        ra, dec, survey = _from_database(es)
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "wb") as fh:
+            np.savez(fh, ra=ra, dec=dec, survey=survey)
+        os.replace(partial, path)
+        for old in path.parent.glob("catalogue-*.npz"):  # superseded signatures
+            if old != path:
+                old.unlink(missing_ok=True)
+    rows = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
+    return SkyIndex(ra, dec, survey, rows, time.monotonic())
 
+
+def _from_database(es: EmbeddingSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from webapp.catalog.models import Galaxy
 
     ids, _, row_of = load_embedding_set(es)
     ra = np.full(len(ids), np.nan)
     dec = np.full(len(ids), np.nan)
+    survey = np.full(len(ids), -1, dtype=np.int64)
     surveys = list(es.surveys.values_list("id", flat=True))
-    for gid, g_ra, g_dec in Galaxy.objects.filter(survey_id__in=surveys).values_list("id", "ra", "dec").iterator(
-            chunk_size=20_000):
+    for gid, sid, g_ra, g_dec in Galaxy.objects.filter(survey_id__in=surveys).values_list(
+            "id", "survey_id", "ra", "dec").iterator(chunk_size=20_000):
         row = row_of.get(gid)
-        if row is not None and g_ra is not None and g_dec is not None:
+        if row is None:
+            continue
+        survey[row] = sid
+        if g_ra is not None and g_dec is not None:
             ra[row], dec[row] = g_ra, g_dec
-    rows = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
-    coord = SkyCoord(ra=ra[rows] * u.deg, dec=dec[rows] * u.deg, frame="icrs") if len(rows) else None
-    return SkyIndex(ra, dec, rows, coord, time.monotonic())
+    return ra, dec, survey
 
 
 def parse_angle(text, what: str) -> float:
@@ -115,7 +156,7 @@ def nearest_object(es: EmbeddingSet, ra: float, dec: float) -> tuple[int, float]
 
     ra, dec = check_radec(ra, dec)
     index = sky_index(es)
-    if index.coord is None:
+    if not len(index.rows):
         return None
     target = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs")
     i, sep, _ = target.match_to_catalog_sky(index.coord)
