@@ -6,7 +6,7 @@ from django.test import RequestFactory
 from webapp import views
 from webapp.middleware import DatabaseUnavailableMiddleware
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
 
 def test_view_outage_becomes_a_json_503_for_the_api():
