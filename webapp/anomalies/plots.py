@@ -46,7 +46,9 @@ def discovery_curve(user, score_set) -> dict | None:
     fig.add_tools(HoverTool(tooltips=[("reviewed", "@n"), ("interesting", "@found"), ("artifacts", "@artifacts")],
                             mode="vline"))
     fig.legend.location = "top_left"
-    fig.legend.background_fill_alpha = 0.3
+    fig.legend.background_fill_color = "#0d1322"
+    fig.legend.border_line_color = "#26314a"
+    fig.legend.label_text_color = "#e6ebf5"
     _dark(fig)
     script, div = components(fig)
     return {"script": script, "div": div}
