@@ -110,5 +110,7 @@ def test_latest_set_for_picks_newest_set_containing_the_galaxy():
     g = Galaxy.objects.filter(survey=survey).first()
     assert search.latest_set_for(g.pk) == newer
     EmbeddingSet.objects.filter(pk=newer.pk).update(status=ArtifactStatus.FAILED)
+    assert search.latest_set_for(g.pk) == newer  # the per-survey list is reused for SETS_TTL seconds
+    search.forget_cached_indexes()
     assert search.latest_set_for(g.pk) == older
     assert search.latest_set_for(10**9) is None

@@ -54,9 +54,10 @@ def resolve_set(value, galaxy_id: int | None = None) -> EmbeddingSet:
             raise search.SearchError(f"embedding set {es.pk} is {es.status}, not ready")
         return es
     if galaxy_id is not None:
-        if not Galaxy.objects.filter(pk=galaxy_id).exists():
+        survey_id = Galaxy.objects.filter(pk=galaxy_id).values_list("survey_id", flat=True).first()
+        if survey_id is None:
             raise NotFound(f"galaxy {galaxy_id} does not exist")
-        es = search.latest_set_for(galaxy_id)
+        es = search.latest_set_for(galaxy_id, survey_id)
         if es is None:
             raise NotFound(f"no ready embedding set contains galaxy {galaxy_id}; embed its survey first")
         return es
@@ -87,7 +88,7 @@ def _k(request, default=DEFAULT_K) -> int:
 
 def _with_map_coords(es, cards, map_id) -> list[dict]:
     """Add x, y of the set's map (given id, else latest) so the map can highlight results."""
-    lm = es.maps.filter(pk=map_id, status=ArtifactStatus.READY).first() if map_id else latest_map(es)
+    lm = es.maps.filter(pk=map_id, status=ArtifactStatus.READY).first() if str(map_id).isdigit() else latest_map(es)
     if lm is None:
         return cards
     coords = load_coords(lm)
@@ -110,10 +111,11 @@ def _set_dict(es) -> dict:
 def api_neighbours(request, galaxy_id):
     es = resolve_set(request.GET.get("set"), galaxy_id)
     results = search.nearest(es, galaxy_id, _k(request, PANEL_K))
-    query = search.galaxy_cards([{"id": galaxy_id}], thumb_size=160)
-    if not query:
+    cards = search.galaxy_cards(results + [{"id": galaxy_id}])  # one query for the results and the galaxy
+    if not cards or cards[-1]["id"] != galaxy_id:
         raise NotFound(f"galaxy {galaxy_id} does not exist")
-    cards = _with_map_coords(es, search.galaxy_cards(results) + query, request.GET.get("map"))
+    if request.GET.get("map"):
+        cards = _with_map_coords(es, cards, request.GET["map"])
     return JsonResponse({"embedding_set": _set_dict(es), "galaxy": cards[-1], "results": cards[:-1]})
 
 

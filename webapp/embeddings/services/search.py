@@ -18,6 +18,7 @@ searched with an exact in-memory index built on first use (a few ms per query up
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -89,9 +90,10 @@ def _load_or_build(es: EmbeddingSet, key: tuple) -> SearchIndex:
 
 
 def forget_cached_indexes() -> None:
-    """Drop every cached index (tests; after deleting files)."""
+    """Drop every cached index and set list (tests; after deleting files)."""
     with _lock:
         _cache.clear()
+        _sets_cache.clear()
 
 
 def index_description(es: EmbeddingSet) -> str:
@@ -178,6 +180,20 @@ def ready_sets():
     return EmbeddingSet.objects.filter(status=ArtifactStatus.READY)
 
 
+SETS_TTL = 5.0  # seconds the "ready sets of this survey" list is reused (a busy API does this per request)
+_sets_cache: dict[int, tuple[float, list]] = {}
+
+
+def _ready_sets_of_survey(survey_id: int) -> list[EmbeddingSet]:
+    now = time.monotonic()
+    hit = _sets_cache.get(survey_id)
+    if hit is not None and now - hit[0] < SETS_TTL:
+        return hit[1]
+    sets = list(ready_sets().filter(surveys=survey_id).select_related("encoder").order_by("-created_at", "-id"))
+    _sets_cache[survey_id] = (now, sets)
+    return sets
+
+
 def latest_set_for(galaxy_id: int, survey_id: int | None = None) -> EmbeddingSet | None:
     """The newest ready EmbeddingSet whose vectors include this galaxy."""
     if survey_id is None:
@@ -185,7 +201,7 @@ def latest_set_for(galaxy_id: int, survey_id: int | None = None) -> EmbeddingSet
         survey_id = Galaxy.objects.filter(pk=galaxy_id).values_list("survey_id", flat=True).first()
         if survey_id is None:
             return None
-    for es in ready_sets().filter(surveys=survey_id).select_related("encoder").order_by("-created_at", "-id"):
+    for es in _ready_sets_of_survey(survey_id):
         try:
             if int(galaxy_id) in load_embedding_set(es)[2]:
                 return es
