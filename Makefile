@@ -34,10 +34,11 @@ test-fast: venv
 	LATENTSKY_ENV=test LATENTSKY_DATA_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest -m "unit and not slow" $(PYTEST_ARGS)
 
 reliability: venv
-	@bash scripts/reliability.sh
+	@bash scripts/ensure_chromium.sh || true
+	$(BIN)/python benchmarks/reliability.py $(RELIABILITY_ARGS)
 
 benchmarks: venv
-	@for b in benchmarks/*.py; do case $$b in *common.py) continue;; esac; echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
+	@for b in benchmarks/*.py; do case $$b in *common.py|*datasets.py|*reliability.py) continue;; esac; echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
 
 clean:
 	rm -rf var .pytest_cache
