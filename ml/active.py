@@ -137,7 +137,8 @@ def select_coreset(x, probs, candidates, batch_size, rng, labelled=None) -> Pick
     """Greedy k-center over candidates; labelled rows are the initial centres."""
     if len(candidates) > CORESET_MAX:
         candidates = rng.choice(candidates, CORESET_MAX, replace=False)
-    xc = x[candidates]
+    xc = x[candidates].astype(np.float64)                       # (n, D), converted once
+    norms = (xc ** 2).sum(axis=1)                                # (n,) |x|^2, reused for every centre
     min_d = np.full(len(candidates), np.inf)
     if labelled is not None and len(labelled):
         for start in range(0, len(labelled), 2048):              # chunks bound (n, 2048) memory
@@ -149,7 +150,8 @@ def select_coreset(x, probs, candidates, batch_size, rng, labelled=None) -> Pick
             f"core-set: distance {np.sqrt(min_d[i]):.3g} to nearest labelled/picked galaxy"
         picks.append(i)
         reasons.append(what)
-        min_d = np.minimum(min_d, _sq_dist(xc, xc[i:i + 1])[:, 0])
+        d_new = np.maximum(norms + norms[i] - 2.0 * (xc @ xc[i]), 0.0)    # (n,) to the new centre
+        min_d = np.minimum(min_d, d_new)
     return candidates[np.asarray(picks, dtype=np.int64)], reasons
 
 

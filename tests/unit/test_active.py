@@ -116,3 +116,16 @@ def test_simulation_curve_and_label_savings():
     saved = labels_saved([(10, 0.6, 0), (20, 0.85, 0)], fake, at_labels=30)
     assert saved["target_accuracy"] == 0.8 and saved["labels_needed"] == 20
     assert saved["fraction_saved"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("strategy", ["least_confidence", "margin", "entropy", "bald", "diverse"])
+def test_regression_sigma_is_the_uncertainty_of_every_model_strategy(strategy):
+    x, _, which = clumps(seed=3)
+    sigma = np.where(which == 0, 2.0, np.where(which < 5, 1.0, 0.1))     # (300,) predictive sigma
+    sigma[17] = 5.0
+    idx, reasons = query(strategy, x, sigma, [], 5, seed=0)
+    assert idx[0] == 17 and reasons[0].startswith("predictive sigma 5")
+    if strategy == "diverse":
+        assert len(set(which[idx])) >= 3                              # spread over clumps, not five from clump 0
+    else:
+        assert set(which[idx]) == {0}
