@@ -14,8 +14,14 @@ mkdir -p "$LOGS"
 pids=()
 cleanup() {
   echo
-  echo "Stopping web server and worker…"
+  echo "Stopping web server and worker… (an unfinished job resumes from its checkpoint next time)"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # Celery's warm shutdown would wait for a running training job: give it 5 s, then stop hard.
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    alive=0; for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break; sleep 0.5
+  done
+  for pid in "${pids[@]}"; do pkill -KILL -P "$pid" 2>/dev/null || true; kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
@@ -53,6 +59,7 @@ cat <<MSG
 MSG
 
 echo "==> Queueing the demo pipeline: simulate surveys, ingest real SDSS (if present), train, embed, map, score"
+echo "    (a re-run keeps what is already built and queues only what is missing)"
 $BIN/python manage.py demo_pipeline --follow || echo "(the pipeline reported a problem; see the Jobs page)"
 
 echo

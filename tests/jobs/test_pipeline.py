@@ -41,3 +41,56 @@ def test_follow_reports_progress_to_a_log_and_returns_outcome(db):
     assert "100.0%" in out.getvalue() and "succeeded" in out.getvalue()
     Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED)
     assert pipeline.follow([job.pk], out=io.StringIO(), poll=0.01, timeout=5) is False
+
+
+def _kinds(steps):
+    return sorted(s["kind"] for s in _walk(steps))
+
+
+def test_plan_on_an_empty_workspace_is_the_whole_pipeline(db):
+    steps, notes = pipeline.plan_demo(n=50, include_real=False)
+    assert _kinds(steps) == sorted(["simulate_surveys", "train_encoder", "embed", "umap", "build_index",
+                                    "anomaly_scores", "demo_task"])
+    assert notes == []
+
+
+def test_plan_skips_what_exists_and_queues_only_the_missing_steps(db):
+    import numpy as np
+
+    from tests.catalog.factories import make_survey
+    from webapp.embeddings.models import EmbeddingSet, Encoder
+    from webapp.embeddings.services.vectors import write_embedding_set
+
+    surveys = [make_survey(name=slug, slug=slug, n=50) for slug in pipeline.SIM_SLUGS]
+    steps, notes = pipeline.plan_demo(n=50, include_real=False)
+    assert _kinds(steps) == sorted(["train_encoder", "embed", "umap", "build_index", "anomaly_scores", "demo_task"])
+    encoder = Encoder.objects.create(name=pipeline.DEMO_ENCODER, method="simclr", config={})
+    es = EmbeddingSet.objects.create(encoder=encoder)
+    es.surveys.add(*surveys)
+    ids = [g.pk for s in surveys for g in s.galaxies.all()]
+    write_embedding_set(es, np.array(ids), np.random.default_rng(0).normal(size=(len(ids), 4)).astype(np.float32))
+    steps, notes = pipeline.plan_demo(n=50, include_real=False)
+    assert _kinds(steps) == ["anomaly_scores", "build_index", "demo_task", "umap"]
+    assert all(s["params"] == {"embedding_set_id": es.pk} for s in steps)
+    # a step already running is not queued twice
+    Job.objects.create(kind="umap", status=Job.Status.RUNNING, params={"embedding_set_id": es.pk})
+    steps, notes = pipeline.plan_demo(n=50, include_real=False)
+    assert "umap" not in _kinds(steps) and any("resumed" in n for n in notes)
+
+
+def test_demo_task_job_creates_the_task_once(db):
+    import numpy as np
+
+    from tests.catalog.factories import make_survey
+    from webapp.embeddings.models import EmbeddingSet, Encoder
+    from webapp.embeddings.services.vectors import write_embedding_set
+
+    survey = make_survey(name="sim-sdss", slug="sim-sdss", n=20)
+    es = EmbeddingSet.objects.create(encoder=Encoder.objects.create(name="e", method="simclr", config={}))
+    es.surveys.add(survey)
+    ids = list(survey.galaxies.values_list("pk", flat=True))
+    write_embedding_set(es, np.array(ids), np.zeros((len(ids), 4), np.float32))
+    job = Job.objects.create(kind="demo_task", params={"embedding_set_id": es.pk})
+    first = pipeline.run_demo_task_job(job, lambda *a, **k: None)
+    second = pipeline.run_demo_task_job(job, lambda *a, **k: None)
+    assert first == second and es.tasks.count() == 1

@@ -33,6 +33,7 @@ JOB_KINDS: dict[str, JobKind] = {
     "anomaly_scores": JobKind("webapp.anomalies.services.scoring.run_score_job", "cpu", "Score anomalies"),
     "anomaly_rerank": JobKind("webapp.anomalies.services.ranking.run_rerank_job", "cpu", "Personalised re-rank"),
     "label_round": JobKind("webapp.labeling.services.rounds.run_round_job", "cpu", "Labeling round"),
+    "demo_task": JobKind("webapp.jobs.pipeline.run_demo_task_job", "default", "Demo labeling task"),
     "selftest": JobKind("webapp.jobs.selftest.run_selftest", "default", "Worker self-test"),
 }
 
