@@ -50,7 +50,10 @@ class Survey(models.Model):
         return Path(settings.DATA_DIR) / self.store_path
 
     def viewer_url(self, galaxy: "Galaxy") -> str:
-        if not self.viewer_url_template or galaxy.ra is None or galaxy.dec is None:
+        if not self.viewer_url_template:
+            return ""
+        needs_position = "{ra}" in self.viewer_url_template or "{dec}" in self.viewer_url_template
+        if needs_position and (galaxy.ra is None or galaxy.dec is None):
             return ""
         return self.viewer_url_template.format(ra=galaxy.ra, dec=galaxy.dec, source_id=galaxy.source_id)
 

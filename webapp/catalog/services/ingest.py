@@ -54,6 +54,8 @@ PRESETS: dict[str, dict] = {
         "image_pattern": "images/{id}.jpeg",
         "crop_fraction": 0.4,   # the galaxy fills about the central 40% of the 423 px cutout
         "size": 64, "label_column": "CLASS", "label_key": "gz1", "psf_fwhm_arcsec": 1.4,
+        # No RA/Dec in this sample, but the DR7 objID opens the object in SDSS's DR7 explorer.
+        "viewer_url_template": "https://cas.sdss.org/dr7/en/tools/explore/obj.asp?id={source_id}",
         "description": "SDSS DR7 gri colour cutouts with Galaxy Zoo 1 classes (elliptical, spirals, "
                        "edge-on, merger, star/artifact); central 40% of each 423 px JPEG resized to 64 px.",
         "provenance": "SDSS DR7 JPEG cutouts (Galaxy Zoo 1 style, variable pixel scale of 0.024 petroR90 "
