@@ -242,10 +242,10 @@ def test_admin_lists_and_previews_galaxies(client, django_user_model, survey):
 
 
 def test_viewer_link_by_object_id_needs_no_position(db):
-    survey = make_survey(n=2, size=16, slug="ids-only",
+    survey = make_survey(name="ids", n=2, size=16, slug="ids-only",
                          viewer_url_template="https://cas.sdss.org/dr7/en/tools/explore/obj.asp?id={source_id}")
     galaxy = Galaxy.objects.filter(survey=survey).first()
     galaxy.ra = galaxy.dec = None
     assert survey.viewer_url(galaxy) == f"https://cas.sdss.org/dr7/en/tools/explore/obj.asp?id={galaxy.source_id}"
-    positional = make_survey(n=2, size=16, slug="pos", viewer_url_template="https://v.example/?ra={ra}&dec={dec}")
+    positional = make_survey(name="pos", n=2, size=16, slug="pos", viewer_url_template="https://v.example/?ra={ra}&dec={dec}")
     assert positional.viewer_url(galaxy) == ""
