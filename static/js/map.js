@@ -152,18 +152,26 @@
         const tile = Math.max(32, Math.min(96, Math.ceil(width / cells)));
         const url = `${meta.urls.mosaic}?bbox=${[x0, y0, x1, y1].join(",")}&cells=${cells}&tile=${tile}&v=${meta.checksum}`;
         M.overlay.data = { url: [url], x: [x0], y: [y0], w: [x1 - x0], h: [y1 - y0] };
-        M.scatter.glyph.fill_alpha = 0.25;
+        styleScatter("mosaic");
         fixOverlayToGrid(url);
       } else if (denseNow()) {
         const url = `${meta.urls.density}?bbox=${[x0, y0, x1, y1].join(",")}&bins=${Math.min(512, Math.round(width / 2))}&v=${meta.checksum}`;
         M.overlay.data = { url: [url], x: [x0], y: [y0], w: [x1 - x0], h: [y1 - y0] };
-        M.scatter.glyph.fill_alpha = 0.85;
+        styleScatter("density");
       } else {
         M.overlay.data = { url: [], x: [], y: [], w: [], h: [] };
-        M.scatter.glyph.fill_alpha = 0.85;
+        styleScatter("points");
       }
       document.getElementById("mosaic-toggle").setAttribute("aria-pressed", String(M.mosaic === true || autoThumbs));
     }, 120);
+  }
+
+  // Smaller, fainter points when many are drawn or when they sit over a density image/mosaic.
+  function styleScatter(mode) {
+    const n = M.src.data.x ? M.src.data.x.length : 0;
+    const glyph = M.scatter.glyph;
+    glyph.size = n > 60000 ? 2.5 : n > 15000 ? 3.5 : 5;
+    glyph.fill_alpha = mode === "mosaic" ? 0.25 : mode === "density" ? 0.35 : (n > 60000 ? 0.6 : 0.85);
   }
 
   // A mosaic grid is square-celled, so it covers a slightly larger box than the view:

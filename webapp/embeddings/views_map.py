@@ -67,8 +67,9 @@ def map_detail(request, map_id, view=None):
     figures = plots_map.map_figures(meta["bounds"], meta["sky_bounds"])
     if not meta["sky_bounds"]:
         view = "map"
+    from bokeh import __version__ as bokeh_version
     return render(request, "embeddings/map.html", {
-        "lm": lm, "es": lm.embedding_set, "meta": meta, "figures": figures, "view": view,
+        "bokeh_version": bokeh_version, "lm": lm, "es": lm.embedding_set, "meta": meta, "figures": figures, "view": view,
         "other_maps": lm.embedding_set.maps.filter(status=ArtifactStatus.READY).exclude(pk=lm.pk)[:10]})
 
 
