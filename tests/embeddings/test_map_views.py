@@ -200,3 +200,10 @@ def test_sky_positions_are_cached_on_disk_and_refreshed_after_a_reingest(setting
     sky.forget_cached_positions()
     assert sky.sky_index(es).ra[0] == 10.0
     assert len(list(files[0].parent.glob("catalogue-*.npz"))) == 1  # the stale file was replaced
+
+
+@pytest.mark.parametrize("url", ["/maps/", "/search/", "/collections/"])
+def test_top_navigation_marks_the_map_area(role_clients, url):
+    r = role_clients["viewer"].get(url)
+    active = [item["label"] for item in r.context["nav_items"] if item["active"]]
+    assert active == ["Map"]

@@ -12,6 +12,10 @@ NAV = (
 )
 
 
+# URL names of the map/search area inside the embeddings app (the rest is "Encoders").
+MAP_AREA_PREFIXES = ("map", "sky", "search", "collection")
+
+
 def _nav_items(request) -> list[dict]:
     current = getattr(getattr(request, "resolver_match", None), "url_name", "") or ""
     app = getattr(getattr(request, "resolver_match", None), "app_name", "") or ""
@@ -21,8 +25,9 @@ def _nav_items(request) -> list[dict]:
             url = reverse(name)
         except NoReverseMatch:
             continue
-        active = app == marker or (marker == "embeddings_map" and app == "embeddings" and current.startswith("map"))
-        if marker == "embeddings" and current.startswith("map"):
+        in_map_area = current.startswith(MAP_AREA_PREFIXES)
+        active = app == marker or (marker == "embeddings_map" and app == "embeddings" and in_map_area)
+        if marker == "embeddings" and in_map_area:
             active = False
         items.append({"label": label, "url": url, "active": active})
     return items
