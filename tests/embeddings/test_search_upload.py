@@ -152,3 +152,27 @@ def test_crop_fraction_comes_from_the_survey_ingest_job(rgb_survey):
     Job.objects.create(kind="ingest", status="succeeded", params={"preset": "gz1_sdss", "path": "/x"},
                        result={"survey_id": rgb_survey.pk})
     assert survey_crop_fraction(rgb_survey) == 0.4
+
+
+def test_uploading_a_survey_cutout_finds_that_galaxy_with_the_real_encoder(role_clients):
+    """FITS of galaxy 7's own pixels -> same preprocessing, same encoder -> galaxy 7 at distance ~0."""
+    from tests.embeddings.encoder_factories import make_encoder
+    from webapp.catalog.models import Galaxy
+    from webapp.catalog.services.store_cache import read_images
+    from webapp.embeddings.models import EmbeddingSet
+    from webapp.embeddings.services import encoding, search
+    from webapp.embeddings.services.vectors import write_embedding_set
+
+    survey = make_survey(name="Real", slug="real", n=24, size=16)
+    images = np.asarray(read_images(survey.store_abspath, list(range(24))))       # (24, 3, 16, 16)
+    encoder = make_encoder(survey=survey, images=images)
+    es = EmbeddingSet.objects.create(encoder=encoder, name="real set")
+    es.surveys.add(survey)
+    ids = list(Galaxy.objects.filter(survey=survey).order_by("image_index").values_list("id", flat=True))
+    write_embedding_set(es, np.array(ids), encoding.embed_images(encoder, images))
+    search.forget_cached_indexes()
+    upload = SimpleUploadedFile("g7.fits", fits_bytes(images[7]), content_type="application/fits")
+    r = role_clients["viewer"].post("/api/search/upload", {"image": upload, "set": es.pk, "k": 3})
+    assert r.status_code == 200, r.content
+    top = r.json()["results"][0]
+    assert top["id"] == ids[7] and top["distance"] == pytest.approx(0.0, abs=1e-4)
