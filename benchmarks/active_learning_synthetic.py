@@ -2,6 +2,7 @@
 
     python benchmarks/active_learning_synthetic.py            # N=20,000 synthetic, 3 seeds
     python benchmarks/active_learning_synthetic.py --quick    # N=5,000, 1 seed, fewer strategies
+    python benchmarks/active_learning_synthetic.py --round-timing   # one whole round at 20k and 100k galaxies
     python benchmarks/active_learning_synthetic.py --embeddings emb.npy --labels y.npy
                                                               # real embeddings (e.g. SDSS GZ1)
 
@@ -159,6 +160,61 @@ def retrain_timing(n: int = 100_000, d: int = 128, k: int = 6, threads: int = 2)
     return rows
 
 
+def round_timing(n: int, n_labels: int = 1000, head: str = "mlp_ensemble", database_url: str | None = None) -> dict:
+    """One labeling round end to end at n galaxies, as the cpu worker runs it: consensus,
+    fit + temperature, predict all n with uncertainty, write files and n Prediction rows,
+    refill the queue. A scratch Django site (SQLite in a temp dir unless database_url)."""
+    import os
+    import tempfile
+    scratch = tempfile.mkdtemp(prefix="round-timing-")
+    os.environ.update({"DJANGO_SETTINGS_MODULE": "webapp.settings", "LATENTSKY_DATA_DIR": scratch,
+                       "DATABASE_URL": database_url or f"sqlite:///{scratch}/db.sqlite3", "LOG_LEVEL": "WARNING"})
+    import django
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from webapp.catalog.models import Galaxy, Survey
+    from webapp.embeddings.models import EmbeddingSet, Encoder
+    from webapp.embeddings.services.vectors import write_embedding_set
+    from webapp.jobs.services import execute_job
+    from webapp.labeling.models import Label, Task
+    from webapp.labeling.services import queue, rounds
+
+    call_command("migrate", verbosity=0)
+    t0 = time.perf_counter()
+    x, y = synthetic_embeddings(n, d=128, seed=7)
+    survey = Survey.objects.create(name=f"timing {n} {head}", slug=f"timing-{n}-{head}-{os.getpid()}", bands=["g", "r", "i"],
+                                   status="ready", n_galaxies=n)
+    Galaxy.objects.bulk_create([Galaxy(survey=survey, source_id=f"T{i}", ra=i * 1e-3, dec=0.0, image_index=i)
+                                for i in range(n)], batch_size=5000)
+    ids = np.array(Galaxy.objects.filter(survey=survey).order_by("image_index").values_list("pk", flat=True))
+    es = EmbeddingSet.objects.create(encoder=Encoder.objects.create(name="timing", method="synthetic"))
+    es.surveys.set([survey])
+    write_embedding_set(es, ids, x)
+    user = User.objects.create(username=f"timer-{n}-{head}")
+    task = Task.objects.create(name=f"timing {n} {head}", classes=[{"name": str(k)} for k in range(6)],
+                               embedding_set=es, head_config={"kind": head}, strategy="margin", batch_size=20)
+    task.surveys.set([survey])
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    first = queue.next_items(task, user, 10)
+    cold = time.perf_counter() - t0
+    Label.objects.bulk_create([Label(task=task, galaxy_id=int(ids[i]), user=user, class_index=int(y[i]))
+                               for i in range(n_labels)])
+    rnd = rounds.start_round(task, user)
+    t0 = time.perf_counter()
+    execute_job(rnd.job_id, worker="timing")
+    round_s = time.perf_counter() - t0
+    rnd.refresh_from_db()
+    t0 = time.perf_counter()
+    nxt = queue.next_items(task, User.objects.create(username=f"timer2-{n}-{head}"), 10)
+    next_s = time.perf_counter() - t0
+    return {"n_galaxies": n, "n_labels": n_labels, "head": head, "database": "sqlite" if not database_url else "postgres",
+            "setup_s": setup, "cold_start_refill_s": cold, "round_s": round_s, "round_status": rnd.status,
+            "round_accuracy": rnd.metrics.get("accuracy"), "predictions": rnd.predictions.count(),
+            "next_items_s": next_s, "items": len(first) + len(nxt), "model_version": rnd.model_version}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -174,10 +230,21 @@ def main() -> None:
     ap.add_argument("--embeddings", default=None, help="real (N, D) float32 .npy instead of synthetic")
     ap.add_argument("--labels", default=None, help="(N,) int .npy matching --embeddings")
     ap.add_argument("--timing-only", action="store_true")
+    ap.add_argument("--round-timing", action="store_true",
+                    help="time one whole labeling round (Django, files, Prediction rows, queue refill)")
+    ap.add_argument("--database-url", default=None, help="--round-timing on this database (default: scratch SQLite)")
     ap.add_argument("--name", default=None, help="result name (default from the mode)")
     args = ap.parse_args()
     torch.set_num_threads(1)    # shared 2-core machine: one thread per experiment
     t0 = time.perf_counter()
+    if args.round_timing:
+        rows = [round_timing(n, head=head, database_url=args.database_url)
+                for n in ((20_000,) if args.quick else (20_000, 100_000)) for head in ("logistic", "mlp_ensemble")]
+        print_table(rows, ["n_galaxies", "n_labels", "head", "database", "cold_start_refill_s", "round_s",
+                           "predictions", "next_items_s", "round_accuracy"])
+        write_result(args.name or ("active_learning_round_timing" + ("_quick" if args.quick else "")),
+                     {"rounds": rows, "note": "first round in a fresh process includes torch's one-time imports"})
+        return
     timing = retrain_timing(threads=2) if not args.quick else retrain_timing(20_000, threads=2)
     print_table(timing, ["head", "n_labels", "n_predict", "fit_s", "predict_all_s", "member_probs_s", "total_s"])
     if args.timing_only:

@@ -129,3 +129,12 @@ def test_regression_sigma_is_the_uncertainty_of_every_model_strategy(strategy):
         assert len(set(which[idx])) >= 3                              # spread over clumps, not five from clump 0
     else:
         assert set(which[idx]) == {0}
+
+
+def test_sustained_reach_ignores_a_lucky_early_touch():
+    noisy = [(20, 0.80, 0), (40, 0.91, 0), (60, 0.85, 0), (80, 0.90, 0), (100, 0.92, 0)]
+    assert labels_to_reach(noisy, 0.90) == 40
+    assert labels_to_reach(noisy, 0.90, sustained=True) == 80
+    assert labels_to_reach(noisy, 0.95, sustained=True) is None
+    saved = labels_saved(noisy, [(20, 0.7, 0), (100, 0.9, 0)], at_labels=100, sustained=True)
+    assert saved["labels_needed"] == 80 and saved["fraction_saved"] == pytest.approx(0.2)
