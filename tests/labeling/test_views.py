@@ -219,7 +219,7 @@ def test_galaxy_page_shows_the_prediction_panel(role_clients, task, make_user):
 
 
 def test_colour_layers_align_with_the_embedding_rows(task, make_user):
-    from webapp.embeddings.services.colours import colour_providers
+    from webapp.embeddings.services.colours import colour_providers, resolve_values
     from webapp.embeddings.services.vectors import load_embedding_set
     trained(task, make_user)
     layers = [layer for p in colour_providers() for layer in p(task.embedding_set)]
@@ -228,6 +228,7 @@ def test_colour_layers_align_with_the_embedding_rows(task, make_user):
     ids, _, _ = load_embedding_set(task.embedding_set)
     classes = {g.pk: true_class(g) for g in Galaxy.objects.all()}
     names = ["elliptical", "spiral", "edge-on", "merger"]
-    assert pred.kind == "categorical" and len(pred.values) == len(ids)
-    assert sum(pred.values[i] == names[classes[int(g)]] for i, g in enumerate(ids)) >= len(ids) - 1
-    assert unc.kind == "numeric" and np.isfinite(unc.values).all() and (unc.values >= 0).all()
+    values, uncertainty = resolve_values(pred), resolve_values(unc)
+    assert pred.kind == "categorical" and len(values) == len(ids) and pred.group == "Predictions"
+    assert sum(values[i] == names[classes[int(g)]] for i, g in enumerate(ids)) >= len(ids) - 1
+    assert unc.kind == "numeric" and np.isfinite(uncertainty).all() and (uncertainty >= 0).all()

@@ -12,36 +12,54 @@ from webapp.labeling.services.tasks import tasks_for_embedding_set
 def prediction_layers(embedding_set) -> list[ColourLayer]:
     """Per task on this embedding set with a ready round: "prediction:<id>" (class names, or
     the regression mean) and "uncertainty:<id>" (entropy in nats, or sigma), aligned with the
-    set's rows (NaN / None where the task has no prediction, e.g. other surveys)."""
+    set's rows (NaN / None where the task has no prediction, e.g. other surveys).  Values are
+    computed only when someone colours the map by the layer."""
     layers = []
-    tasks = tasks_for_embedding_set(embedding_set)
-    if not tasks:
-        return layers
-    ids, _, _ = load_embedding_set(embedding_set)
-    for task in tasks:
+    for task in tasks_for_embedding_set(embedding_set):
         rnd = serving_round(task)
         if rnd is None:
             continue
-        data = load_predictions(rnd)
-        where = {int(g): i for i, g in enumerate(data["galaxy_ids"])}
-        idx = np.array([where.get(int(g), -1) for g in ids], dtype=np.int64)
-        ok = idx >= 0
         meta = {"task_id": task.pk, "round": rnd.number, "model_version": rnd.model_version}
-        unc = np.full(len(ids), np.nan, dtype=np.float32)
-        unc[ok] = data["uncertainty"][idx[ok]]
+        aligned = _Aligned(embedding_set, rnd)
         if task.is_classification:
             names = task.class_names
-            best = data["probs"].argmax(axis=1)
-            values = [names[best[i]] if i >= 0 else None for i in idx]
             layers.append(ColourLayer(f"prediction:{task.pk}", f"{task.name}: predicted class (round {rnd.number})",
-                                      "categorical", values, group="Predictions", meta={**meta, "classes": names}))
+                                      "categorical", lambda a=aligned, n=names: a.classes(n), group="Predictions",
+                                      meta={**meta, "classes": names}))
             layers.append(ColourLayer(f"uncertainty:{task.pk}", f"{task.name}: uncertainty (entropy)", "numeric",
-                                      unc, group="Predictions", unit="nats", meta=meta))
+                                      lambda a=aligned: a.array("uncertainty"), group="Predictions", unit="nats",
+                                      meta=meta))
         else:
-            mean = np.full(len(ids), np.nan, dtype=np.float32)
-            mean[ok] = data["mean"][idx[ok]]
             layers.append(ColourLayer(f"prediction:{task.pk}", f"{task.name}: predicted {task.target_name}",
-                                      "numeric", mean, group="Predictions", unit=task.unit, meta=meta))
+                                      "numeric", lambda a=aligned: a.array("mean"), group="Predictions",
+                                      unit=task.unit, meta=meta))
             layers.append(ColourLayer(f"uncertainty:{task.pk}", f"{task.name}: uncertainty (σ)", "numeric",
-                                      unc, group="Predictions", unit=task.unit, meta=meta))
+                                      lambda a=aligned: a.array("sigma"), group="Predictions", unit=task.unit,
+                                      meta=meta))
     return layers
+
+
+class _Aligned:
+    """A round's prediction arrays re-ordered to the embedding set's rows (computed once)."""
+
+    def __init__(self, embedding_set, rnd):
+        self.embedding_set, self.rnd, self._idx = embedding_set, rnd, None
+
+    def index(self) -> np.ndarray:
+        if self._idx is None:
+            ids, _, _ = load_embedding_set(self.embedding_set)
+            data = load_predictions(self.rnd)
+            where = {int(g): i for i, g in enumerate(data["galaxy_ids"])}
+            self._idx = np.array([where.get(int(g), -1) for g in ids], dtype=np.int64)
+        return self._idx
+
+    def array(self, key: str) -> np.ndarray:
+        idx = self.index()
+        out = np.full(len(idx), np.nan, dtype=np.float32)
+        out[idx >= 0] = load_predictions(self.rnd)[key][idx[idx >= 0]]
+        return out
+
+    def classes(self, names: list[str]) -> list[str | None]:
+        idx = self.index()
+        best = load_predictions(self.rnd)["probs"].argmax(axis=1)
+        return [names[best[i]] if i >= 0 else None for i in idx]
