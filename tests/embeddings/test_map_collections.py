@@ -93,3 +93,16 @@ def test_collection_pages_rename_remove_export_delete(role_clients, ids):
     assert len(csv_text.splitlines()) == 3 and Collection.objects.get(pk=cid).name == "Major mergers"
     c.post(f"/collections/{cid}/delete")
     assert not Collection.objects.filter(pk=cid).exists()
+
+
+def test_collection_opens_on_the_map_preselected(role_clients):
+    from tests.embeddings.map_factories import make_embedding_set, make_latent_map
+    es = make_embedding_set(n=12)
+    lm = make_latent_map(es)
+    ids = list(Galaxy.objects.order_by("id").values_list("id", flat=True))[:3]
+    c = role_clients["viewer"]
+    cid = post(c, "/api/collections/", {"name": "Trio", "galaxy_ids": ids}).json()["collection"]["id"]
+    assert f'href="/maps/{lm.pk}/?collection={cid}"' in c.get(f"/collections/{cid}/").content.decode()
+    meta = c.get(f"/maps/{lm.pk}/?collection={cid}").context["meta"]
+    assert sorted(meta["collection_ids"]) == ids
+    assert role_clients["labeler"].get(f"/maps/{lm.pk}/?collection={cid}").context["meta"]["collection_ids"] == []

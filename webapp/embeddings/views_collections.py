@@ -72,7 +72,15 @@ def collection_detail(request, collection_id):
                    .order_by("id").values_list("galaxy_id", flat=True)[:500])
     return render(request, "embeddings/collection_detail.html", {
         "collection": collection, "page": page, "cells": cells, "count": page.paginator.count,
-        "similar_ids": ",".join(map(str, all_ids))})
+        "similar_ids": ",".join(map(str, all_ids)), "map": _map_for(all_ids)})
+
+
+def _map_for(galaxy_ids):
+    """The newest ready map of a set that contains the collection's first galaxy (or None)."""
+    from webapp.embeddings.services.maps import latest_map
+    from webapp.embeddings.services.search import latest_set_for
+    es = latest_set_for(galaxy_ids[0]) if galaxy_ids else None
+    return latest_map(es) if es else None
 
 
 @require_POST

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from django.conf import settings
 
 from ml.projection import density_grid
 from webapp.embeddings.models import LatentMap
@@ -216,7 +217,7 @@ MAX_CATEGORIES = 20  # more distinct values than this: the rarest are merged int
 
 
 def _cached(es) -> tuple[float, list, dict]:
-    key = (es.pk, es.checksum)
+    key = (str(settings.DATA_DIR), es.pk, es.checksum)
     hit = _layer_cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < LAYER_TTL:
         return hit

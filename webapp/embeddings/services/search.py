@@ -181,16 +181,17 @@ def ready_sets():
 
 
 SETS_TTL = 5.0  # seconds the "ready sets of this survey" list is reused (a busy API does this per request)
-_sets_cache: dict[int, tuple[float, list]] = {}
+_sets_cache: dict[tuple, tuple[float, list]] = {}
 
 
 def _ready_sets_of_survey(survey_id: int) -> list[EmbeddingSet]:
     now = time.monotonic()
-    hit = _sets_cache.get(survey_id)
+    key = (str(settings.DATA_DIR), survey_id)  # a data dir is one site (tests switch it)
+    hit = _sets_cache.get(key)
     if hit is not None and now - hit[0] < SETS_TTL:
         return hit[1]
     sets = list(ready_sets().filter(surveys=survey_id).select_related("encoder").order_by("-created_at", "-id"))
-    _sets_cache[survey_id] = (now, sets)
+    _sets_cache[key] = (now, sets)
     return sets
 
 

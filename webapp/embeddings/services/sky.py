@@ -65,7 +65,7 @@ def catalogue_signature(es: EmbeddingSet) -> str:
 
 
 def sky_index(es: EmbeddingSet) -> SkyIndex:
-    key = (es.pk, es.checksum)
+    key = (str(settings.DATA_DIR), es.pk, es.checksum)
     hit = _cache.get(key)
     if hit is not None and time.monotonic() - hit.loaded_at < POSITIONS_TTL:
         return hit
