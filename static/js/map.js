@@ -1,12 +1,11 @@
-// Latent map page: loads points into the bokeh figures (plots_map.py), colour layers,
-// density/mosaic overlays, the tap side panel, selection actions and keyboard shortcuts.
+// Latent map page, part 1: loads points into the bokeh figures (plots_map.py), colour layers,
+// density/mosaic overlays, views, go-to and keyboard shortcuts (panel + selection: map_panels.js).
 // Bokeh callbacks (CustomJS in plots_map.py) call window.LatentMapPage.on*().
 "use strict";
 
 (function () {
   const meta = JSON.parse(document.getElementById("map-meta").textContent);
   const AUTO_THUMBS = 250;      // dense maps: show cutouts automatically when this few points are in view
-  const SELECTION_THUMBS = 120; // thumbnails drawn in the selection drawer
   const $ = id => document.getElementById(id);
   const M = { layer: meta.default_layer, mosaic: false, selectedIds: new Set(), legend: null,
               view: document.getElementById("map-page").dataset.view, total: meta.n, timers: {} };
@@ -213,127 +212,16 @@
       const dx = (xs[i] - ev.x) * sx, dy = (ys[i] - ev.y) * sy, d = dx * dx + dy * dy;
       if (d < bestD) { bestD = d; best = i; }
     }
-    if (best >= 0) openPanel(M.src.data.id[best]);
+    if (best >= 0) P.openPanel(M.src.data.id[best]);
   };
 
   M.onSelect = function () {
-    if (M.restoring) return renderSelection();
+    if (M.restoring) return P.renderSelection();
     const ids = M.src.data.id;
     M.selectedIds = new Set(M.src.selected.indices.map(i => ids[i]));
     clearTimeout(M.timers.select);
-    M.timers.select = setTimeout(renderSelection, 80);
+    M.timers.select = setTimeout(P.renderSelection, 80);
   };
-
-  // ------------------------------------------------------------------ side panel
-  async function openPanel(id) {
-    const panel = $("side-panel"), content = $("side-content");
-    panel.hidden = false;
-    content.innerHTML = `<p class="muted">Loading galaxy ${id}…</p>`;
-    try {
-      const [nb, g] = await Promise.all([
-        getJSON(`${meta.urls.neighbours}${id}?k=12&map=${meta.map_id}&set=${meta.set_id}`),
-        getJSON(`/api/galaxies/${id}/`)]);
-      const metaRows = Object.entries(g.metadata || {}).map(([k, v]) => `<tr><th class="mono">${esc(k)}</th><td class="mono">${esc(String(v))}</td></tr>`).join("");
-      content.innerHTML = `
-        <div class="side-galaxy" data-galaxy="${g.id}">
-          <a href="${g.url}"><img src="/thumbs/${g.id}.png?size=160" width="160" height="160" alt="${esc(g.source_id)}"></a>
-          <div><h2 class="mono">${esc(g.source_id)}</h2>
-            <div class="muted small">${esc(g.survey)} · RA ${fmt(g.ra, 5)}° · Dec ${fmt(g.dec, 5)}°</div>
-            <div class="toolbar"><a class="button small" href="${g.url}">Open page</a>
-              <a class="button small" href="${meta.urls.search}?galaxy=${g.id}&set=${meta.set_id}">Find similar</a>
-              <button type="button" class="small" id="select-neighbours">Select these 13</button></div></div>
-        </div>
-        ${metaRows ? `<table class="table compact metadata-table">${metaRows}</table>` : ""}
-        <h3>12 nearest neighbours <span class="muted small">1 − cosine</span></h3>
-        <div class="grid neighbour-grid" id="neighbour-grid">${nb.results.map(r => `
-          <a class="cell" href="${r.url}" title="${esc(r.source_id)}" data-id="${r.id}">
-            <img src="/thumbs/${r.id}.png?size=96" width="96" height="96" alt="${esc(r.source_id)}" loading="lazy">
-            <span class="caption"><span class="mono">${esc(r.source_id)}</span><span class="dist">${r.distance.toFixed(3)}</span></span></a>`).join("")}</div>`;
-      const ringed = nb.results.filter(r => r.x !== undefined);
-      M.highlight.data = { x: [nb.galaxy.x, ...ringed.map(r => r.x)].filter(v => v !== undefined),
-                           y: [nb.galaxy.y, ...ringed.map(r => r.y)].filter(v => v !== undefined),
-                           kind: ["query", ...ringed.map(() => "neighbour")].slice(0, ringed.length + (nb.galaxy.x !== undefined ? 1 : 0)) };
-      $("select-neighbours").addEventListener("click", () => selectIds([g.id, ...nb.results.map(r => r.id)]));
-      M.panelGalaxy = nb.galaxy;
-    } catch (e) {
-      content.innerHTML = `<p class="msg error">${esc(e.message)}</p>`;
-    }
-  }
-
-  function closePanel() { $("side-panel").hidden = true; M.highlight.data = { x: [], y: [], kind: [] }; }
-
-  function selectIds(ids) {
-    M.selectedIds = new Set(ids);
-    reselect();
-    renderSelection();
-  }
-
-  // ------------------------------------------------------------------ selection drawer
-  function renderSelection() {
-    const ids = [...M.selectedIds];
-    const drawer = $("selection");
-    drawer.hidden = ids.length === 0;
-    $("selection-count").textContent = ids.length.toLocaleString();
-    $("selection-grid").innerHTML = ids.slice(0, SELECTION_THUMBS).map(id =>
-      `<a class="cell" href="/galaxies/${id}/" data-id="${id}"><img src="/thumbs/${id}.png?size=72" width="72" height="72" alt="galaxy ${id}" loading="lazy"></a>`).join("") +
-      (ids.length > SELECTION_THUMBS ? `<div class="more muted">+${(ids.length - SELECTION_THUMBS).toLocaleString()} more</div>` : "");
-    $("more-like-these").href = `${meta.urls.search}?set=${meta.set_id}&ids=${ids.slice(0, 500).join(",")}`;
-    if (ids.length) { loadCollections(); loadTasks(); }
-  }
-
-  function toast(text, ok = true) {
-    const t = $("selection-toast");
-    t.innerHTML = text;
-    t.className = "toast small " + (ok ? "ok" : "bad");
-  }
-
-  async function loadCollections() {
-    if (M.collectionsLoaded) return;
-    M.collectionsLoaded = true;
-    try {
-      const data = await getJSON(meta.urls.collections);
-      $("collection-names").innerHTML = data.collections.map(c => `<option value="${esc(c.name)}">`).join("");
-    } catch (e) { M.collectionsLoaded = false; }
-  }
-
-  async function loadTasks() {
-    if (M.tasksLoaded) return;
-    M.tasksLoaded = true;
-    const select = $("task-select");
-    try {
-      const data = await getJSON(meta.urls.tasks);
-      const tasks = data.tasks || data.results || [];
-      select.innerHTML = `<option value="">Labeling task…</option>` +
-        tasks.map(t => `<option value="${t.id}">${esc(t.name)}${t.kind ? " · " + esc(t.kind) : ""}</option>`).join("");
-      if (!tasks.length) select.innerHTML = `<option value="">no labeling tasks yet</option>`;
-    } catch (e) {
-      select.innerHTML = `<option value="">labeling unavailable</option>`;
-      $("send-to-task").disabled = true;
-    }
-  }
-
-  async function addToCollection(ev) {
-    ev.preventDefault();
-    const name = $("collection-name").value.trim();
-    const ids = [...M.selectedIds];
-    try {
-      const data = await LS.postJSON(meta.urls.collections, { name, galaxy_ids: ids });
-      toast(`Added ${data.added.toLocaleString()} to <a href="${data.collection.url}">${esc(data.collection.name)}</a> (${data.collection.count.toLocaleString()} in total)`);
-      M.collectionsLoaded = false;
-    } catch (e) { toast(esc(e.message), false); }
-  }
-
-  async function sendToTask(ev) {
-    ev.preventDefault();
-    const task = $("task-select").value;
-    if (!task) return toast("Choose a labeling task first", false);
-    try {
-      const data = await LS.postJSON(`/api/tasks/${task}/enqueue`, { galaxy_ids: [...M.selectedIds] });
-      toast(`${esc(data.message || data.enqueued + " galaxies queued")} · <a href="${data.label_url}">label now</a>`);
-    } catch (e) { toast(esc(e.message), false); }
-  }
-
-  function clearSelection() { M.selectedIds = new Set(); M.src.selected.indices = []; renderSelection(); }
 
   // ------------------------------------------------------------------ view, mosaic, go to
   function setView(view) {
@@ -360,7 +248,7 @@
     let found = [];
     try { found = (await getJSON(`${meta.urls.galaxies}?${q}&set=${meta.set_id}`)).results; } catch (e) { /* shown below */ }
     if (!found.length) { $("map-status").textContent = `no galaxy ${text} in this map`; return; }
-    await openPanel(found[0].id);
+    await P.openPanel(found[0].id);
     const g = M.panelGalaxy;
     if (g && g.x !== undefined) centreOn(g.x, g.y);
   }
@@ -409,7 +297,7 @@
     if (ev.key === "Escape") {
       if (!$("kbd-help").hidden) { $("kbd-help").hidden = true; return; }
       if (typing) { document.activeElement.blur(); return; }
-      clearSelection(); closePanel(); return;
+      P.clearSelection(); P.closePanel(); return;
     }
     if (typing || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const actions = {
@@ -426,6 +314,9 @@
   function fmt(v, d) { return v === null || v === undefined ? "—" : Number(v).toFixed(d); }
   function showError(e) { $("map-status").textContent = "error: " + e.message; }
 
+  // Side panel and selection drawer live in map_panels.js.
+  const P = window.LatentMapPanels(M, { meta, $, getJSON, esc, fmt, reselect });
+
   // ------------------------------------------------------------------ start
   async function start() {
     if (!models()) return setTimeout(start, 30);
@@ -433,10 +324,10 @@
     $("colour-select").addEventListener("change", ev => setLayer(ev.target.value).catch(showError));
     document.querySelectorAll("[data-view-button]").forEach(b => b.addEventListener("click", () => setView(b.dataset.viewButton)));
     $("mosaic-toggle").addEventListener("click", toggleMosaic);
-    $("side-close").addEventListener("click", closePanel);
-    $("clear-selection").addEventListener("click", clearSelection);
-    $("collection-form").addEventListener("submit", addToCollection);
-    $("task-form").addEventListener("submit", sendToTask);
+    $("side-close").addEventListener("click", P.closePanel);
+    $("clear-selection").addEventListener("click", P.clearSelection);
+    $("collection-form").addEventListener("submit", P.addToCollection);
+    $("task-form").addEventListener("submit", P.sendToTask);
     $("goto-form").addEventListener("submit", ev => { ev.preventDefault(); goTo($("goto-input").value); });
     document.querySelectorAll("[data-help-toggle]").forEach(b => b.addEventListener("click", () => { $("kbd-help").hidden = !$("kbd-help").hidden; }));
     setView(M.view);
@@ -446,7 +337,7 @@
       const legend = getJSON(meta.urls.layers + "?key=" + encodeURIComponent(M.layer));
       await loadPoints();
       applyLegend(await legend);
-      if (meta.collection_ids.length) selectIds(meta.collection_ids);
+      if (meta.collection_ids.length) P.selectIds(meta.collection_ids);
       if (meta.focus) await goTo(String(meta.focus));
     } catch (e) { showError(e); }
   }

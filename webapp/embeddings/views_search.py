@@ -83,7 +83,7 @@ def json_errors(view):
 
 
 def _k(request, default=DEFAULT_K) -> int:
-    return search._check_k(request.GET.get("k") or request.POST.get("k") or default)
+    return search.check_k(request.GET.get("k") or request.POST.get("k") or default)
 
 
 def _with_map_coords(es, cards, map_id) -> list[dict]:

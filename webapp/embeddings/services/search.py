@@ -109,7 +109,7 @@ def index_description(es: EmbeddingSet) -> str:
 
 # ----------------------------------------------------------------- queries
 
-def _check_k(k) -> int:
+def check_k(k) -> int:
     try:
         k = int(k)
     except (TypeError, ValueError):
@@ -135,7 +135,7 @@ def _results(es: EmbeddingSet, distances: np.ndarray, rows: np.ndarray) -> list[
 
 def nearest(embedding_set: EmbeddingSet, galaxy_id: int, k: int = 12) -> list[dict]:
     """The k galaxies nearest to ``galaxy_id`` in the set, nearest first, itself excluded."""
-    k = _check_k(k)
+    k = check_k(k)
     row = _row_of(embedding_set, galaxy_id)
     distances, rows = get_index(embedding_set).query_by_id(row, k)
     return _results(embedding_set, distances, rows)
@@ -143,7 +143,7 @@ def nearest(embedding_set: EmbeddingSet, galaxy_id: int, k: int = 12) -> list[di
 
 def nearest_to_vector(embedding_set: EmbeddingSet, vector, k: int = 12) -> list[dict]:
     """The k galaxies nearest to an arbitrary vector (D,) in the set's space, nearest first."""
-    k = _check_k(k)
+    k = check_k(k)
     vector = np.asarray(vector, dtype=np.float32).reshape(-1)
     if vector.shape[0] != embedding_set.dim:
         raise SearchError(f"vector has {vector.shape[0]} dimensions, embedding set {embedding_set.pk} "
@@ -161,7 +161,7 @@ def more_like_these(embedding_set: EmbeddingSet, galaxy_ids: Iterable[int], k: i
     mode "mean" queries with the mean direction; "rrf" fuses per-positive lists (for
     diverse positives).  In "rrf" mode "distance" is minus the fused score.
     """
-    k = _check_k(k)
+    k = check_k(k)
     ids = list(dict.fromkeys(int(g) for g in galaxy_ids))
     if not ids:
         raise SearchError("select at least one galaxy")
