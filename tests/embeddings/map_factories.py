@@ -5,7 +5,7 @@ import numpy as np
 
 from tests.catalog.factories import make_survey
 from webapp.catalog.models import Galaxy
-from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder, LatentMap
+from webapp.embeddings.models import EmbeddingSet, Encoder, LatentMap
 from webapp.embeddings.services.vectors import write_embedding_set
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from bokeh.palettes import Category10_10, Category20_20, Viridis256
 from django.contrib import messages
 from django.db.models import Prefetch
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from bokeh.palettes import Category10_10, Category20_20, Viridis256
 from PIL import Image
 
 from webapp.accounts.roles import has_role, role_required
