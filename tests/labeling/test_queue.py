@@ -67,3 +67,18 @@ def test_two_labellers_get_different_galaxies_and_answers_remove_them(task, make
     labels.undo_last(task, ann)          # undoes the skip of a[1]
     queue.release_leases(task, ann)
     assert a[1] in [q.galaxy_id for q in queue.next_items(task, ann, 6)]
+
+
+def test_a_task_on_unfinished_embeddings_says_why_it_cannot_pick(task, make_user, client):
+    from webapp.labeling.models import Task
+    task.embedding_set.status = "building"
+    task.embedding_set.save()
+    task = Task.objects.get(pk=task.pk)
+    user = make_user("labeler")
+    client.force_login(user)
+    r = client.get(f"/api/tasks/{task.pk}/queue")
+    assert r.status_code == 409 and "is building" in r.json()["error"]
+    # galaxies sent from the map can still be labelled meanwhile
+    queue.enqueue_galaxies(task, galaxy_ids(task)[:2], user)
+    r = client.get(f"/api/tasks/{task.pk}/queue?n=5")
+    assert r.status_code == 200 and len(r.json()["items"]) == 2

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from webapp.labeling.models import Label, Prediction, Round, Task
+from webapp.labeling.models import Label, Prediction, QueueItem, Round, Task
 
 
 @admin.register(Task)
@@ -18,10 +18,18 @@ class LabelAdmin(admin.ModelAdmin):
 
 @admin.register(Round)
 class RoundAdmin(admin.ModelAdmin):
-    list_display = ("task", "number", "status", "n_labels", "created_at")
+    list_display = ("task", "number", "status", "trigger", "n_labels", "model_version", "created_at")
+    list_filter = ("task", "status")
 
 
 @admin.register(Prediction)
 class PredictionAdmin(admin.ModelAdmin):
     list_display = ("task", "galaxy", "class_index", "value", "uncertainty")
+    raw_id_fields = ("galaxy",)
+
+
+@admin.register(QueueItem)
+class QueueItemAdmin(admin.ModelAdmin):
+    list_display = ("task", "galaxy", "rank", "source", "strategy", "done", "leased_by", "leased_until")
+    list_filter = ("task", "source", "done")
     raw_id_fields = ("galaxy",)

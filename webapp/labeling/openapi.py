@@ -80,7 +80,8 @@ PATHS = {
                         "description": "comma-separated galaxy ids the client already holds"}],
         "responses": {**json_ok({"type": "object", "properties": {
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/QueueItem"}},
-            "progress": {"$ref": "#/components/schemas/LabelingProgress"}}}), **error_responses(400, 401, 403, 404)}}},
+            "progress": {"$ref": "#/components/schemas/LabelingProgress"}}}),
+            **error_responses(400, 401, 403, 404, 409)}}},
     "/api/tasks/{task_id}/labels": {"post": {
         "summary": "Record an answer (append-only): a class, a value, unsure or skip (labeler or better)",
         "operationId": "recordLabel", "tags": ["labeling"], "parameters": [TASK_ID],

@@ -20,6 +20,7 @@ from webapp.labeling.models import Label, Round, Task
 from webapp.labeling.services import export, labels as label_service, queue as queue_service
 from webapp.labeling.services import rounds as round_service, stats
 from webapp.labeling.services.consensus import agreement
+from webapp.labeling.services.picking import QueueUnavailable
 from webapp.labeling.services.store import predictions_for, serving_round
 from webapp.labeling.services.tasks import task_dict
 
@@ -122,7 +123,10 @@ def api_queue(request, task_id):
         exclude = _int_list(request.GET.get("exclude", ""))
     except ValueError as exc:
         return bad(str(exc) if "exclude" in str(exc) else "n must be an integer between 1 and 50")
-    items = queue_service.next_items(task, request.user, n, exclude=exclude)
+    try:
+        items = queue_service.next_items(task, request.user, n, exclude=exclude)
+    except QueueUnavailable as exc:
+        return bad(str(exc), status=409)
     galaxies = {g.pk: g for g in Galaxy.objects.select_related("survey").only(
         *browse.GALAXY_FIELDS, *[f"survey__{f}" for f in ("id", "name", "slug", "bands", "image_shape",
                                                            "image_checksum", "pixel_scale_arcsec")])

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ml.active import MODEL_FREE, query
+from webapp.embeddings.models import ArtifactStatus
 from webapp.labeling.models import Label, QueueItem, Task
 from webapp.labeling.services.store import predictions_for, serving_round, task_rows
 
@@ -46,10 +47,18 @@ def labelled_count(task: Task) -> int:
     return Label.objects.filter(task=task, kind=Label.Kind.VALUE).values("galaxy_id").distinct().count()
 
 
+class QueueUnavailable(RuntimeError):
+    """The strategy cannot pick yet (e.g. the embeddings are still being computed)."""
+
+
 def pick_next(task: Task, batch: int) -> list[Pick]:
     """Up to ``batch`` new galaxies for the queue, most informative first."""
     from webapp.labeling.services.queue import excluded_galaxies
 
+    es = task.embedding_set
+    if es.status != ArtifactStatus.READY:
+        raise QueueUnavailable(f"the task's embedding set “{es}” is {es.status}; the model can pick "
+                               "galaxies once it is ready (galaxies sent from the map can be labelled now)")
     rows = task_rows(task)
     pool = np.arange(len(rows))
     if task.queue_survey_id:

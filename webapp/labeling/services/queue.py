@@ -82,7 +82,14 @@ def next_items(task: Task, user, n: int = 10, exclude=(), refill_when_empty: boo
     """Up to n queue items for this person, leased to them; refills from the strategy when dry."""
     items = _claim(task, user, n, set(exclude))
     if len(items) < n and refill_when_empty:
-        if refill(task):
+        from webapp.labeling.services.picking import QueueUnavailable
+        try:
+            added = refill(task)
+        except QueueUnavailable:
+            if items:          # hand-picked galaxies can still be labelled
+                return items
+            raise
+        if added:
             items += _claim(task, user, n - len(items), set(exclude) | {q.galaxy_id for q in items})
     return items
 
