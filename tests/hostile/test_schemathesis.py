@@ -8,6 +8,9 @@ real rows as well as missing ones.  Example counts follow the hypothesis profile
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import requests
 from hypothesis import given, settings as hyp_settings
@@ -18,6 +21,7 @@ from webapp.openapi import build_schema
 
 schemathesis = pytest.importorskip("schemathesis")
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -35,7 +39,22 @@ def admin_session(live_server, make_user, transactional_db):
     return session
 
 
+SKIP_DIRS = {"var", ".git", ".venv", "__pycache__", ".hypothesis", "node_modules", ".pytest_cache", "results"}
+
+
+def _tree_snapshot(root: Path) -> dict[str, float]:
+    """Every file under the project (outside the data directory) with its mtime."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        for name in files:
+            path = os.path.join(folder, name)
+            found[path] = os.stat(path).st_mtime
+    return found
+
+
 def test_no_generated_request_gets_a_server_error(live_server, admin_session):
+    before = _tree_snapshot(ROOT)
     schema = schemathesis.openapi.from_dict(build_schema())
     failures, operations = [], 0
     for result in schema.get_all_operations():
@@ -54,3 +73,6 @@ def test_no_generated_request_gets_a_server_error(live_server, admin_session):
         run()
     assert operations >= 5
     assert failures == [], "\n".join(failures[:20])
+    after = _tree_snapshot(ROOT)
+    written = sorted(p for p in after if before.get(p) != after[p] and not p.endswith((".pyc", ".partial")))
+    assert written == [], f"requests wrote files outside the data directory: {written[:10]}"
