@@ -349,6 +349,8 @@ def main() -> None:
                                    "queries": args.queries, "dim": args.dim,
                                    "query_threads": cfg.query_threads, "rows": rows,
                                    "tuning": tunings, "http": http_rows,
+                                   # 2 shared cores: other work on the machine inflates latencies
+                                   "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
                                    "datasets": DATASETS})
     print(f"wrote {path}")
 

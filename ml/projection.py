@@ -123,6 +123,19 @@ def _normaliser(raw: np.ndarray, extent: float) -> tuple[np.ndarray, float]:
     return (lo + hi) / 2.0, (extent / half if half > 0 else 1.0)
 
 
+MIN_UMAP_ROWS = 5  # umap's spectral initialisation fails below this; tiny sets get a PCA layout
+
+
+def _pca_layout(x: np.ndarray) -> np.ndarray:
+    """(n, D) -> (n, 2) coordinates on the first two principal axes (zeros where undefined)."""
+    centred = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)  # (min(n, D), D)
+    out = np.zeros((len(x), 2), dtype=np.float64)
+    k = min(2, vt.shape[0])
+    out[:, :k] = centred @ vt[:k].T
+    return out
+
+
 def fit_projection(vectors: np.ndarray, cfg: UMAPConfig | None = None,
                    on_epoch: Callable[[int, int], None] | None = None) -> FittedProjection:
     """Fit umap on all rows or on the sample; returns the reducer with its normalisation.
@@ -133,9 +146,12 @@ def fit_projection(vectors: np.ndarray, cfg: UMAPConfig | None = None,
     cfg = cfg or UMAPConfig()
     rows = sample_rows(len(vectors), cfg)
     x = np.asarray(vectors[rows] if len(rows) < len(vectors) else vectors, dtype=np.float32)
-    reducer = _make_reducer(cfg, len(x), on_epoch)
-    raw = reducer.fit_transform(x)                      # (S, 2)
-    reducer.tqdm_kwds = {"disable": True}  # drop the reporter: it must not be pickled or reused by transform
+    if len(x) < MIN_UMAP_ROWS:
+        reducer, raw = None, _pca_layout(x)
+    else:
+        reducer = _make_reducer(cfg, len(x), on_epoch)
+        raw = reducer.fit_transform(x)                  # (S, 2)
+        reducer.tqdm_kwds = {"disable": True}  # drop the reporter: it must not be pickled or reused by transform
     center, scale = _normaliser(raw, cfg.extent)
     fitted = FittedProjection(reducer, center, scale, cfg, rows.astype(np.int64))
     fitted.sample_coords = fitted.normalise(raw)

@@ -130,3 +130,12 @@ def test_epoch_reporter_parses_tqdm_refreshes():
     reporter.write("\n")
     reporter.write("Epochs completed: 50%")
     assert seen == [(0, 200), (12, 200), (13, 200)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_tiny_sets_get_a_finite_pca_layout_instead_of_failing(n):
+    x = np.random.default_rng(0).normal(size=(n, 6)).astype(np.float32)
+    fitted, coords = fit_umap(x, TINY)
+    assert coords.shape == (n, 2) and np.isfinite(coords).all() and fitted.reducer is None
+    if n > 1:
+        assert np.abs(coords).max() == pytest.approx(10.0, rel=1e-4)  # normalised like a umap map
