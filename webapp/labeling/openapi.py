@@ -124,4 +124,15 @@ PATHS = {
         "summary": "Every label row as recorded (undo rows included; `counts` marks current answers)",
         "operationId": "taskLabels", "tags": ["labeling"], "parameters": PAGING,
         "responses": {**json_ok({"$ref": "#/components/schemas/TablePage"}), **error_responses(400, 401, 404)}}},
+    "/api/tasks/{task_id}/finetune": {"post": {
+        "summary": "Fine-tune the task's encoder on its labels (gpu queue), re-embed, switch, retrain (curator)",
+        "description": "Queues label_finetune -> embed -> label_use_embeddings. Optional body "
+                       "{\"config\": FinetuneConfig fields, e.g. {\"epochs\": 10}}. Nothing changes for the task "
+                       "until the last job succeeds.", "operationId": "finetuneEncoder", "tags": ["labeling"],
+        "parameters": [TASK_ID],
+        "requestBody": {"content": {"application/json": {"schema": {
+            "type": "object", "properties": {"config": {"type": "object"}}}}}},
+        "responses": {"202": {"description": "Jobs queued", "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"job_id": {"type": "integer"}, "job_url": {"type": "string"}}}}}},
+            **error_responses(400, 401, 403, 404, 409)}}},
 }

@@ -7,10 +7,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from webapp.accounts.roles import has_role, role_required
+from webapp.jobs.models import Job
 from webapp.labeling import plots
 from webapp.labeling.forms import TaskForm
 from webapp.labeling.models import Prediction, Task
-from webapp.labeling.services import export, rounds as round_service, stats
+from webapp.labeling.services import export, finetune as finetune_service, rounds as round_service, stats
 from webapp.labeling.services.consensus import agreement
 from webapp.labeling.services.picking import STRATEGY_LABELS
 from webapp.labeling.services.store import serving_round
@@ -62,6 +63,9 @@ def task_detail(request, task_id):
         "learning_curve": plots.learning_curve(all_rounds, task.is_classification) if serving else None,
         "transfer_rows": _transfer_rows(all_rounds), "export_formats": export.FORMATS,
         "surveys": list(task.surveys.all()),
+        "finetune_min_labels": finetune_service.MIN_LABELS,
+        "finetune_jobs": Job.objects.filter(kind__in=["label_finetune", "label_use_embeddings"],
+                                            params__task_id=task.pk).order_by("-created_at")[:3],
     }
     if serving and task.is_classification and serving.metrics.get("confusion"):
         context["confusion"] = plots.confusion_matrix(serving.metrics["confusion"], task.class_names)
@@ -92,6 +96,20 @@ def round_start(request, task_id):
     else:
         messages.info(request, f"Round {rnd.number} is training on the cpu queue (job {rnd.job_id}).")
     return redirect("labeling:task_detail", task_id=task.pk)
+
+
+@require_POST
+@role_required("curator")
+def finetune_start(request, task_id):
+    task = get_object_or_404(Task, pk=task_id)
+    try:
+        job = finetune_service.start_finetune(task, request.user)
+    except finetune_service.FinetuneError as exc:
+        messages.error(request, str(exc))
+        return redirect("labeling:task_detail", task_id=task.pk)
+    messages.info(request, "Fine-tuning on the gpu queue; the surveys are then re-embedded and the task "
+                           "switches to the new embeddings with a fresh round. Until then nothing changes.")
+    return redirect("jobs:detail", job_id=job.pk)
 
 
 @role_required("labeler")

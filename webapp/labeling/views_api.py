@@ -17,7 +17,8 @@ from webapp.accounts.roles import role_required
 from webapp.catalog.models import Galaxy
 from webapp.catalog.services import browse
 from webapp.labeling.models import Label, Round, Task
-from webapp.labeling.services import export, labels as label_service, queue as queue_service
+from webapp.labeling.services import export, finetune as finetune_service, labels as label_service
+from webapp.labeling.services import queue as queue_service
 from webapp.labeling.services import rounds as round_service, stats
 from webapp.labeling.services.consensus import agreement
 from webapp.labeling.services.picking import QueueUnavailable
@@ -230,3 +231,15 @@ def api_catalogue(request, task_id):
 def api_labels(request, task_id):
     task = get_object_or_404(Task, pk=task_id)
     return _paged_table(request, export.labels_table(task))
+
+
+@require_POST
+@role_required("curator")
+def api_finetune(request, task_id):
+    task = get_object_or_404(Task, pk=task_id)
+    try:
+        job = finetune_service.start_finetune(task, request.user, json_body(request).get("config"))
+    except ValueError as exc:          # FinetuneError, or a body that is not JSON
+        return bad(str(exc), status=409 if isinstance(exc, finetune_service.FinetuneError) else 400)
+    return JsonResponse({"job_id": job.pk, "job_url": f"/api/jobs/{job.pk}/",
+                         "message": "fine-tune -> embed -> switch jobs queued"}, status=202)
