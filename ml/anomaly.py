@@ -194,6 +194,8 @@ class FeedbackConfig:
     neutral_score: float = 3.0     # interest assumed where nothing is known: factor 1 (Astronomaly's "/3")
     max_score: float = 5.0         # top of the person's interest scale
     min_factor: float = 0.1        # keeps anomaly order among predicted-boring galaxies (Astronomaly min_score)
+    anomaly_power: float = 1.0     # ranking uses anomaly_rank ** this: < 1 lets feedback outweigh the anomaly order
+    boost_power: float = 1.0       # ... times interest_factor ** this: > 1 sharpens exploit vs explore
     artifact_score: float = 0.0    # interest learnt for artifact-tagged galaxies, whatever they were scored
     artifact_strength: float = 0.9  # ranking *= 1 - strength * artifact penalty (penalty in [0, 1])
     trust_k: int = 10              # neighbourhood scale = median distance to the trust_k-th nearest neighbour
@@ -339,7 +341,7 @@ class PersonalRanker:
         else:
             raise ValueError(f"unknown regressor {cfg.regressor!r}; use 'knn' or 'forest'")
         u = np.clip(mean + cfg.explore * spread, 0.0, cfg.max_score)
-        ranking = self.anomaly * interest_factor(u, trust, d1, cfg)
+        ranking = self.anomaly ** cfg.anomaly_power * interest_factor(u, trust, d1, cfg) ** cfg.boost_power
         penalty = self._artifact_penalty(ids, art, near_d, near_j, d1)
         ranking = ranking * (1.0 - cfg.artifact_strength * penalty)
         ranking[ids] = -np.inf

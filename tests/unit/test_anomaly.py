@@ -218,3 +218,16 @@ def test_count_interesting_with_array_or_callable():
     flags = np.array([0, 1, 1, 0, 1], bool)
     assert count_interesting([1, 2, 0, 3, 4], flags, (1, 3, 5)) == {1: 1, 3: 2, 5: 3}
     assert count_interesting([4, 0], lambda i: i == 4, (1, 2)) == {1: 1, 2: 1}
+
+
+def test_anomaly_power_sets_how_much_the_raw_score_still_counts():
+    x, score = artifact_survey()
+    score = score.copy()
+    score[520:540] = np.linspace(-1.0, 2.0, 20)       # blob B: same look, anomaly ranks from low to top
+    knn = dict(metric="l2", regressor="knn")
+    plain, why = rank_with_feedback(x, score, [0], [0.0], cfg=FeedbackConfig(**knn))
+    flat, _ = rank_with_feedback(x, score, [0], [0.0], cfg=FeedbackConfig(**knn, anomaly_power=0.0))
+    half, _ = rank_with_feedback(x, score, [0], [0.0], cfg=FeedbackConfig(**knn, anomaly_power=0.5))
+    spread = lambda r: r[521:540].max() / r[521:540].min()  # noqa: E731  (row 520 has anomaly rank 0)
+    assert spread(plain) > 20 and spread(flat) < 1.1    # power 0: predicted interest alone orders them
+    np.testing.assert_allclose(half[520:540] / flat[520:540], np.sqrt(why.anomaly[520:540]), rtol=1e-6)
