@@ -4,8 +4,8 @@ Output rows are L2-normalised representations h / |h| (N, D) float32: the contra
 loss compares directions (cosine similarity), so unit vectors make Euclidean neighbours,
 faiss search and UMAP agree with what the network learned.
 
-On CUDA: mixed precision (bfloat16 where supported, else float16), channels_last and a
-background thread that reads the next batches while the GPU works; on CPU the result is
+channels_last everywhere; on CUDA also mixed precision (bfloat16 where supported, else
+float16) and a background thread that reads the next batches while the GPU works; on CPU the result is
 bit-for-bit reproducible, so embedding a survey twice gives the same checksum.
 """
 from __future__ import annotations
@@ -42,10 +42,8 @@ def autocast_for(device: torch.device, enabled: bool = True):
 
 
 def prepare_model(model: GalaxyEncoder, device: torch.device) -> GalaxyEncoder:
-    model = model.to(device).eval()
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    # NHWC is faster on both: tensor cores on CUDA, oneDNN kernels on CPU
+    return model.to(device).eval().to(memory_format=torch.channels_last)
 
 
 @torch.no_grad()
@@ -62,9 +60,7 @@ def embed_batches(model: GalaxyEncoder, preprocess: PreprocessConfig, batches: I
         x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
         if device.type == "cuda":
             x = x.pin_memory().to(device, non_blocking=True)
-        x = pre(x)  # (B, C, S, S)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = pre(x).contiguous(memory_format=torch.channels_last)  # (B, C, S, S)
         with autocast_for(device, amp):
             h = model(x)  # (B, D)
         h = torch.nn.functional.normalize(h.float(), dim=1)

@@ -1,0 +1,176 @@
+"""train_encoder / embed / evaluate_encoder job handlers, run in-process on a tiny survey."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ml.checkpoints import read_checkpoint
+from tests.catalog.factories import make_survey
+from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder
+from webapp.embeddings.services import embedding, evaluation, training
+from webapp.embeddings.services.encoders import abspath
+from webapp.embeddings.services.vectors import load_embedding_set
+from webapp.jobs import services
+from webapp.jobs.models import Job
+
+pytestmark = [pytest.mark.unit, pytest.mark.django_db]
+
+SIM_CLASSES = ("elliptical", "spiral", "edge_on")
+TINY = {"width": 4, "stages": [1, 1], "proj_hidden": 16, "proj_dim": 8}
+
+
+def labelled_survey(slug="sim-tiny", n=30, **kw):
+    return make_survey(name=slug, slug=slug, n=n, truth=lambda i: {"class": SIM_CLASSES[i % 3]}, **kw)
+
+
+def train_params(slugs, epochs=2, **extra):
+    return {"surveys": list(slugs), "name": "tiny", "method": "simclr", "preset": "small", "epochs": epochs,
+            "seed": 3, "batch_size": 8, "image_size": 32, "encoder": TINY, **extra}
+
+
+def run(kind, params, **kw) -> Job:
+    job = services.create_job(kind, params, dispatch=False, **kw)
+    services.execute_job(job.pk, "test-worker")
+    return Job.objects.get(pk=job.pk)
+
+
+class KillAt(services.Progress):
+    """A progress callback that dies like a lost worker once training reaches ``epoch``."""
+
+    def __init__(self, job, epoch: int):
+        super().__init__(job, interval=0.0)
+        self.epoch = epoch
+
+    def __call__(self, done, total, message=""):
+        super().__call__(done, total, message)
+        if message.startswith(f"epoch {self.epoch}/") and "done" not in message:
+            raise SystemExit("worker killed")  # not an Exception: the handler's cleanup must not run
+
+
+def test_train_job_makes_ready_encoder_with_live_loss_and_follow_up_evaluation():
+    labelled_survey()
+    job = run("train_encoder", train_params(["sim-tiny"]))
+    assert job.status == "succeeded", job.error
+    encoder = Encoder.objects.get(pk=job.result["encoder_id"])
+    assert (encoder.status, encoder.epochs_done, encoder.method) == ("ready", 2, "simclr")
+    assert encoder.training_seconds > 0 and encoder.train_job_id == job.pk
+    assert [s.slug for s in encoder.surveys.all()] == ["sim-tiny"]
+    assert encoder.config["train"]["epochs"] == 2 and encoder.config["encoder"]["feature_dim"] == 8
+    steps = [p[0] for p in job.metrics["loss"]]
+    assert steps == sorted(steps) and steps[-1] == 2 * (30 // 8)  # 3 steps per epoch, two epochs
+    assert [p[0] for p in job.metrics["epoch_loss"]] == [1, 2]
+    saved = read_checkpoint(abspath(encoder.checkpoint_path))
+    assert saved["train_config"]["seed"] == 3 and saved["state"]["epoch"] == 2
+    (child,) = job.children.all()
+    assert (child.kind, child.params["encoder_id"]) == ("evaluate_encoder", encoder.pk)
+
+
+def test_bad_params_fail_with_readable_errors():
+    labelled_survey()
+    job = run("train_encoder", train_params(["sim-tiny"], method="moco9"))
+    assert job.status == "failed" and "method 'moco9' is not one of" in job.message
+    job = run("train_encoder", train_params(["nope"]))
+    assert job.status == "failed" and "no survey with slug nope" in job.message
+    make_survey(name="two bands", slug="two", bands=("g", "r"))
+    job = run("train_encoder", train_params(["sim-tiny", "two"]))
+    assert job.status == "failed" and "cannot share an encoder" in job.message
+    assert not Encoder.objects.exists()
+
+
+def test_redelivered_job_resumes_from_last_checkpoint():
+    labelled_survey()
+    job = services.create_job("train_encoder", train_params(["sim-tiny"], epochs=3), dispatch=False)
+    job = services.claim_job(job.pk, "doomed")
+    with pytest.raises(SystemExit):
+        training.run_train_job(job, KillAt(job, epoch=2))
+    encoder = Encoder.objects.get(train_job=job)
+    assert (encoder.status, encoder.epochs_done) == ("building", 1)   # a dead worker leaves it building
+    Job.objects.filter(pk=job.pk).update(attempts=2)
+    result = training.run_train_job(Job.objects.get(pk=job.pk), services.Progress(Job.objects.get(pk=job.pk)))
+    assert result["encoder_id"] == encoder.pk and result["resumed_from_epoch"] == 1
+    assert Encoder.objects.get(pk=encoder.pk).epochs_done == 3 and Encoder.objects.count() == 1
+
+
+def test_cancel_keeps_checkpoint_and_resume_continues_it():
+    labelled_survey()
+    job = services.create_job("train_encoder", train_params(["sim-tiny"], epochs=3), dispatch=False)
+    job = services.claim_job(job.pk, "w")
+    Job.objects.filter(pk=job.pk).update(cancel_requested=False)
+
+    class CancelAt2(services.Progress):
+        def __call__(self, done, total, message=""):
+            if message.startswith("epoch 2/"):
+                raise services.JobCancelled("cancelled by a user")
+            super().__call__(done, total, message)
+
+    with pytest.raises(services.JobCancelled):
+        training.run_train_job(job, CancelAt2(job))
+    encoder = Encoder.objects.get(train_job=job)
+    assert encoder.status == "failed" and encoder.metrics["stopped"]["resumable"] is True
+    assert encoder.metrics["stopped"]["epochs_done"] == 1
+    first_weights = read_checkpoint(abspath(encoder.checkpoint_path))["model"]
+    resumed = run("train_encoder", {**train_params(["sim-tiny"], epochs=3), "encoder_id": encoder.pk})
+    assert resumed.status == "succeeded", resumed.error
+    assert resumed.result["resumed_from_epoch"] == 1 and resumed.result["encoder_id"] == encoder.pk
+    encoder.refresh_from_db()
+    assert (encoder.status, encoder.epochs_done) == ("ready", 3) and "stopped" not in encoder.metrics
+    final = read_checkpoint(abspath(encoder.checkpoint_path))["model"]
+    assert not torch.equal(first_weights["backbone.stem.0.weight"], final["backbone.stem.0.weight"])
+
+
+def test_embed_job_twice_gives_same_checksum_and_usable_set():
+    labelled_survey()
+    labelled_survey("sim-tiny-2", n=12, seed=5)
+    train = run("train_encoder", train_params(["sim-tiny"], epochs=1, evaluate=False))
+    params = {"encoder_id": train.result["encoder_id"], "surveys": ["sim-tiny", "sim-tiny-2"]}
+    first, second = run("embed", params), run("embed", params)
+    assert first.status == second.status == "succeeded", first.error
+    assert first.result["checksum"] == second.result["checksum"]
+    es = EmbeddingSet.objects.get(pk=first.result["embedding_set_id"])
+    assert (es.status, es.n, es.dim) == ("ready", 42, 8)
+    assert sorted(s.slug for s in es.surveys.all()) == ["sim-tiny", "sim-tiny-2"]
+    ids, vectors, row_of = load_embedding_set(es)
+    from webapp.catalog.models import Galaxy
+    expected = list(Galaxy.objects.filter(survey__slug="sim-tiny").order_by("image_index").values_list("pk", flat=True)) + \
+        list(Galaxy.objects.filter(survey__slug="sim-tiny-2").order_by("image_index").values_list("pk", flat=True))
+    assert ids.tolist() == expected
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_embed_refuses_unready_encoder_and_wrong_bands():
+    labelled_survey()
+    make_survey(name="two bands", slug="two", bands=("g", "r"))
+    train = run("train_encoder", train_params(["sim-tiny"], epochs=1, evaluate=False))
+    job = run("embed", {"encoder_id": train.result["encoder_id"], "surveys": ["two"]})
+    assert job.status == "failed" and "expects 3 bands" in job.message
+    Encoder.objects.filter(pk=train.result["encoder_id"]).update(status=ArtifactStatus.BUILDING)
+    job = run("embed", {"encoder_id": train.result["encoder_id"], "surveys": ["sim-tiny"]})
+    assert job.status == "failed" and "only ready encoders embed" in job.message
+
+
+def test_evaluation_stores_knn_and_probe_against_baselines():
+    labelled_survey(n=60)
+    train = run("train_encoder", train_params(["sim-tiny"], epochs=1))
+    (child,) = Job.objects.filter(parent_id=train.pk)
+    services.execute_job(child.pk, "w")
+    child.refresh_from_db()
+    assert child.status == "succeeded", child.error
+    metrics = Encoder.objects.get(pk=train.result["encoder_id"]).metrics["evaluation"]["sim-tiny"]
+    assert metrics["label"] == "truth:class" and metrics["classes"] == list(SIM_CLASSES)
+    assert metrics["class_counts"] == {"elliptical": 20, "spiral": 20, "edge_on": 20}
+    assert set(metrics["results"]) == {"ssl", "random_encoder", "pca_pixels"}
+    for res in metrics["results"].values():
+        for probe in ("knn", "linear"):
+            assert 0.0 <= res[probe]["balanced_accuracy"] <= 1.0
+            assert set(res[probe]["per_class"]) == set(SIM_CLASSES)
+    assert set(child.result["balanced_accuracy"]["sim-tiny"]) == {"ssl", "random_encoder", "pca_pixels"}
+
+
+def test_gz1_labels_map_to_three_classes_and_skip_artifacts():
+    survey = make_survey(name="gz", slug="gz", n=8, image_kind="rgb",
+                         metadata=lambda i: {"gz1_class": [0, 1, 2, 3, 4, 5, 0, 3][i]})
+    assert evaluation.label_column(survey) == "gz1"
+    y, classes = evaluation.labels_for(survey, "gz1", np.arange(8))
+    assert classes == ["elliptical", "spiral", "edge_on"]
+    assert y.tolist() == [0, 1, 1, 2, -1, -1, 0, 2]
