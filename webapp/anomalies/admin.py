@@ -25,6 +25,9 @@ class ReviewAdmin(admin.ModelAdmin):
     raw_id_fields = ("galaxy",)
     readonly_fields = ("user", "galaxy", "score_set", "kind", "interest", "created_at")
 
+    def has_add_permission(self, request):
+        return False
+
     def has_change_permission(self, request, obj=None):
         return False
 
