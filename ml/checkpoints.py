@@ -84,7 +84,12 @@ def parse_checkpoint(data: dict) -> tuple[GalaxyEncoder, PreprocessConfig]:
         raise CheckpointError(f"bad config in checkpoint: {exc}") from None
     _check_preprocess(preprocess, config.in_channels)
     model = GalaxyEncoder(config)
-    result = model.load_state_dict(dict(data["model"]), strict=False)
+    try:
+        result = model.load_state_dict(dict(data["model"]), strict=False)
+    except RuntimeError as exc:  # shape mismatches: report the first one, not pages of them
+        lines = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        raise CheckpointError(f"weights do not match the config ({len(lines)} tensors differ in shape, e.g. "
+                              f"{lines[0] if lines else str(exc)[:200]})") from None
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(f"weights do not match the config: missing {result.missing_keys[:5]}, "
                               f"unexpected {result.unexpected_keys[:5]}")

@@ -1,2 +1,19 @@
-"""Encoders: list, train form, detail, checkpoint upload (see views_encoders)."""
-urlpatterns: list = []
+"""Encoders: list, detail, train form, checkpoint upload, embed/evaluate/resume actions, JSON API."""
+from django.urls import path
+
+from webapp.embeddings import views_encoders as views
+
+urlpatterns = [
+    path("encoders/", views.encoder_list, name="encoder_list"),
+    path("encoders/train/", views.encoder_train, name="encoder_train"),
+    path("encoders/upload/", views.encoder_upload, name="encoder_upload"),
+    path("encoders/<int:encoder_id>/", views.encoder_detail, name="encoder_detail"),
+    path("encoders/<int:encoder_id>/embed", views.encoder_embed, name="encoder_embed"),
+    path("encoders/<int:encoder_id>/evaluate", views.encoder_evaluate, name="encoder_evaluate"),
+    path("encoders/<int:encoder_id>/resume", views.encoder_resume, name="encoder_resume"),
+    path("encoders/<int:encoder_id>/checkpoint.pt", views.encoder_download, name="encoder_download"),
+    # JSON API (described in openapi_encoders.py)
+    path("api/encoders/", views.api_encoders, name="encoder_api_list"),
+    path("api/encoders/<int:encoder_id>/", views.api_encoder_detail, name="encoder_api_detail"),
+    path("api/encoders/<int:encoder_id>/embed", views.api_encoder_embed, name="encoder_api_embed"),
+]

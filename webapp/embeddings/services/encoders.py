@@ -138,3 +138,49 @@ def delete_encoder_files(encoder: Encoder) -> None:
 
 __all__ = ["EmbeddingSet", "Encoder", "SurveyProblem", "abspath", "checkpoint_relpath", "galaxy_rows",
            "launch_embedding", "launch_evaluation", "launch_training", "resolve_surveys", "survey_source"]
+
+
+# ----------------------------------------------------------------- checkpoints trained elsewhere
+
+def register_upload(uploaded, name: str, survey_slugs=(), user=None) -> Encoder:
+    """Validate an uploaded checkpoint and add it as a ready Encoder; CheckpointError says what is wrong.
+
+    The file is streamed to a temporary name, checked completely (format, configs, weights
+    against the config, a forward pass, loaded without executing pickled code), and only
+    then moved under the new encoder's directory. A bad file leaves no row and no file.
+    """
+    import os
+    import uuid
+
+    from ml.checkpoints import load_encoder
+    from ml.encoders import config_to_dict
+
+    surveys = resolve_surveys(survey_slugs) if survey_slugs else []
+    staging = abspath(f"encoders/uploads/{uuid.uuid4().hex}.pt.partial")
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(staging, "wb") as handle:
+            for chunk in uploaded.chunks():
+                handle.write(chunk)
+        model, preprocess, raw = load_encoder(staging)
+        if surveys:
+            resolve_surveys(survey_slugs, image_kind=preprocess.image_kind, bands=preprocess.bands)
+        train = dict(raw.get("train_config") or {})
+        with transaction.atomic():
+            encoder = Encoder.objects.create(
+                name=name[:100], method=str(train.get("method") or "external")[:20], source=Encoder.Source.UPLOADED,
+                created_by=user if getattr(user, "is_authenticated", False) else None,
+                status=ArtifactStatus.BUILDING, epochs_done=int((raw.get("state") or {}).get("epoch", 0) or 0),
+                config={"train": train, "encoder": {**config_to_dict(model.config), "feature_dim": model.feature_dim},
+                        "preprocess": preprocess.to_dict(), "uploaded_file": getattr(uploaded, "name", ""),
+                        "parameters": sum(p.numel() for p in model.parameters())})
+            encoder.surveys.set(surveys)
+            encoder.checkpoint_path = checkpoint_relpath(encoder, "encoder.pt")
+            final = abspath(encoder.checkpoint_path)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging, final)
+            encoder.status = ArtifactStatus.READY
+            encoder.save(update_fields=["checkpoint_path", "status"])
+        return encoder
+    finally:
+        staging.unlink(missing_ok=True)

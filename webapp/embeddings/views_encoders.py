@@ -1,0 +1,247 @@
+"""Encoder pages and JSON API: list, detail, train form, checkpoint upload, embed, evaluate, resume.
+
+Reading is open to every logged-in user; everything that starts a job or adds a model
+needs the curator role (403 otherwise). Views validate, call one service, respond.
+"""
+from __future__ import annotations
+
+import json
+
+from bokeh.embed import components
+from django.contrib import messages
+from django.db.models import Prefetch
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from ml.checkpoints import CheckpointError
+from webapp.accounts.roles import has_role, role_required
+from webapp.catalog.models import Survey
+from webapp.embeddings import plots_encoders as plots
+from webapp.embeddings.forms import EmbedForm, TrainEncoderForm, UploadEncoderForm, validate_train_params
+from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder
+from webapp.embeddings.services import encoders as service
+from webapp.jobs.models import Job
+
+ENCODER_JOB_KINDS = ("train_encoder", "embed", "evaluate_encoder")
+
+
+def _encoders():
+    sets = EmbeddingSet.objects.prefetch_related("surveys").order_by("-created_at", "-id")
+    return (Encoder.objects.select_related("train_job", "created_by")
+            .prefetch_related("surveys", Prefetch("embedding_sets", queryset=sets)))
+
+
+def _charts(encoders) -> dict:
+    """{encoder id: {"script", "divs": [...]}} with one bar chart per evaluated survey."""
+    figures, owners = [], []
+    for encoder in encoders:
+        for report in (encoder.metrics or {}).get("evaluation", {}).values():
+            figures.append(plots.evaluation_bars(report))
+            owners.append(encoder.pk)
+    if not figures:
+        return {}
+    script, divs = components(figures)
+    charts: dict = {}
+    for owner, div in zip(owners, divs):
+        charts.setdefault(owner, {"divs": []})["divs"].append(div)
+    charts["script"] = script
+    return charts
+
+
+def encoder_list(request):
+    encoders = list(_encoders())
+    active = Job.objects.filter(kind__in=ENCODER_JOB_KINDS, status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
+    charts = _charts(encoders)
+    return render(request, "embeddings/encoder_list.html", {
+        "encoders": encoders, "charts": charts, "chart_script": charts.get("script", ""),
+        "active_jobs": active.order_by("-created_at")[:10]})
+
+
+def encoder_detail(request, encoder_id):
+    encoder = get_object_or_404(_encoders(), pk=encoder_id)
+    charts = _charts([encoder])
+    epoch_points = (encoder.train_job.metrics or {}).get("epoch_loss", []) if encoder.train_job else []
+    loss_script, loss_div = components(plots.epoch_loss_chart(epoch_points)) if epoch_points else ("", "")
+    jobs = Job.objects.filter(kind__in=ENCODER_JOB_KINDS, params__encoder_id=encoder.pk).order_by("-created_at")[:20]
+    stopped = (encoder.metrics or {}).get("stopped")
+    return render(request, "embeddings/encoder_detail.html", {
+        "encoder": encoder, "charts": charts.get(encoder.pk, {}).get("divs", []),
+        "chart_script": charts.get("script", ""), "loss_script": loss_script, "loss_div": loss_div,
+        "evaluation": (encoder.metrics or {}).get("evaluation", {}), "jobs": jobs, "stopped": stopped,
+        "embed_form": EmbedForm(encoder=encoder, initial={"surveys": [s.slug for s in encoder.surveys.all()]}),
+        "config_json": json.dumps(encoder.config, indent=1, default=str),
+        "train_epochs": (encoder.config.get("train") or {}).get("epochs")})
+
+
+@role_required("curator")
+def encoder_train(request):
+    form = TrainEncoderForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        job = service.launch_training(form.job_params(), user=request.user)
+        messages.info(request, f"Training of {form.cleaned_data['name']} queued (job {job.pk}); "
+                               "the loss curve appears on the job page.")
+        return redirect("jobs:detail", job_id=job.pk)
+    sizes = dict(Survey.objects.filter(status=Survey.Status.READY).values_list("slug", "n_galaxies"))
+    return render(request, "embeddings/encoder_train.html", {"form": form, "survey_sizes": sizes},
+                  status=400 if request.method == "POST" else 200)
+
+
+@role_required("curator")
+def encoder_upload(request):
+    form = UploadEncoderForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            encoder = service.register_upload(form.cleaned_data["checkpoint"], form.cleaned_data["name"],
+                                              form.cleaned_data["surveys"], user=request.user)
+        except (CheckpointError, service.SurveyProblem) as exc:
+            form.add_error("checkpoint", f"This checkpoint cannot be used: {exc}")
+        else:
+            messages.success(request, f"Encoder {encoder.name} added ({encoder.config['encoder']['feature_dim']}-d).")
+            return redirect("embeddings:encoder_detail", encoder_id=encoder.pk)
+    return render(request, "embeddings/encoder_upload.html", {"form": form},
+                  status=400 if request.method == "POST" else 200)
+
+
+@require_POST
+@role_required("curator")
+def encoder_embed(request, encoder_id):
+    encoder = get_object_or_404(Encoder, pk=encoder_id)
+    form = EmbedForm(request.POST, encoder=encoder)
+    if encoder.status != ArtifactStatus.READY:
+        messages.error(request, f"{encoder.name} is {encoder.status}; only ready encoders can embed.")
+    elif not form.is_valid():
+        messages.error(request, "Cannot embed: " + " ".join(e for errs in form.errors.values() for e in errs))
+    else:
+        job = service.launch_embedding(encoder, form.cleaned_data["surveys"], user=request.user)
+        messages.info(request, f"Embedding queued (job {job.pk}).")
+        return redirect("jobs:detail", job_id=job.pk)
+    return redirect("embeddings:encoder_detail", encoder_id=encoder.pk)
+
+
+@require_POST
+@role_required("curator")
+def encoder_evaluate(request, encoder_id):
+    encoder = get_object_or_404(Encoder, pk=encoder_id)
+    if encoder.status != ArtifactStatus.READY:
+        messages.error(request, f"{encoder.name} is {encoder.status}; only ready encoders can be evaluated.")
+        return redirect("embeddings:encoder_detail", encoder_id=encoder.pk)
+    job = service.launch_evaluation(encoder, user=request.user)
+    messages.info(request, f"Evaluation queued (job {job.pk}).")
+    return redirect("jobs:detail", job_id=job.pk)
+
+
+@require_POST
+@role_required("curator")
+def encoder_resume(request, encoder_id):
+    encoder = get_object_or_404(Encoder, pk=encoder_id)
+    stopped = (encoder.metrics or {}).get("stopped") or {}
+    if encoder.status != ArtifactStatus.FAILED or not stopped.get("resumable"):
+        messages.error(request, f"{encoder.name} has no interrupted training to resume.")
+        return redirect("embeddings:encoder_detail", encoder_id=encoder.pk)
+    train = dict(encoder.config.get("train") or {})
+    params = {**train, "encoder_id": encoder.pk, "name": encoder.name,
+              "surveys": [s.slug for s in encoder.surveys.all()]}
+    job = service.launch_training(params, user=request.user,
+                                  title=f"Resume {encoder.name} from epoch {stopped.get('epochs_done', 0)}")
+    messages.info(request, f"Training resumes from the last checkpoint (job {job.pk}).")
+    return redirect("jobs:detail", job_id=job.pk)
+
+
+def encoder_download(request, encoder_id):
+    encoder = get_object_or_404(Encoder, pk=encoder_id)
+    path = service.abspath(encoder.checkpoint_path) if encoder.checkpoint_path else None
+    if path is None or not path.exists() or encoder.status != ArtifactStatus.READY:
+        raise Http404("This encoder has no finished checkpoint.")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"latentsky-encoder-{encoder.pk}.pt",
+                        content_type="application/octet-stream")
+
+
+# ----------------------------------------------------------------- JSON API
+
+def encoder_as_dict(encoder: Encoder) -> dict:
+    config = encoder.config or {}
+    return {
+        "id": encoder.pk, "name": encoder.name, "method": encoder.method, "source": encoder.source,
+        "status": encoder.status, "epochs_done": encoder.epochs_done,
+        "epochs": (config.get("train") or {}).get("epochs"), "training_seconds": encoder.training_seconds,
+        "dim": (config.get("encoder") or {}).get("feature_dim"), "surveys": [s.slug for s in encoder.surveys.all()],
+        "config": config, "metrics": encoder.metrics, "train_job_id": encoder.train_job_id,
+        "created_at": encoder.created_at.isoformat(),
+        "embedding_sets": [{"id": es.pk, "name": es.name, "n": es.n, "dim": es.dim, "status": es.status,
+                            "checksum": es.checksum, "surveys": [s.slug for s in es.surveys.all()]}
+                           for es in encoder.embedding_sets.all()],
+        "url": reverse("embeddings:encoder_detail", args=[encoder.pk]),
+    }
+
+
+def _error(message: str, status: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def _json_body(request) -> dict:
+    try:
+        body = json.loads(request.body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"the request body is not JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise ValueError("the request body must be a JSON object")
+    return body
+
+
+def _job_reply(job: Job) -> JsonResponse:
+    return JsonResponse({"job_id": job.pk, "job_url": reverse("jobs:detail", args=[job.pk]),
+                         "api_url": reverse("jobs:api_detail", args=[job.pk])}, status=202)
+
+
+def api_encoders(request):
+    if request.method == "POST":
+        return _api_train(request)
+    if request.method != "GET":
+        return _error("use GET to list or POST to train", 405)
+    return JsonResponse({"encoders": [encoder_as_dict(e) for e in _encoders()]})
+
+
+def _api_train(request):
+    if not has_role(request.user, "curator"):
+        return _error("Training an encoder needs the curator role.", 403)
+    try:
+        params = _json_body(request)
+    except ValueError as exc:
+        return _error(str(exc), 400)
+    allowed = {"surveys", "name", "method", "preset", "epochs", "seed", "batch_size", "image_size", "crop_fraction",
+               "lr", "temperature", "augment", "embed_after", "evaluate"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        return _error(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}", 400)
+    problems = validate_train_params(params)
+    if problems:
+        return _error("; ".join(problems), 400)
+    return _job_reply(service.launch_training(dict(params), user=request.user))
+
+
+def api_encoder_detail(request, encoder_id):
+    encoder = _encoders().filter(pk=encoder_id).first()
+    if encoder is None:
+        return _error(f"no encoder {encoder_id}", 404)
+    return JsonResponse(encoder_as_dict(encoder))
+
+
+@require_POST
+def api_encoder_embed(request, encoder_id):
+    if not has_role(request.user, "curator"):
+        return _error("Embedding surveys needs the curator role.", 403)
+    encoder = Encoder.objects.filter(pk=encoder_id).first()
+    if encoder is None:
+        return _error(f"no encoder {encoder_id}", 404)
+    if encoder.status != ArtifactStatus.READY:
+        return _error(f"encoder {encoder.pk} is {encoder.status}; only ready encoders embed", 409)
+    try:
+        body = _json_body(request)
+    except ValueError as exc:
+        return _error(str(exc), 400)
+    form = EmbedForm({"surveys": body.get("surveys") or []}, encoder=encoder)
+    if not form.is_valid():
+        return _error(" ".join(e for errs in form.errors.values() for e in errs), 400)
+    return _job_reply(service.launch_embedding(encoder, form.cleaned_data["surveys"], user=request.user))
