@@ -7,16 +7,20 @@
 UMAP: ml.projection.fit_umap with the UMAPConfig the `umap` job uses (seed 0, so umap runs
 single-threaded and reproducibly) on synthetic clustered 128-d vectors (the generator of
 benchmarks/search.py: N/1000 Gaussian clusters in a 32-d latent space).  numba's one-off
-compilation is paid on a 300-row warm-up first and reported separately.
+compilation is paid on a warm-up first (300 and 5,000 rows) and reported separately.
 
 Page: a throw-away site on the embedded default (SQLite, gunicorn --workers 2 --threads 8,
 as `make demo`) holding the map computed above (1e6: a synthetic 2-D layout, since UMAP at
 1e6 takes ~10 min here).  Headless Debian Chromium (Playwright, same flags as the e2e
 tests) logs in and opens /maps/<id>/; "first render" is the time from navigation start
 until map.js has handed the points to bokeh and two animation frames have passed, read
-from window.__mapFirstRender.  Bytes are the transfer sizes of every response of the page
-load (HTML, JS, CSS, points), from the browser's resource timing.  The first load after
-the server starts is "cold" (coordinates and catalogue read from disk/DB); later ones warm.
+from window.__mapFirstRender; "wall" is measured by the client from the moment it asks for
+the page, so it also covers the ?backend=canvas reload the page does in browsers whose WebGL
+is software-only (as here: no GPU), and the goal (< 3 s) is judged on it.  A forced-WebGL
+load (?backend=webgl) is reported too.  Bytes are the transfer sizes of every response of
+the page load (HTML, JS, CSS, points), from the browser's resource timing.  The first load
+after the server starts is "cold" (coordinates and catalogue read from disk/DB); later ones
+warm.  Numbers depend heavily on other load on the 2 shared cores (recorded as loadavg).
 """
 from __future__ import annotations
 
@@ -40,8 +44,11 @@ GOAL_FIRST_RENDER_S = 3.0
 def umap_seconds(sizes: list[int], dim: int) -> tuple[list[dict], dict[int, np.ndarray]]:
     cfg = UMAPConfig()
     t0 = time.perf_counter()
+    # umap compiles its numba code on first use in a process; pynndescent's (N >= 4096) too.
     fit_umap(clustered_vectors(300, dim, n_clusters=5), UMAPConfig(n_epochs=20))
-    rows = [{"N": 300, "what": "numba compile + tiny fit (once per process)", "seconds": time.perf_counter() - t0}]
+    fit_umap(clustered_vectors(5000, dim, n_clusters=5), UMAPConfig(n_epochs=10))
+    rows = [{"N": 5300, "what": "warm-up: numba compile + two short fits (once per process)",
+             "seconds": time.perf_counter() - t0}]
     coords = {}
     for n in sizes:
         x = clustered_vectors(n, dim, n_clusters=max(5, n // 1000))
@@ -62,7 +69,7 @@ def synthetic_layout(n: int, seed: int = 0) -> np.ndarray:
     return (centres[lab] + widths[lab, None] * rng.normal(size=(n, 2))).astype(np.float32)
 
 
-def page_load(base: str, map_id: int, runs: int) -> list[dict]:
+def page_load(base: str, map_id: int, runs: int, query: str = "") -> list[dict]:
     from playwright.sync_api import sync_playwright
 
     out = []
@@ -76,8 +83,12 @@ def page_load(base: str, map_id: int, runs: int) -> list[dict]:
             page.fill("input[name=password]", "bench-pass")
             page.click("button[type=submit]")
             page.wait_for_load_state()
-            page.goto(f"{base}/maps/{map_id}/", wait_until="commit")
+            finished = []
+            page.on("requestfinished", lambda request: finished.append(request))  # every transfer, the reload's too
+            t0 = time.perf_counter()
+            page.goto(f"{base}/maps/{map_id}/{query}", wait_until="commit")
             page.wait_for_selector("#map-canvas[data-rendered='1']", timeout=120_000)
+            wall_ms = (time.perf_counter() - t0) * 1000
             stats = page.evaluate("""() => {
                 const nav = performance.getEntriesByType('navigation')[0];
                 const res = performance.getEntriesByType('resource');
@@ -88,8 +99,13 @@ def page_load(base: str, map_id: int, runs: int) -> list[dict]:
                         points_bytes: pts.reduce((a, r) => a + r.transferSize, 0),
                         points_ms: pts.length ? pts[0].responseEnd - pts[0].startTime : null,
                         requests: res.length + 1, shown: +document.getElementById('map-canvas').dataset.pointsLoaded,
-                        webgl: !!(view.canvas_view && view.canvas_view.webgl)}; }""")
-            stats["run"] = "cold" if run == 0 else f"warm {run}"
+                        webgl_context: !!(view.canvas_view && view.canvas_view.webgl)}; }""")
+            sizes = [r.sizes() for r in finished]
+            stats["bytes"] = sum(z["responseBodySize"] + z["responseHeadersSize"] for z in sizes)
+            stats["requests"] = len(sizes)
+            stats["run"] = ("cold" if run == 0 else f"warm {run}") + (f" {query}" if query else "")
+            stats["wall_ms"] = round(wall_ms)  # from the click, including a ?backend=canvas reload
+            stats["backend"] = "canvas" if "backend=canvas" in page.url else "webgl"
             out.append(stats)
             context.close()
         browser.close()
@@ -103,10 +119,12 @@ def page_benchmark(n: int, coords: np.ndarray, dim: int, runs: int) -> list[dict
         print(f"site with {n:,} galaxies built in {time.perf_counter() - t0:.0f} s", flush=True)
         with Server(Path(tmp)) as server:
             loads = page_load(server.base, site["map_id"], runs)
+            loads += page_load(server.base, site["map_id"], 2, "?backend=webgl")[1:]  # forced WebGL, warm
     for r in loads:
-        r.update({"N": n, "first_render_s": round(r["first_render_ms"] / 1000, 3), "MB": round(r["bytes"] / 1e6, 2),
+        r.update({"N": n, "first_render_s": round(r["first_render_ms"] / 1000, 3), "wall_s": round(r["wall_ms"] / 1000, 3),
+                  "MB": round(r["bytes"] / 1e6, 2),
                   "points_MB": round(r["points_bytes"] / 1e6, 2),
-                  "meets_goal": r["first_render_ms"] / 1000 < GOAL_FIRST_RENDER_S})
+                  "meets_goal": r["wall_ms"] / 1000 < GOAL_FIRST_RENDER_S})
     return loads
 
 
@@ -126,8 +144,8 @@ def main() -> None:
         page_rows += page_benchmark(page_n, coords[page_n], args.dim, args.runs)
         if not args.quick and not args.no_1e6:
             page_rows += page_benchmark(1_000_000, synthetic_layout(1_000_000), 16, args.runs)
-        print_table(page_rows, ["N", "run", "first_render_s", "MB", "points_MB", "requests", "shown", "webgl",
-                                "meets_goal"])
+        print_table(page_rows, ["N", "run", "backend", "first_render_s", "wall_s", "MB", "points_MB", "requests",
+                                "shown", "meets_goal"])
     else:
         print(f"map page: skipped, {CHROMIUM} is missing")
     path = write_result("map_quick" if args.quick else "map", {

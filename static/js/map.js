@@ -60,15 +60,20 @@
 
   // ------------------------------------------------------------------ points
   async function loadPoints() {
-    const params = { fields: "row,id,x,y,ra,dec,c", layer: M.layer };
-    if (meta.dense) Object.assign(params, { bbox: bbox(M.fig).join(","), limit: meta.view_limit });
+    // Sky positions only once the sky view has been opened (a third less to send at first).
+    const params = { fields: "id,x,y,c" + (M.skyWanted ? ",ra,dec" : ""), layer: M.layer };
+    if (meta.dense) Object.assign(params, viewParams());
     const started = performance.now();
     const { arrays, count, total } = await getPoints(params);
+    performance.mark("map:points-fetched");
     M.total = total;
-    M.src.data = { x: arrays.x, y: arrays.y, ra: arrays.ra, dec: arrays.dec, id: arrays.id, row: arrays.row, c: arrays.c };
+    styleScatter(denseNow() ? "density" : "points", count);  // size before the first draw: fill rate dominates
+    M.src.data = { x: arrays.x, y: arrays.y, id: arrays.id, c: arrays.c,
+                   ra: arrays.ra || nans(count), dec: arrays.dec || nans(count) };
     M.indexOf = null;
     reselect();
     $("map-canvas").dataset.pointsLoaded = count;
+    performance.mark("map:points-set");
     requestAnimationFrame(() => requestAnimationFrame(() => {
       if (!window.__mapFirstRender) window.__mapFirstRender = performance.now();
       $("map-canvas").dataset.rendered = "1";
@@ -104,15 +109,36 @@
   async function setLayer(key) {
     M.layer = key;
     const legend = await getJSON(meta.urls.layers + "?key=" + encodeURIComponent(key));
-    const params = { fields: "row,c", layer: key };
-    if (meta.dense) Object.assign(params, { bbox: bbox(M.fig).join(","), limit: meta.view_limit });
-    const { arrays } = await getPoints(params);
-    const rows = M.src.data.row;
-    if (!rows || rows.length !== arrays.row.length || (rows.length && rows[0] !== arrays.row[0])) return loadPoints();
+    const arrays = await sameRows("c", { layer: key });
+    if (!arrays) return loadPoints();
     applyLegend(legend);
     M.src.data = { ...M.src.data, c: arrays.c };
     reselect();
   }
+
+  // More fields for the points already shown (the server returns the same rows for the same
+  // view and limit); null when the rows changed meanwhile, so the caller reloads everything.
+  async function sameRows(fields, extra = {}) {
+    const params = { fields: "id," + fields, ...extra };
+    if (meta.dense) Object.assign(params, viewParams());
+    const { arrays } = await getPoints(params);
+    const ids = M.src.data.id;
+    const n = ids ? ids.length : 0;
+    if (arrays.id.length !== n || (n && (ids[0] !== arrays.id[0] || ids[n - 1] !== arrays.id[n - 1]))) return null;
+    return arrays;
+  }
+
+  async function ensureSky() {
+    if (M.skyWanted || !M.sky) return;
+    M.skyWanted = true;
+    const arrays = await sameRows("ra,dec");
+    if (!arrays) return loadPoints();
+    M.src.data = { ...M.src.data, ra: arrays.ra, dec: arrays.dec };
+    reselect();
+  }
+
+  function viewParams() { return { bbox: bbox(M.fig).join(","), limit: meta.view_limit }; }
+  function nans(n) { return new Float32Array(n).fill(NaN); }
 
   function applyLegend(legend) {
     M.legend = legend;
@@ -166,8 +192,8 @@
   }
 
   // Smaller, fainter points when many are drawn or when they sit over a density image/mosaic.
-  function styleScatter(mode) {
-    const n = M.src.data.x ? M.src.data.x.length : 0;
+  function styleScatter(mode, count) {
+    const n = count ?? (M.src.data.x ? M.src.data.x.length : 0);
     const glyph = M.scatter.glyph;
     glyph.size = n > 60000 ? 2.5 : n > 15000 ? 3.5 : 5;
     glyph.fill_alpha = mode === "mosaic" ? 0.25 : mode === "density" ? 0.35 : (n > 60000 ? 0.6 : 0.85);
@@ -232,7 +258,7 @@
     document.querySelectorAll("[data-view-button]").forEach(b => b.classList.toggle("on", b.dataset.viewButton === view));
     window.dispatchEvent(new Event("resize"));  // bokeh re-measures its containers
     requestAnimationFrame(() => requestAnimationFrame(resetView));  // the frame changed shape: fit again
-    if (view !== "map") updateSkyOverlay();
+    if (view !== "map") { ensureSky().catch(showError); updateSkyOverlay(); }
   }
 
   function toggleMosaic() {
@@ -320,6 +346,7 @@
   // ------------------------------------------------------------------ start
   async function start() {
     if (!models()) return setTimeout(start, 30);
+    performance.mark("map:bokeh-ready");
     document.addEventListener("keydown", onKey);
     $("colour-select").addEventListener("change", ev => setLayer(ev.target.value).catch(showError));
     document.querySelectorAll("[data-view-button]").forEach(b => b.addEventListener("click", () => setView(b.dataset.viewButton)));
@@ -330,6 +357,7 @@
     $("task-form").addEventListener("submit", P.sendToTask);
     $("goto-form").addEventListener("submit", ev => { ev.preventDefault(); goTo($("goto-input").value); });
     document.querySelectorAll("[data-help-toggle]").forEach(b => b.addEventListener("click", () => { $("kbd-help").hidden = !$("kbd-help").hidden; }));
+    M.skyWanted = M.view !== "map" && !!M.sky;  // opened on the sky view: fetch positions with the points
     setView(M.view);
     await new Promise(r => requestAnimationFrame(r));
     if (!meta.focus) resetView();

@@ -106,8 +106,10 @@ def test_shortcuts_colour_menu_mosaic_and_sky_view(page, live_server, login, mak
     page.wait_for_function("() => LatentMapPage.overlay.data.url.length === 1 && LatentMapPage.overlay.data.url[0].includes('/mosaic')")
     page.wait_for_timeout(1500)
     page.screenshot(path=str(screenshot_dir / "map_mosaic.png"))
+    assert page.evaluate("Number.isNaN(LatentMapPage.src.data.ra[0])")  # positions are fetched on demand
     page.keyboard.press("s")
     assert page.get_attribute("#map-page", "data-view") == "both"
+    page.wait_for_function("() => Number.isFinite(LatentMapPage.src.data.ra[0])")
     page.keyboard.press("?")
     assert page.locator("#kbd-help").is_visible()
     page.keyboard.press("Escape")

@@ -66,14 +66,17 @@ def _scatter(fig, source, x, y, mapper, name):
                        nonselection_fill_alpha=0.12)
 
 
-def map_figures(bounds: list[float], sky_bounds: list[float] | None) -> dict:
-    """{"script", "map_div", "sky_div"} for the page (sky_div empty when no positions)."""
+def map_figures(bounds: list[float], sky_bounds: list[float] | None, backend: str = "webgl") -> dict:
+    """{"script", "map_div", "sky_div"} for the page (sky_div empty when no positions).
+
+    backend "webgl" (default) or "canvas": the escape hatch for browsers whose WebGL is
+    software-emulated or broken."""
     points = ColumnDataSource(name="points", data={k: [] for k in ("x", "y", "ra", "dec", "id", "row", "c")})
     mapper = LinearColorMapper(name="mapper", palette=Viridis256, low=0, high=1, nan_color=MISSING)
     xmin, ymin, xmax, ymax = bounds
     pad_x, pad_y = (xmax - xmin) * 0.04 or 1.0, (ymax - ymin) * 0.04 or 1.0
     tools, pan, wheel, _ = _tools("map")
-    latent = figure(name="map", output_backend="webgl", tools=tools, active_drag=pan, active_scroll=wheel,
+    latent = figure(name="map", output_backend=backend, tools=tools, active_drag=pan, active_scroll=wheel,
                     match_aspect=True, sizing_mode="stretch_both", toolbar_location="above",
                     x_range=Range1d(xmin - pad_x, xmax + pad_x, name="map_x"),
                     y_range=Range1d(ymin - pad_y, ymax + pad_y, name="map_y"))
@@ -94,7 +97,7 @@ def map_figures(bounds: list[float], sky_bounds: list[float] | None) -> dict:
     points.selected.js_on_change("indices", _hook("onSelect"))
     figs, divs = [latent], {"map_div": None, "sky_div": ""}
     if sky_bounds:
-        figs.append(_sky_figure(points, mapper, sky_bounds))
+        figs.append(_sky_figure(points, mapper, sky_bounds, backend))
     script, rendered = components(figs)
     divs["map_div"] = rendered[0]
     if sky_bounds:
@@ -102,11 +105,11 @@ def map_figures(bounds: list[float], sky_bounds: list[float] | None) -> dict:
     return {"script": script, **divs}
 
 
-def _sky_figure(points, mapper, sky_bounds):
+def _sky_figure(points, mapper, sky_bounds, backend):
     ra0, dec0, ra1, dec1 = sky_bounds
     pad = max(ra1 - ra0, dec1 - dec0) * 0.04 or 0.5
     tools, pan, wheel, _ = _tools("sky")
-    sky = figure(name="sky", output_backend="webgl", tools=tools, active_drag=pan, active_scroll=wheel,
+    sky = figure(name="sky", output_backend=backend, tools=tools, active_drag=pan, active_scroll=wheel,
                  sizing_mode="stretch_both", toolbar_location="above", x_axis_label="RA (deg, ICRS)",
                  y_axis_label="Dec (deg)",
                  x_range=Range1d(ra1 + pad, ra0 - pad, name="sky_x"),  # RA increases to the east (left)
