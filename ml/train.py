@@ -141,7 +141,9 @@ def train(source, config: TrainConfig, checkpoint_path: str | Path, image_kind: 
     model.to(device)
     if config.channels_last:  # NHWC: faster with oneDNN on CPU (~1.3-1.5x here) and tensor cores on GPU
         model.to(memory_format=torch.channels_last)
-    method = build_method(config.method, model, config.temperature, config.byol_tau).to(device)
+    with torch.random.fork_rng(devices=[]):  # BYOL's predictor is initialised here: seed it too
+        torch.manual_seed(config.seed + 1)
+        method = build_method(config.method, model, config.temperature, config.byol_tau).to(device)
     params = [p for p in method.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr * batch / 256, weight_decay=config.weight_decay)
     warmup = max(1, int(config.warmup_epochs * steps_per_epoch))

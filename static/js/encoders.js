@@ -78,5 +78,22 @@
     setTimeout(tick, 2000);
   }
 
-  document.addEventListener("DOMContentLoaded", () => { shortcuts(); estimate(); liveJobs(); });
+  // Job page of a training job: keep "Epochs done" current (the loss curve is app.js's).
+  function liveEpochs() {
+    const node = document.getElementById("job-epochs");
+    if (!node) return;
+    async function tick() {
+      try {
+        const res = await fetch("/api/jobs/" + node.dataset.job + "/", { credentials: "same-origin" });
+        const job = await res.json();
+        const done = ((job.metrics && job.metrics.epoch_loss) || []).length;
+        node.textContent = done + " / " + (node.dataset.epochs || "?");
+        if (["succeeded", "failed", "cancelled"].includes(job.status)) return;
+      } catch (e) { /* try again */ }
+      setTimeout(tick, 2000);
+    }
+    setTimeout(tick, 2000);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => { shortcuts(); estimate(); liveJobs(); liveEpochs(); });
 })();

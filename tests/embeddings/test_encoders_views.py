@@ -224,3 +224,12 @@ def test_download_checkpoint(curator_client):
     assert data["format"] == "latentsky-encoder/1"
     Encoder.objects.filter(pk=encoder.pk).update(status=ArtifactStatus.BUILDING)
     assert curator_client.get(f"/encoders/{encoder.pk}/checkpoint.pt").status_code == 404
+
+
+def test_training_job_page_shows_epochs_done_and_live_loss(curator_client):
+    from webapp.jobs.services import create_job
+    job = create_job("train_encoder", {"epochs": 5, "surveys": ["x"]}, dispatch=False)
+    Job.objects.filter(pk=job.pk).update(metrics={"loss": [[1, 5.1], [2, 4.9]], "epoch_loss": [[1, 5.0], [2, 4.8]]})
+    page = curator_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert 'id="job-epochs"' in page and "2 / 5" in page
+    assert "/static/js/encoders.js" in page and "Training loss (live)" in page
