@@ -82,7 +82,7 @@ def load_cases(args) -> list[Case]:
         interesting, artifact = sim_truth(sim)
         survey = "sdss_like"
         if "ssl" in args.features:
-            vectors = datasets.sim_embeddings(n=args.n_sim, seed=0, quick=args.quick)[survey]
+            vectors = datasets.sim_embeddings(n=args.n_sim, seed=0, quick=args.quick or args.ssl_quick)[survey]
             cases.append(Case(f"sim {survey} / ssl", vectors, interesting, artifact))
         if "pca" in args.features:
             cases.append(Case(f"sim {survey} / pca", pca_features(sim.images[survey], "flux"), interesting, artifact))
@@ -93,7 +93,9 @@ def load_cases(args) -> list[Case]:
         else:
             interesting, artifact = gz1.classes == vocab.GZ1_MERGER, gz1.classes == vocab.GZ1_ARTIFACT
             if "ssl" in args.features:
-                cases.append(Case("gz1 sdss / ssl", datasets.gz1_embeddings(quick=args.quick), interesting, artifact))
+                quick = args.quick or args.ssl_quick
+                cases.append(Case(f"gz1 sdss / ssl{' (4-epoch)' if quick else ''}",
+                                  datasets.gz1_embeddings(quick=quick), interesting, artifact))
             if "pca" in args.features:
                 cases.append(Case("gz1 sdss / pca", pca_features(gz1.images, "rgb"), interesting, artifact))
     return cases
@@ -140,6 +142,7 @@ def run_case(case: Case, seed: int, reviews: int, feedback_bases: list[str], var
     scores["combined-max"] = combine_scores({m: scores[m] for m in methods}, "max")
     scores["combined-mean"] = combine_scores({m: scores[m] for m in methods}, "mean")
     scores["combined-max(no gmm)"] = combine_scores({m: scores[m] for m in ("iforest", "knn", "lof")}, "max")
+    scores["combined-mean(no gmm)"] = combine_scores({m: scores[m] for m in ("iforest", "knn", "lof")}, "mean")
     rows = [{"case": case.name, "seed": seed, "ranking": f"raw {name}",
              **counts(np.argsort(-s, kind="stable"), case), "seconds": round(seconds, 1)}
             for name, s in scores.items()]
@@ -202,6 +205,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--reviews", type=int, default=200)
     ap.add_argument("--variants", default=None, help="comma list of feedback variants (default: all)")
+    ap.add_argument("--bases", default="combined-max,combined-mean", help="anomaly scores feedback starts from")
+    ap.add_argument("--ssl-quick", action="store_true", help="use the 4-epoch encoders even in full mode")
     ap.add_argument("--fraction", type=float, default=0.8, help="rows kept by seeds > 0 (data resampling)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the supervised-ceiling row")
     args = ap.parse_args()
@@ -209,13 +214,12 @@ def main() -> None:
     seeds = args.seeds or (1 if args.quick else 3)
     all_variants = {"default": FeedbackConfig(),
                     "forest": FeedbackConfig(regressor="forest"),
-                    "knn": FeedbackConfig(regressor="knn"),
-                    "knn anomaly^0.5": FeedbackConfig(regressor="knn", anomaly_power=0.5),
-                    "knn explore=0": FeedbackConfig(regressor="knn", explore=0.0),
-                    "astronomaly": FeedbackConfig(formula="astronomaly")}
+                    "knn explore=1 anomaly^1": FeedbackConfig(regressor="knn", explore=1.0, anomaly_power=1.0),
+                    "knn explore=0": FeedbackConfig(explore=0.0),
+                    "astronomaly": FeedbackConfig(regressor="forest", formula="astronomaly", anomaly_power=1.0)}
     wanted = args.variants.split(",") if args.variants else (["default"] if args.quick else list(all_variants))
     variants = {k: all_variants[k] for k in wanted}
-    bases = ["combined-max", "combined-max(no gmm)"] if not args.quick else ["combined-max"]
+    bases = args.bases.split(",")
 
     started = time.perf_counter()
     rows = []

@@ -33,7 +33,7 @@ def test_scores_pull_look_alikes_up_and_artifact_tags_push_them_down(scored, mak
         reviews.record_verdict(ann, score_set, g, 0, False)
     ranking = rerank(ann, score_set)
     assert (ranking.status, ranking.n_reviews) == ("ready", 8)
-    assert ranking.config["regressor"] == "forest" and ranking.seconds > 0
+    assert ranking.config["regressor"] == "knn" and ranking.config["anomaly_power"] == 0.5 and ranking.seconds > 0
     arrays = load_ranking(ranking)
     order = arrays["order"].tolist()
     assert len(order) == 60 - 8 and not set(order) & set(reviews.latest_verdicts(ann))

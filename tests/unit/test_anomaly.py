@@ -14,8 +14,8 @@ from ml.anomaly import (AnomalyConfig, FeedbackConfig, PersonalRanker, combine_s
 pytestmark = pytest.mark.unit
 
 SMALL = AnomalyConfig(metric="l2", iforest_trees=100, gmm_components=3)
-FAST = FeedbackConfig(n_trees=30, metric="l2")                    # random forest (default)
-FAST_KNN = FeedbackConfig(n_trees=30, metric="l2", regressor="knn")  # kernel regression
+FAST = FeedbackConfig(n_trees=30, metric="l2", regressor="forest")  # random forest
+FAST_KNN = FeedbackConfig(n_trees=30, metric="l2", regressor="knn")  # kernel regression (default)
 
 
 def gaussian_with_outlier(n: int = 300, d: int = 8, seed: int = 0) -> np.ndarray:
@@ -225,7 +225,7 @@ def test_anomaly_power_sets_how_much_the_raw_score_still_counts():
     score = score.copy()
     score[520:540] = np.linspace(-1.0, 2.0, 20)       # blob B: same look, anomaly ranks from low to top
     knn = dict(metric="l2", regressor="knn")
-    plain, why = rank_with_feedback(x, score, [0], [0.0], cfg=FeedbackConfig(**knn))
+    plain, why = rank_with_feedback(x, score, [0], [0.0], cfg=FeedbackConfig(**knn, anomaly_power=1.0))
     flat, _ = rank_with_feedback(x, score, [0], [0.0], cfg=FeedbackConfig(**knn, anomaly_power=0.0))
     half, _ = rank_with_feedback(x, score, [0], [0.0], cfg=FeedbackConfig(**knn, anomaly_power=0.5))
     spread = lambda r: r[521:540].max() / r[521:540].min()  # noqa: E731  (row 520 has anomaly rank 0)
