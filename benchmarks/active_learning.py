@@ -15,8 +15,9 @@ gz1_embeddings, cached under var/bench/), exactly what the labeling app's heads 
 Each run starts from 20 random labels and adds batches of 20 picked by the strategy
 (ml.active.query) after retraining the head; accuracy is measured on a random 20% that
 is never queried. Heads: logistic regression for every strategy (what the app trains in
-a fraction of a second), plus the MLP ensemble for random, margin, BALD and diverse (BALD
-needs an ensemble). Each head is compared with random sampling using the SAME head.
+a fraction of a second), plus the MLP ensemble (the app's default head) for random, margin
+and BALD (BALD needs an ensemble) on sim-sdss and GZ1. Each head is compared with random
+sampling using the SAME head.
 
 Headline: labels each strategy needs to reach random's accuracy at 500 labels (goal: at
 least 50% fewer; Walmsley et al. 2020 report 35-60%). Writes
@@ -38,7 +39,7 @@ from ml.active import labels_saved
 from ml.heads import HeadConfig
 
 LOGISTIC_STRATEGIES = ("random", "least_confidence", "margin", "entropy", "diverse", "coreset")
-MLP_STRATEGIES = ("random", "margin", "bald", "diverse")
+MLP_STRATEGIES = ("random", "margin", "bald")       # the ensemble costs ~20x a logistic fit per round
 QUICK_STRATEGIES = ("random", "margin", "entropy", "diverse")
 
 
@@ -58,7 +59,8 @@ SIM_CLASSES = ("elliptical", "spiral", "edge_on", "merger")   # the demo task's 
 TASK3 = ["elliptical", "spiral", "edge-on"]
 
 
-def load_dataset(name: str, features: str, quick: bool, n_sim: int) -> tuple[np.ndarray, np.ndarray, dict] | None:
+def load_dataset(name: str, features: str, quick: bool, n_sim: int,
+                 gz1_epochs: int | None = None) -> tuple[np.ndarray, np.ndarray, dict] | None:
     """(x (N, D), y (N,), description) or None when the data is absent.
 
     sim-sdss / sim-des: the simulated surveys with the demo task's 4 classes (mergers
@@ -77,9 +79,11 @@ def load_dataset(name: str, features: str, quick: bool, n_sim: int) -> tuple[np.
             say("gz1: ../shared/data/gz1_sdss is absent; skipped")
             return None
         y = gz1.task3
-        x = datasets.gz1_embeddings(quick=quick) if features == "ssl" else pixel_pca(gz1.images)
+        overrides = {"epochs": gz1_epochs} if gz1_epochs else {}
+        x = datasets.gz1_embeddings(quick=quick, **overrides) if features == "ssl" else pixel_pca(gz1.images)
+        recipe = datasets.recipe(datasets.GZ1_RECIPE, quick, **overrides)
         info = {"source": "Galaxy Zoo 1 SDSS cutouts (shared/data/gz1_sdss), GZ1 classes 0 / 1+2 / 3",
-                "classes": TASK3}
+                "classes": TASK3, "encoder_epochs": recipe.epochs if features == "ssl" else None}
     else:
         raise ValueError(f"unknown dataset {name!r}")
     keep = y >= 0
@@ -125,6 +129,9 @@ def main() -> None:
     ap.add_argument("--datasets", default="sim-sdss,sim-des,gz1")
     ap.add_argument("--features", default="ssl", choices=["ssl", "pca"])
     ap.add_argument("--heads", default=None, help="comma list of logistic, mlp_ensemble")
+    ap.add_argument("--gz1-epochs", type=int, default=None,
+                    help="epochs of the GZ1 encoder (default: the datasets recipe's; 4 reuses the quick one)")
+    ap.add_argument("--mlp-datasets", default="sim-sdss,gz1", help="datasets that also get the MLP-ensemble head")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--n-sim", type=int, default=None)
     ap.add_argument("--initial", type=int, default=20)
@@ -146,12 +153,14 @@ def main() -> None:
     t0 = time.perf_counter()
     results, rows = {}, []
     for ds in args.datasets.split(","):
-        loaded = load_dataset(ds, args.features, args.quick, n_sim)
+        loaded = load_dataset(ds, args.features, args.quick, n_sim, args.gz1_epochs)
         if loaded is None:
             continue
         x, y, info = loaded
         say(f"{ds}: N={info['n']}, D={info['d']}, classes {info['class_counts']} ({args.features})")
         for head in heads:
+            if head == "mlp_ensemble" and ds not in args.mlp_datasets.split(","):
+                continue
             strategies = QUICK_STRATEGIES if args.quick else (LOGISTIC_STRATEGIES if head == "logistic"
                                                               else MLP_STRATEGIES)
             cfg = HeadConfig(kind=head, threads=1)
@@ -180,6 +189,7 @@ def main() -> None:
             f"({100 * b['fraction_saved']:.0f}% fewer; goal 50%)")
     path = write_result(name, {
         "quick": args.quick, "features": args.features, "seeds": seeds, "n_sim": n_sim,
+        "gz1_encoder_epochs": args.gz1_epochs, "sim_recipe": dataclasses.asdict(datasets.SIM_RECIPE),
         "loop": {"initial": args.initial, "batch": args.batch, "budget": budget, "at_labels": at_labels,
                  "initial_strategy": "random", "eval_fraction": 0.2},
         "goal": "at least 50% fewer labels than random to reach random's accuracy at 500 labels",

@@ -234,13 +234,21 @@ def prediction_rows(task: Task, rnd: Round, galaxy_ids, preds: dict) -> list[tup
     return [(task.pk, rnd.pk, g, None, "[]", m, u) for g, m, u in zip(gids, mean, unc)]
 
 
+PREDICTION_COLUMNS = "task_id, round_id, galaxy_id, class_index, probabilities, value, uncertainty"
+
+
 def insert_predictions(rows: list[tuple]) -> None:
-    """Plain executemany: building 100,000 model instances for bulk_create took a minute
-    (measured); this takes seconds and the rows are the same."""
+    """COPY on PostgreSQL, executemany elsewhere. Building 100,000 model instances for
+    bulk_create took a minute (measured); executemany takes ~9 s on PostgreSQL and ~1 s on
+    SQLite, COPY ~2 s. The rows are the same either way."""
     table = Prediction._meta.db_table
-    sql = (f"INSERT INTO {table} (task_id, round_id, galaxy_id, class_index, probabilities, value, uncertainty) "
-           "VALUES (%s, %s, %s, %s, %s, %s, %s)")
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({PREDICTION_COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        sql = f"INSERT INTO {table} ({PREDICTION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
         for start in range(0, len(rows), PREDICTION_BATCH):
             cursor.executemany(sql, rows[start:start + PREDICTION_BATCH])
 
