@@ -75,3 +75,8 @@ def test_labels_table_keeps_the_whole_history(labelled, fmt):
 def test_unknown_format_is_refused(labelled):
     with pytest.raises(ValueError, match="format must be one of"):
         export.render_table(export.catalogue_table(labelled[0]), "xlsx")
+
+
+def test_class_columns_are_safe_and_unique():
+    assert export.class_columns(["edge-on", "edge on", "Edge-on!", "spiral"]) == [
+        "edge_on", "edge_on_2", "Edge_on", "spiral"]

@@ -34,6 +34,18 @@ def column_name(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "class"
 
 
+def class_columns(names: list[str]) -> list[str]:
+    """Column-safe class names, unique ('edge-on' and 'edge on' -> 'edge_on', 'edge_on_2')."""
+    out: list[str] = []
+    for name in names:
+        base = candidate = column_name(name)
+        k = 2
+        while candidate in out:
+            candidate, k = f"{base}_{k}", k + 1
+        out.append(candidate)
+    return out
+
+
 def _galaxy_info(galaxy_ids: np.ndarray) -> dict[str, np.ndarray]:
     info = {g: (slug, sid, ra, dec) for g, slug, sid, ra, dec in Galaxy.objects.filter(pk__in=galaxy_ids.tolist())
             .values_list("pk", "survey__slug", "source_id", "ra", "dec")}
@@ -71,9 +83,9 @@ def _add_consensus(table: Table, task: Task, gids: np.ndarray) -> None:
         lab = cons.label[idx] if len(cons) else np.zeros(len(gids), dtype=np.int64)
         table["consensus"] = np.array([names[i] if h else "" for i, h in zip(lab, has)], dtype=str)
         table["consensus_index"] = np.where(has, lab, -1)
-        for k, name in enumerate(names):
+        for k, col in enumerate(class_columns(names)):
             frac = cons.fractions[idx, k] if len(cons) else np.zeros(len(gids))
-            table[f"frac_{column_name(name)}"] = np.where(has, frac, np.nan)
+            table[f"frac_{col}"] = np.where(has, frac, np.nan)
         table["vote_entropy"] = np.where(has, cons.entropy[idx] if len(cons) else 0.0, np.nan)
     else:
         table["label_mean"] = np.where(has, cons.label[idx] if len(cons) else 0.0, np.nan)
@@ -97,8 +109,8 @@ def _add_predictions(table: Table, task: Task, gids: np.ndarray) -> None:
         pred = np.where(ok, np.nan_to_num(probs, nan=-1).argmax(1), -1)
         table["pred_class"] = np.array([names[p] if p >= 0 else "" for p in pred], dtype=str)
         table["pred_index"] = pred
-        for k, name in enumerate(names):
-            table[f"p_{column_name(name)}"] = probs[:, k]
+        for k, col in enumerate(class_columns(names)):
+            table[f"p_{col}"] = probs[:, k]
         unc = np.full(n, np.nan)
         if data is not None:
             unc[ok] = data["uncertainty"][idx[ok]]
