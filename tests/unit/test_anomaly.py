@@ -90,10 +90,10 @@ def test_combine_scores_is_rank_based():
     np.testing.assert_allclose(mean, (rank_normalise(a) + rank_normalise(b)) / 2)
     mx = combine_scores({"a": a, "b": b}, how="max")
     assert np.all(mx >= mean) and mx.min() >= 0 and mx.max() == 1.0
-    np.testing.assert_allclose(combine_scores({"a": a, "b": b}), mx)  # max is the default
+    np.testing.assert_allclose(combine_scores({"a": a, "b": b}), mean)  # mean is the default
     # a detector blind to an anomaly cannot bury it under "max", but halves it under "mean"
     blind = {"sees": np.r_[np.zeros(99), 1.0], "blind": np.r_[np.ones(99), 0.0]}
-    assert combine_scores(blind)[-1] == 1.0 and combine_scores(blind, "mean")[-1] == 0.5
+    assert combine_scores(blind, "max")[-1] == 1.0 and combine_scores(blind)[-1] == 0.5
     assert combine_scores({"a": a}).max() == 1.0 and combine_scores({"a": a}).min() == 0.0
     with pytest.raises(ValueError):
         combine_scores({"a": a}, how="median")

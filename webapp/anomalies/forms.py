@@ -21,7 +21,7 @@ class ScoreForm(forms.Form):
     methods = forms.MultipleChoiceField(
         choices=[(m, f"{m} — {METHOD_HELP[m]}") for m in METHODS], initial=list(AnomalyConfig().methods),
         widget=forms.CheckboxSelectMultiple, help_text="Each is rank-normalised, then combined.")
-    combine = forms.ChoiceField(choices=[("max", "max: anything any method puts at the top"),
-                                         ("mean", "mean: agreement between methods")],
+    combine = forms.ChoiceField(choices=[("mean", "mean: agreement between methods (best measured)"),
+                                         ("max", "max: anything any method puts at the top")],
                                 initial=AnomalyConfig().combine)
     name = forms.CharField(max_length=200, required=False)
