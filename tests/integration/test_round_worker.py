@@ -49,3 +49,29 @@ def test_round_runs_on_a_real_worker_and_a_failed_retrain_keeps_the_old_model(ce
     assert dict(Prediction.objects.filter(task=task).values_list("galaxy_id", "class_index")) == serving
     assert set(Prediction.objects.filter(task=task).values_list("round_id", flat=True)) == {first.pk}
     assert list(Round.objects.filter(task=task).values_list("number", "status")) == [(2, "failed"), (1, "ready")]
+
+
+def test_finetune_chain_runs_on_a_real_worker_and_switches_the_task(celery_worker_proc, labeler):
+    """label_finetune (gpu queue, CPU here) -> embed -> label_use_embeddings -> label_round."""
+    from tests.labeling.factories import make_encoder_task
+    from webapp.jobs.models import Job
+    from webapp.labeling.services import finetune
+
+    task, ids = make_encoder_task()
+    old_set = task.embedding_set_id
+    for i, g in enumerate(ids[:20]):
+        labels.record_label(task, g, labeler, "value", class_index=i % 4)
+    job = finetune.start_finetune(task, labeler, {"epochs": 1, "batch_size": 8})
+    chain = []
+    while job is not None:
+        done = wait_for_job(job.pk, proc=celery_worker_proc)
+        assert done.status == "succeeded", (done.kind, done.error)
+        chain.append(done.kind)
+        job = Job.objects.filter(parent=done).first()
+        if job is None and done.kind == "label_use_embeddings":
+            job = Job.objects.get(pk=done.result["round_job_id"])
+    assert chain == ["label_finetune", "embed", "label_use_embeddings", "label_round"]
+    task.refresh_from_db()
+    assert task.embedding_set_id != old_set and task.embedding_set.encoder.config["finetune"]["task_id"] == task.pk
+    rnd = store.serving_round(task)
+    assert rnd.number == 1 and Prediction.objects.filter(task=task, round=rnd).count() == 24

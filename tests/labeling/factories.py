@@ -50,3 +50,29 @@ def make_task(n: int = 40, name: str = "Morphology", surveys=None, embedding_set
     task = Task.objects.create(name=name, **defaults)
     task.surveys.set(surveys)
     return task
+
+
+def make_encoder_task(n: int = 24, name: str = "FT task", slug: str = "ft"):
+    """A task on a survey embedded by a real (tiny, untrained) encoder checkpoint: what the
+    fine-tuning chain needs. Returns (task, galaxy ids in image order)."""
+    from ml.augment import fit_preprocess
+    from ml.checkpoints import export_encoder
+    from ml.encoders import encoder_from_config, preset_config
+    from webapp.catalog.services.store_cache import read_images
+    from webapp.embeddings.services.encoders import abspath, checkpoint_relpath
+
+    survey = make_survey(name=f"{name} survey", slug=slug, n=n, size=16)
+    images = read_images(survey.store_abspath, list(range(n)))
+    pre = fit_preprocess(images, "flux", ["g", "r", "i"], image_size=32, crop_fraction=1.0)
+    model = encoder_from_config(preset_config("small", image_size=32, width=8), seed=0)
+    enc = Encoder.objects.create(name="tiny", method="simclr", status="ready", config={"train": {"preset": "small"}})
+    enc.surveys.set([survey])
+    enc.checkpoint_path = checkpoint_relpath(enc)
+    abspath(enc.checkpoint_path).parent.mkdir(parents=True, exist_ok=True)
+    export_encoder(model, pre, abspath(enc.checkpoint_path))
+    enc.save()
+    es = EmbeddingSet.objects.create(encoder=enc, name="tiny set")
+    es.surveys.set([survey])
+    ids = list(Galaxy.objects.filter(survey=survey).order_by("image_index").values_list("pk", flat=True))
+    write_embedding_set(es, np.asarray(ids), class_vectors(n))
+    return make_task(name=name, surveys=[survey], embedding_set=es), ids

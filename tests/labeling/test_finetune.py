@@ -58,31 +58,8 @@ def test_finetuning_refuses_mismatched_inputs():
 # ---------------------------------------------------------------- the job chain in the web app
 @pytest.fixture
 def encoder_task(db):
-    """A task whose embedding set comes from a real (tiny, untrained) encoder checkpoint."""
-    from django.conf import settings  # noqa: F401  (DATA_DIR is the test's tmp dir)
-    from ml.checkpoints import export_encoder
-    from tests.catalog.factories import make_survey
-    from tests.labeling.factories import class_vectors, make_task
-    from webapp.catalog.models import Galaxy
-    from webapp.catalog.services.store_cache import read_images
-    from webapp.embeddings.models import EmbeddingSet, Encoder
-    from webapp.embeddings.services.encoders import abspath, checkpoint_relpath
-    from webapp.embeddings.services.vectors import write_embedding_set
-
-    survey = make_survey(name="FT", slug="ft", n=24, size=16)
-    images = read_images(survey.store_abspath, list(range(24)))
-    pre = fit_preprocess(images, "flux", ["g", "r", "i"], image_size=32, crop_fraction=1.0)
-    model = encoder_from_config(preset_config("small", image_size=32, width=8), seed=0)
-    enc = Encoder.objects.create(name="tiny", method="simclr", status="ready", config={"train": {"preset": "small"}})
-    enc.checkpoint_path = checkpoint_relpath(enc)
-    abspath(enc.checkpoint_path).parent.mkdir(parents=True)
-    export_encoder(model, pre, abspath(enc.checkpoint_path))
-    enc.save()
-    es = EmbeddingSet.objects.create(encoder=enc, name="tiny set")
-    es.surveys.set([survey])
-    ids = list(Galaxy.objects.filter(survey=survey).order_by("image_index").values_list("pk", flat=True))
-    write_embedding_set(es, np.asarray(ids), class_vectors(24))
-    return make_task(name="FT task", surveys=[survey], embedding_set=es), ids
+    from tests.labeling.factories import make_encoder_task
+    return make_encoder_task()
 
 
 @pytest.mark.slow
