@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 import datasets
 from common import print_table, write_result
@@ -133,6 +134,7 @@ def main() -> None:
     ap.add_argument("--name", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    threadpool_limits(1)          # BLAS threads contend on the shared machine (6x slower logistic fits)
     n = args.n or (2000 if args.quick else 5000)
     seeds = args.seeds or (2 if args.quick else 5)
     adapters = {k: ADAPTERS[k] for k in (QUICK_ADAPTERS if args.quick else ADAPTERS)}
