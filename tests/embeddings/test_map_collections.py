@@ -42,6 +42,8 @@ def test_add_to_named_collection_creates_then_adds_idempotently(role_clients, id
     ({"name": "A", "galaxy_ids": "1,2"}, None),
     ({"name": "A", "galaxy_ids": ["a"]}, "galaxy_ids must be integers"),
     ({"name": "A", "galaxy_ids": [10**9, 10**9 + 1]}, "unknown galaxy id(s): 1000000000, 1000000001"),
+    ({"name": "A", "galaxy_ids": [10**25]}, "positive 64-bit integers"),
+    ({"name": "A", "galaxy_ids": [-3]}, "positive 64-bit integers"),
 ])
 def test_bad_collection_requests_are_400_and_change_nothing(role_clients, ids, body, message):
     if body["galaxy_ids"] == "1,2":

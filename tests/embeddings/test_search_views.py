@@ -76,6 +76,7 @@ def test_search_page_by_galaxy_source_and_ids(viewer, es):
     ("ra=10&dec=-91", 400, "Dec -91 is out of range"),
     ("ra=ten&dec=2", 400, "cannot read RA"),
     ("ids=1,x", 400, "ids must be comma-separated"),
+    ("ids=99999999999999999999999", 400, "positive 64-bit integers"),
     ("k=0&ids=1", 400, "k must be between"),
 ])
 def test_search_page_bad_input(viewer, es, query, status, message):
@@ -107,6 +108,11 @@ def test_api_sky_finds_nearest_catalogue_object(viewer, es):
     assert viewer.get("/api/search/sky?ra=-1&dec=0").status_code == 400
     hms = viewer.get("/api/search/sky?ra=10:00:02.4&dec=%2B01:59:24&max_sep=5").json()
     assert hms["match"]["source_id"] == "OBJ00001"  # RA 150.01, Dec 1.99
+
+
+def test_api_galaxies_refuses_out_of_range_ids(viewer, es):
+    r = viewer.get("/api/search/galaxies?ids=99999999999999999999999")
+    assert r.status_code == 400 and "positive 64-bit" in r.json()["error"]
 
 
 def test_api_similar(viewer, es):

@@ -40,6 +40,8 @@ def parse_ids(text: str | None) -> list[int]:
         raise search.SearchError("ids must be comma-separated galaxy ids, e.g. 12,40,41") from None
     if len(ids) > MAX_IDS:
         raise search.SearchError(f"at most {MAX_IDS} galaxies, got {len(ids)}")
+    if any(not 0 < g < 2**63 for g in ids):  # database integers are 64-bit
+        raise search.SearchError("galaxy ids are positive 64-bit integers")
     return list(dict.fromkeys(ids))
 
 

@@ -39,6 +39,8 @@ def clean_ids(galaxy_ids) -> list[int]:
         raise CollectionError("galaxy_ids must be integers") from None
     if not ids:
         raise CollectionError("select at least one galaxy")
+    if any(not 0 < g < 2**63 for g in ids):  # database integers are 64-bit
+        raise CollectionError("galaxy ids are positive 64-bit integers")
     if len(ids) > MAX_BATCH:
         raise CollectionError(f"at most {MAX_BATCH:,} galaxies per request, got {len(ids):,}")
     found = set(Galaxy.objects.filter(pk__in=ids).values_list("pk", flat=True))
