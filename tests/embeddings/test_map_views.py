@@ -207,3 +207,10 @@ def test_top_navigation_marks_the_map_area(role_clients, url):
     r = role_clients["viewer"].get(url)
     active = [item["label"] for item in r.context["nav_items"] if item["active"]]
     assert active == ["Map"]
+
+
+@pytest.mark.parametrize("query", ["collection=abc", "collection=99999999999999999999999", "focus=x", "view=moon",
+                                   "backend=vulkan"])
+def test_odd_page_parameters_are_ignored(role_clients, lm, query):
+    r = role_clients["viewer"].get(f"/maps/{lm.pk}/?{query}")
+    assert r.status_code == 200 and r.context["meta"]["collection_ids"] == [] and r.context["meta"]["focus"] is None

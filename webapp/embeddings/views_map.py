@@ -88,10 +88,11 @@ def map_meta(request, lm: LatentMap) -> dict:
         ra, dec = sky.ra[sky.rows], sky.dec[sky.rows]
         sky_bounds = [float(ra.min()), float(dec.min()), float(ra.max()), float(dec.max())]
     menu = map_data.layer_menu(es)
-    focus = request.GET.get("focus")
+    focus = _id_param(request.GET.get("focus"))
     collection_ids: list[int] = []
-    if request.GET.get("collection"):
-        c = Collection.objects.filter(pk=request.GET["collection"], owner=request.user).first()
+    collection_id = _id_param(request.GET.get("collection"))
+    if collection_id:
+        c = Collection.objects.filter(pk=collection_id, owner=request.user).first()
         if c is not None:
             collection_ids = list(c.galaxies.values_list("id", flat=True)[:map_data.MAX_LIMIT])
     return {
@@ -99,7 +100,7 @@ def map_meta(request, lm: LatentMap) -> dict:
         "bounds": map_data.map_bounds(lm), "sky_bounds": sky_bounds,
         "budget": map_data.POINT_BUDGET, "view_limit": map_data.VIEW_LIMIT, "dense": lm.n > map_data.POINT_BUDGET,
         "layers": menu, "default_layer": default_layer(es, menu),
-        "focus": int(focus) if focus and focus.isdigit() else None, "collection_ids": collection_ids,
+        "focus": focus, "collection_ids": collection_ids,
         "can_label": has_role(request.user, "labeler"),
         "palettes": {"numeric": list(Viridis256), "categorical": CATEGORICAL, "missing": plots_map.MISSING},
         "urls": {"points": reverse("embeddings:map_api_points", args=[lm.pk]),
@@ -112,6 +113,11 @@ def map_meta(request, lm: LatentMap) -> dict:
                  "search": reverse("embeddings:search_home"),
                  "tasks": "/api/tasks/"},
     }
+
+
+def _id_param(value) -> int | None:
+    """A database id from a query parameter, or None for anything else (ignored, not an error)."""
+    return int(value) if value and str(value).isdigit() and 0 < int(value) < 2**63 else None
 
 
 def default_layer(es, menu: list[dict]) -> str:

@@ -90,7 +90,8 @@ def _k(request, default=DEFAULT_K) -> int:
 
 def _with_map_coords(es, cards, map_id) -> list[dict]:
     """Add x, y of the set's map (given id, else latest) so the map can highlight results."""
-    lm = es.maps.filter(pk=map_id, status=ArtifactStatus.READY).first() if str(map_id).isdigit() else latest_map(es)
+    given = str(map_id).isdigit() and int(map_id) < 2**63
+    lm = es.maps.filter(pk=int(map_id), status=ArtifactStatus.READY).first() if given else latest_map(es)
     if lm is None:
         return cards
     coords = load_coords(lm)
