@@ -98,13 +98,13 @@ def plan_demo(n: int = 5000, seed: int = 0, epochs: int = 12, include_real: bool
     real_set = _ready_set(REAL_ENCODER, [REAL_SLUG]) if real else None
     if not sim_ready:
         return demo_steps(n, seed, epochs, include_real) if not _busy("simulate_surveys") else [], notes
-    notes.append(f"simulated surveys present ({n} galaxies each)")
+    notes.append(f"already built: simulated surveys ({n} galaxies each)")
     if sim_set is None:
         if not _busy("train_encoder", "embed"):
             steps.append(train_and_embed(DEMO_ENCODER, ["sim-sdss"], SIM_SLUGS, epochs, seed,
                                          "Train demo encoder (SimCLR, small)", with_demo_task=True))
     else:
-        notes.append(f"demo embedding set #{sim_set.pk} present")
+        notes.append(f"already built: demo embedding set #{sim_set.pk}")
         steps += _missing_after_embed(sim_set, with_demo_task=True, notes=notes)
     if real:
         if REAL_SLUG not in ready and not _busy("ingest"):
@@ -147,7 +147,7 @@ def _missing_after_embed(es, with_demo_task: bool, notes: list[str]) -> list[dic
         spec = {**spec, "params": {"embedding_set_id": es.pk}}
         steps.append(spec)
     if all(have.values()):
-        notes.append(f"embedding set #{es.pk}: map, index, scores{' and task' if with_demo_task else ''} present")
+        notes.append(f"already built: map, index, scores{' and task' if with_demo_task else ''} of embedding set #{es.pk}")
     return steps
 
 

@@ -29,7 +29,7 @@ class Command(BaseCommand):
         else:
             steps, notes = plan_demo(n=n, seed=seed, epochs=epochs, include_real=not no_real)
         for note in notes:
-            self.stdout.write(f"  already done: {note}")
+            self.stdout.write(f"  • {note}")
         with transaction.atomic():
             roots = launch(steps, user=user)
         unfinished = list(Job.objects.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
