@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ml import vocab  # noqa: E402
+from ml.augment import AugmentConfig  # noqa: E402
 from ml.train import TrainConfig  # noqa: E402
 
 CACHE = ROOT / "var" / "bench"
@@ -42,8 +43,9 @@ GZ1_CROP = 0.4  # the galaxy fills about the central 40% of a 423 px GZ1 JPEG (a
 
 # Training recipes of the SSL embeddings the benchmarks use (see benchmarks/embed_quality.py
 # for how they compare with baselines). quick=True: a few epochs for `make benchmarks`.
-GZ1_RECIPE = TrainConfig(method="simclr", preset="small", image_size=64, crop_fraction=1.0, epochs=40,
-                         batch_size=256, temperature=0.2, seed=0)
+GZ1_RECIPE = TrainConfig(method="simclr", preset="small", image_size=32, crop_fraction=1.0, epochs=30,
+                         batch_size=256, temperature=0.2, seed=0,
+                         augment={**asdict(AugmentConfig()), "flux_scale_sigma": 0.03, "reddening_max_ebv": 0.02})
 SIM_RECIPE = TrainConfig(method="simclr", preset="small", image_size=32, crop_fraction=0.75, epochs=30,
                          batch_size=256, temperature=0.2, seed=0)
 QUICK_EPOCHS = 4
