@@ -24,12 +24,16 @@ DEMO_ENCODER = "demo-small"
 REAL_ENCODER = "demo-sdss-real"
 
 
-def after_embed_steps(with_demo_task: bool) -> list[dict]:
-    """What every fresh embedding set gets: a map, a search index, anomaly scores (+ the demo task)."""
+def after_embed_steps(with_demo_task: bool, after_scores: list[dict] | None = None) -> list[dict]:
+    """What every fresh embedding set gets: a map, a search index, anomaly scores (+ the demo task).
+    ``after_scores`` start once the scores are done, i.e. after the quick steps of this set."""
     ref = {"embedding_set_id": "$parent.embedding_set_id"}
+    scores = {"kind": "anomaly_scores", "title": "Anomaly scores", "params": dict(ref)}
+    if after_scores:
+        scores["then"] = list(after_scores)
     steps = [{"kind": "umap", "title": "UMAP map", "params": dict(ref)},
              {"kind": "build_index", "title": "Search index", "params": dict(ref)},
-             {"kind": "anomaly_scores", "title": "Anomaly scores", "params": dict(ref)}]
+             scores]
     if with_demo_task:
         steps.append({"kind": "demo_task", "title": "Demo labeling task", "params": dict(ref)})
     return steps
@@ -39,7 +43,7 @@ def train_and_embed(encoder_name: str, train_slugs, embed_slugs, epochs: int, se
                     with_demo_task: bool = False, then_after: list[dict] | None = None) -> dict:
     embed = {"kind": "embed", "title": f"Embed {', '.join(embed_slugs)}",
              "params": {"encoder_id": "$parent.encoder_id", "surveys": list(embed_slugs)},
-             "then": after_embed_steps(with_demo_task) + list(then_after or [])}
+             "then": after_embed_steps(with_demo_task, then_after)}
     return {"kind": "train_encoder", "title": title,
             "params": {"surveys": list(train_slugs), "preset": "small", "method": "simclr", "epochs": epochs,
                        "name": encoder_name, "seed": seed},
