@@ -164,10 +164,11 @@ def select_cold_start(x, probs, candidates, batch_size, rng) -> Picks:
     k = min(batch_size, len(candidates), len(fit_rows))
     km = KMeans(k, n_init=1, random_state=int(rng.integers(2**31))).fit(x[fit_rows])
     share = np.bincount(km.labels_, minlength=k) / len(fit_rows)
+    dist = _sq_dist(x[candidates], km.cluster_centers_)           # (n, k), one pass over the rows
     taken = np.zeros(len(candidates), dtype=bool)
     picks, reasons = [], []
     for c in np.argsort(-share):                                  # big clusters first
-        d = _sq_dist(km.cluster_centers_[c:c + 1], x[candidates])[0]
+        d = dist[:, c].copy()
         d[taken] = np.inf
         j = int(np.argmin(d))
         taken[j] = True
