@@ -57,11 +57,12 @@ def add_to_collection(user, galaxy_ids, name: str | None = None, collection: Col
 
     Returns (collection, number newly added, created?).
     """
+    if collection is None:
+        name = clean_name(name)
     ids = clean_ids(galaxy_ids)
     with transaction.atomic():
         created = False
         if collection is None:
-            name = clean_name(name)
             try:
                 with transaction.atomic():
                     collection, created = Collection.objects.get_or_create(owner=user, name=name)
