@@ -112,3 +112,24 @@ def test_unknown_option_and_missing_set_fail_with_clear_message():
     assert services.execute_job(job.pk, "w") == "failed"
     assert "does not exist" in Job.objects.get(pk=job.pk).message
     assert not LatentMap.objects.exists()
+
+
+def test_cancelling_the_map_job_stops_its_chunks():
+    es = make_embedding_set(n=90)
+    cfg = {**FAST, "sample_threshold": 40, "sample_size": 40, "chunk_size": 30}
+    job = services.create_job("umap", {"embedding_set_id": es.pk, "config": cfg}, dispatch=False)
+    from webapp.jobs import registry
+    real = maps.run_umap_chunk_job
+
+    def cancel_during_first_chunk(chunk_job, progress):
+        services.request_cancel(Job.objects.get(pk=job.pk))  # a user presses Cancel meanwhile
+        return real(chunk_job, progress)
+    original = registry.JOB_KINDS["umap_chunk"]
+    registry.JOB_KINDS["umap_chunk"] = registry.JobKind(f"{__name__}._cancelling", "cpu", "chunk")
+    globals()["_cancelling"] = cancel_during_first_chunk
+    try:
+        assert services.execute_job(job.pk, "w") == "cancelled"
+    finally:
+        registry.JOB_KINDS["umap_chunk"] = original
+    assert sorted(Job.objects.filter(parent=job).values_list("status", flat=True)) == ["cancelled"] * 3
+    assert LatentMap.objects.get(job=job).status == "failed"

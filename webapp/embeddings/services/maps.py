@@ -194,6 +194,8 @@ def _run_and_wait(job, children, progress) -> None:
     ids = [c.pk for c in children]
     try:
         while True:
+            if hasattr(progress, "check_cancelled"):
+                progress.check_cancelled()  # the map job's own Cancel wins over its chunks' outcome
             rows = list(Job.objects.filter(pk__in=ids).order_by("id"))
             bad = [j for j in rows if j.status in (Job.Status.FAILED, Job.Status.CANCELLED)]
             if bad:
@@ -245,8 +247,18 @@ def run_umap_chunk_job(job, progress) -> dict:
         b = min(stop, a + step)
         coords[a - start:b - start] = transform_chunk(fitted, vectors[a:b])
         progress(b - start, stop - start, f"placed rows {a:,}-{b:,}")
+        _stop_if_map_job_cancelled(job)
     save_array_atomic(out, coords)
     return {"latent_map_id": lm.pk, "rows": stop - start, "reused": False}
+
+
+def _stop_if_map_job_cancelled(job) -> None:
+    """A chunk stops with its map job: cancelling the map must not leave workers busy on it."""
+    from webapp.jobs.models import Job
+    from webapp.jobs.services import JobCancelled
+
+    if job.parent_id and Job.objects.filter(pk=job.parent_id, cancel_requested=True).exists():
+        raise JobCancelled("the map job was cancelled")
 
 
 def latest_map(es: EmbeddingSet) -> LatentMap | None:
