@@ -174,3 +174,21 @@ def test_gz1_labels_map_to_three_classes_and_skip_artifacts():
     y, classes = evaluation.labels_for(survey, "gz1", np.arange(8))
     assert classes == ["elliptical", "spiral", "edge_on"]
     assert y.tolist() == [0, 1, 1, 2, -1, -1, 0, 2]
+
+
+def test_rgb_jpeg_survey_trains_embeds_and_evaluates_on_galaxy_zoo_classes():
+    make_survey(name="SDSS GZ1", slug="sdss-gz1", n=40, image_kind="rgb", bands=("R", "G", "B"),
+                metadata=lambda i: {"gz1_class": [0, 1, 2, 3, 0][i % 5]})
+    train = run("train_encoder", train_params(["sdss-gz1"], epochs=1))
+    assert train.status == "succeeded", train.error
+    encoder = Encoder.objects.get(pk=train.result["encoder_id"])
+    assert encoder.config["preprocess"]["image_kind"] == "rgb" and encoder.config["preprocess"]["bands"] == ["R", "G", "B"]
+    (child,) = Job.objects.filter(parent_id=train.pk)
+    services.execute_job(child.pk, "w")
+    report = Encoder.objects.get(pk=encoder.pk).metrics["evaluation"]["sdss-gz1"]
+    assert report["label"] == "gz1" and report["class_counts"] == {"elliptical": 16, "spiral": 16, "edge_on": 8}
+    embed = run("embed", {"encoder_id": encoder.pk, "surveys": ["sdss-gz1"]})
+    assert embed.status == "succeeded" and embed.result["n"] == 40
+    flux = make_survey(name="flux", slug="flux-survey")
+    refused = run("embed", {"encoder_id": encoder.pk, "surveys": [flux.slug]})
+    assert refused.status == "failed" and "trained on rgb images" in refused.message
