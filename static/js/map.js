@@ -42,6 +42,42 @@
     return { arrays, count, total: +res.headers.get("X-Total") };
   }
 
+  // ------------------------------------------------------------------ embedding, backend
+  // Bokeh's WebGL is about half as fast as its canvas where the browser's GL is software
+  // (SwiftShader, llvmpipe: GPU-less or headless machines), so there the item is switched to
+  // canvas before it is embedded; ?backend=webgl or ?backend=canvas decides explicitly.
+  function chooseBackend() {
+    const asked = new URLSearchParams(location.search).get("backend");
+    if (asked === "webgl" || asked === "canvas") return asked;
+    try {
+      const gl = document.createElement("canvas").getContext("webgl");
+      if (!gl) return "canvas";
+      const info = gl.getExtension("WEBGL_debug_renderer_info");
+      const renderer = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+      return /swiftshader|llvmpipe|software|basic render/i.test(renderer) ? "canvas" : "webgl";
+    } catch (e) { return "webgl"; }
+  }
+
+  function setBackend(node, backend) {  // every figure in the serialised document
+    if (Array.isArray(node)) { node.forEach(n => setBackend(n, backend)); return; }
+    if (!node || typeof node !== "object") return;
+    if ("output_backend" in node) node.output_backend = backend;
+    Object.values(node).forEach(v => setBackend(v, backend));
+  }
+
+  async function embed() {
+    const item = JSON.parse($("map-item").textContent);
+    M.backend = chooseBackend();
+    if (M.backend === "canvas") {
+      setBackend(item.doc, "canvas");
+      const q = new URLSearchParams(location.search);
+      q.set("backend", "webgl");
+      $("backend-tag").href = "?" + q;
+      $("backend-tag").hidden = false;
+    }
+    await Bokeh.embed.embed_item(item, "map-root");
+  }
+
   // ------------------------------------------------------------------ bokeh models
   function models() {
     const doc = window.Bokeh && Bokeh.documents && Bokeh.documents[0];
@@ -49,7 +85,7 @@
     const get = name => doc.get_model_by_name(name);
     M.doc = doc; M.src = get("points"); M.mapper = get("mapper"); M.fig = get("map"); M.sky = get("sky");
     M.overlay = get("map_overlay"); M.skyOverlay = get("sky_overlay"); M.highlight = get("highlight");
-    M.colorbar = get("colorbar"); M.scatter = get("map_points");
+    M.colorbar = get("colorbar"); M.scatter = get("map_points"); M.skyScatter = get("sky_points");
     return !!(M.src && M.fig && M.mapper);
   }
 
@@ -194,9 +230,10 @@
   // Smaller, fainter points when many are drawn or when they sit over a density image/mosaic.
   function styleScatter(mode, count) {
     const n = count ?? (M.src.data.x ? M.src.data.x.length : 0);
-    const glyph = M.scatter.glyph;
-    glyph.size = n > 60000 ? 2.5 : n > 15000 ? 3.5 : 5;
-    glyph.fill_alpha = mode === "mosaic" ? 0.25 : mode === "density" ? 0.35 : (n > 60000 ? 0.6 : 0.85);
+    const size = n > 60000 ? 2.5 : n > 15000 ? 3.5 : 5;
+    M.scatter.glyph.size = size;
+    M.scatter.glyph.fill_alpha = mode === "mosaic" ? 0.25 : mode === "density" ? 0.35 : (n > 60000 ? 0.6 : 0.85);
+    if (M.skyScatter) { M.skyScatter.glyph.size = size; M.skyScatter.glyph.fill_alpha = n > 60000 ? 0.6 : 0.85; }
   }
 
   // A mosaic grid is square-celled, so it covers a slightly larger box than the view:
@@ -256,7 +293,8 @@
     page.dataset.view = view;
     page.className = "map-page view-" + view;
     document.querySelectorAll("[data-view-button]").forEach(b => b.classList.toggle("on", b.dataset.viewButton === view));
-    window.dispatchEvent(new Event("resize"));  // bokeh re-measures its containers
+    M.fig.visible = view !== "sky";
+    if (M.sky) M.sky.visible = view !== "map";
     requestAnimationFrame(() => requestAnimationFrame(resetView));  // the frame changed shape: fit again
     if (view !== "map") { ensureSky().catch(showError); updateSkyOverlay(); }
   }
@@ -345,7 +383,8 @@
 
   // ------------------------------------------------------------------ start
   async function start() {
-    if (!models()) return setTimeout(start, 30);
+    await embed();
+    while (!models()) await new Promise(r => setTimeout(r, 20));
     performance.mark("map:bokeh-ready");
     document.addEventListener("keydown", onKey);
     $("colour-select").addEventListener("change", ev => setLayer(ev.target.value).catch(showError));

@@ -1,15 +1,18 @@
 """Bokeh figures of the map page: the latent map and the sky view, sharing one data source.
 
-The figures are built empty; static/js/map.js fills the shared ColumnDataSource ("points")
-with typed arrays from the binary points endpoint, swaps colour layers on the shared
-LinearColorMapper ("mapper") and puts density images and mosaics into the "overlay"
-sources.  Because both scatters draw from the same source, a box or lasso selection in
-either figure selects the same galaxies in the other (linked brushing).  WebGL draws the
-points; bokeh falls back to canvas where WebGL is unavailable.
+The figures are built empty and shipped as one bokeh json_item (a row: map, sky); static/
+js/map.js embeds it, fills the shared ColumnDataSource ("points") with typed arrays from the
+binary points endpoint, swaps colour layers on the shared LinearColorMapper ("mapper") and
+puts density images and mosaics into the "overlay" sources.  Because both scatters draw
+from the same source, a box or lasso selection in either figure selects the same galaxies
+in the other (linked brushing).  The figures are built for WebGL; map.js switches the item
+to bokeh's canvas renderer before embedding it in browsers whose WebGL is software-only
+(about twice as fast there) or when the URL says ?backend=canvas.
 """
 from __future__ import annotations
 
-from bokeh.embed import components
+from bokeh.embed import json_item
+from bokeh.layouts import row
 from bokeh.models import (BoxSelectTool, ColorBar, ColumnDataSource, CustomJS, HoverTool, LassoSelectTool,
                           LinearColorMapper, PanTool, Range1d, ResetTool, WheelZoomTool)
 from bokeh.palettes import Viridis256
@@ -66,17 +69,14 @@ def _scatter(fig, source, x, y, mapper, name):
                        nonselection_fill_alpha=0.12)
 
 
-def map_figures(bounds: list[float], sky_bounds: list[float] | None, backend: str = "webgl") -> dict:
-    """{"script", "map_div", "sky_div"} for the page (sky_div empty when no positions).
-
-    backend "webgl" (default) or "canvas": the escape hatch for browsers whose WebGL is
-    software-emulated or broken."""
-    points = ColumnDataSource(name="points", data={k: [] for k in ("x", "y", "ra", "dec", "id", "row", "c")})
+def map_figures(bounds: list[float], sky_bounds: list[float] | None) -> dict:
+    """The page's bokeh json_item: a row of the latent map and (when positions exist) the sky."""
+    points = ColumnDataSource(name="points", data={k: [] for k in ("x", "y", "ra", "dec", "id", "c")})
     mapper = LinearColorMapper(name="mapper", palette=Viridis256, low=0, high=1, nan_color=MISSING)
     xmin, ymin, xmax, ymax = bounds
     pad_x, pad_y = (xmax - xmin) * 0.04 or 1.0, (ymax - ymin) * 0.04 or 1.0
     tools, pan, wheel, _ = _tools("map")
-    latent = figure(name="map", output_backend=backend, tools=tools, active_drag=pan, active_scroll=wheel,
+    latent = figure(name="map", output_backend="webgl", tools=tools, active_drag=pan, active_scroll=wheel,
                     match_aspect=True, sizing_mode="stretch_both", toolbar_location="above",
                     x_range=Range1d(xmin - pad_x, xmax + pad_x, name="map_x"),
                     y_range=Range1d(ymin - pad_y, ymax + pad_y, name="map_y"))
@@ -95,21 +95,19 @@ def map_figures(bounds: list[float], sky_bounds: list[float] | None, backend: st
     latent.js_on_event("rangesupdate", _hook("onRanges", "'map'"))
     latent.js_on_event("tap", _hook("onTap", "cb_obj, 'map'"))
     points.selected.js_on_change("indices", _hook("onSelect"))
-    figs, divs = [latent], {"map_div": None, "sky_div": ""}
+    children = [latent]
     if sky_bounds:
-        figs.append(_sky_figure(points, mapper, sky_bounds, backend))
-    script, rendered = components(figs)
-    divs["map_div"] = rendered[0]
-    if sky_bounds:
-        divs["sky_div"] = rendered[1]
-    return {"script": script, **divs}
+        sky = _sky_figure(points, mapper, sky_bounds)
+        sky.visible = False  # map.js shows it for the "both" and "sky" views
+        children.append(sky)
+    return json_item(row(children, sizing_mode="stretch_both", name="map_row"))
 
 
-def _sky_figure(points, mapper, sky_bounds, backend):
+def _sky_figure(points, mapper, sky_bounds):
     ra0, dec0, ra1, dec1 = sky_bounds
     pad = max(ra1 - ra0, dec1 - dec0) * 0.04 or 0.5
     tools, pan, wheel, _ = _tools("sky")
-    sky = figure(name="sky", output_backend=backend, tools=tools, active_drag=pan, active_scroll=wheel,
+    sky = figure(name="sky", output_backend="webgl", tools=tools, active_drag=pan, active_scroll=wheel,
                  sizing_mode="stretch_both", toolbar_location="above", x_axis_label="RA (deg, ICRS)",
                  y_axis_label="Dec (deg)",
                  x_range=Range1d(ra1 + pad, ra0 - pad, name="sky_x"),  # RA increases to the east (left)

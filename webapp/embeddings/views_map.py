@@ -64,14 +64,12 @@ def map_detail(request, map_id, view=None):
     if view not in ("map", "sky", "both"):
         view = "map"
     meta = map_meta(request, lm)
-    backend = "canvas" if request.GET.get("backend") == "canvas" else "webgl"
-    figures = plots_map.map_figures(meta["bounds"], meta["sky_bounds"], backend)
     if not meta["sky_bounds"]:
         view = "map"
     from bokeh import __version__ as bokeh_version
     return render(request, "embeddings/map.html", {
-        "bokeh_version": bokeh_version, "backend": backend, "lm": lm, "es": lm.embedding_set, "meta": meta,
-        "figures": figures, "view": view,
+        "bokeh_version": bokeh_version, "lm": lm, "es": lm.embedding_set, "meta": meta,
+        "bokeh_item": plots_map.map_figures(meta["bounds"], meta["sky_bounds"]), "view": view,
         "other_maps": lm.embedding_set.maps.filter(status=ArtifactStatus.READY).exclude(pk=lm.pk)[:10]})
 
 
