@@ -3,6 +3,7 @@
     python benchmarks/anomaly.py                    # simulated survey (N=5000) + real SDSS GZ1, SSL and PCA features
     python benchmarks/anomaly.py --quick            # N=2000, 1 seed, 4-epoch encoders (for `make benchmarks`)
     python benchmarks/anomaly.py --features pca     # stand-in features only (no encoder training)
+    python benchmarks/anomaly.py --ssl-quick gz1    # the figures reported: 4-epoch GZ1 encoder
 
 For each dataset and feature space: how many interesting objects appear among the first
 50 / 100 / 200 reviewed, ranking by each raw score alone (iforest, kNN distance, LOF, GMM,
@@ -82,7 +83,7 @@ def load_cases(args) -> list[Case]:
         interesting, artifact = sim_truth(sim)
         survey = "sdss_like"
         if "ssl" in args.features:
-            vectors = datasets.sim_embeddings(n=args.n_sim, seed=0, quick=args.quick or args.ssl_quick)[survey]
+            vectors = datasets.sim_embeddings(n=args.n_sim, seed=0, quick=args.quick or "sim" in args.ssl_quick)[survey]
             cases.append(Case(f"sim {survey} / ssl", vectors, interesting, artifact))
         if "pca" in args.features:
             cases.append(Case(f"sim {survey} / pca", pca_features(sim.images[survey], "flux"), interesting, artifact))
@@ -93,7 +94,7 @@ def load_cases(args) -> list[Case]:
         else:
             interesting, artifact = gz1.classes == vocab.GZ1_MERGER, gz1.classes == vocab.GZ1_ARTIFACT
             if "ssl" in args.features:
-                quick = args.quick or args.ssl_quick
+                quick = args.quick or "gz1" in args.ssl_quick
                 cases.append(Case(f"gz1 sdss / ssl{' (4-epoch)' if quick else ''}",
                                   datasets.gz1_embeddings(quick=quick), interesting, artifact))
             if "pca" in args.features:
@@ -180,20 +181,43 @@ def mean_rows(rows: list[dict]) -> list[dict]:
             for (case, ranking), rs in grouped.items()]
 
 
+APP_DEFAULT = f"combined-{AnomalyConfig().combine} + feedback default"  # what the web app does
+
+
 def verdicts(table: list[dict]) -> list[dict]:
-    """Per case: the best raw score, the best feedback ranking, and their ratio at 100."""
+    """Per case: the best raw score (picked with hindsight, which flatters raw), the web app's
+    default feedback ranking, the best feedback variant, the ratios at 100 and the ceiling."""
     out = []
     for case in dict.fromkeys(r["case"] for r in table):
         rows = [r for r in table if r["case"] == case]
         raw = max((r for r in rows if r["ranking"].startswith("raw ")), key=lambda r: r["int@100"])
+        app = next((r for r in rows if r["ranking"] == APP_DEFAULT), None)
+        best = max((r for r in rows if "feedback" in r["ranking"]), key=lambda r: r["int@100"])
         ceiling = next((r["int@100"] for r in rows if r["ranking"].startswith("supervised")), None)
-        default = [r for r in rows if r["ranking"].endswith("feedback default")]
-        fb = max(default or [r for r in rows if "feedback" in r["ranking"]], key=lambda r: r["int@100"])
-        ratio = fb["int@100"] / raw["int@100"] if raw["int@100"] else float("inf")
+        ratio = (lambda r: round(r["int@100"] / raw["int@100"], 2) if r and raw["int@100"] else None)
         out.append({"case": case, "best raw": raw["ranking"][4:], "raw int@100": raw["int@100"],
-                    "feedback": fb["ranking"], "feedback int@100": fb["int@100"], "ratio": round(ratio, 2),
-                    "goal 2x": "met" if ratio >= 2 else "not met", "ceiling int@100": ceiling})
+                    "app feedback int@100": app["int@100"] if app else None, "app ratio": ratio(app),
+                    "best feedback": best["ranking"], "best int@100": best["int@100"], "best ratio": ratio(best),
+                    "goal 2x": "met" if (ratio(app) or 0) >= 2 else "not met", "ceiling int@100": ceiling})
     return out
+
+
+SUMMARY_COLUMNS = ["case", "best raw", "raw int@100", "app feedback int@100", "app ratio", "best feedback",
+                   "best int@100", "best ratio", "goal 2x", "ceiling int@100"]
+
+
+def resummarise(name: str) -> None:
+    """Recompute the summary of an existing result file (the summary is a pure function of its table)."""
+    import json
+
+    from common import RESULTS_DIR
+    path = RESULTS_DIR / f"{name}.json"
+    body = json.loads(path.read_text())
+    body["summary"] = verdicts(body["mean"])
+    print_table(body["summary"], SUMMARY_COLUMNS)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(body, indent=2))
+    partial.replace(path)
 
 
 def main() -> None:
@@ -206,10 +230,15 @@ def main() -> None:
     ap.add_argument("--reviews", type=int, default=200)
     ap.add_argument("--variants", default=None, help="comma list of feedback variants (default: all)")
     ap.add_argument("--bases", default="combined-max,combined-mean", help="anomaly scores feedback starts from")
-    ap.add_argument("--ssl-quick", action="store_true", help="use the 4-epoch encoders even in full mode")
+    ap.add_argument("--ssl-quick", default="", help="datasets (sim,gz1) whose SSL encoder is the 4-epoch one even "
+                                                    "in full mode (the full GZ1 encoder takes hours on 2 cores)")
     ap.add_argument("--fraction", type=float, default=0.8, help="rows kept by seeds > 0 (data resampling)")
-    ap.add_argument("--no-ceiling", action="store_true", help="skip the supervised-ceiling row")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the supervised-ceiling row (--quick skips it)")
+    ap.add_argument("--resummarise", action="store_true", help="only recompute the summary of the last result file")
     args = ap.parse_args()
+    if args.resummarise:
+        resummarise("anomaly_quick" if args.quick else "anomaly")
+        return
     args.n_sim = args.n_sim or (2000 if args.quick else 5000)
     seeds = args.seeds or (1 if args.quick else 3)
     all_variants = {"default": FeedbackConfig(),
@@ -225,18 +254,19 @@ def main() -> None:
     rows = []
     for case in load_cases(args):
         for seed in range(seeds):
-            rows += run_case(case, seed, args.reviews, bases, variants, args.fraction, not args.no_ceiling)
+            rows += run_case(case, seed, args.reviews, bases, variants, args.fraction,
+                             ceiling=not (args.no_ceiling or args.quick))
     table = mean_rows(rows)
     print(f"\nInteresting objects among the first 50/100/200 reviewed (mean over {seeds} seed(s)); "
           f"feedback re-ranks every {RERANK_EVERY} verdicts")
     print_table(table, ["case", "ranking"] + [f"int@{c}" for c in CUTOFFS] + ["sd@100", "art@100", "seconds"])
     summary = verdicts(table)
     print()
-    print_table(summary, ["case", "best raw", "raw int@100", "feedback", "feedback int@100", "ratio", "goal 2x",
-                          "ceiling int@100"])
+    print_table(summary, SUMMARY_COLUMNS)
     name = "anomaly_quick" if args.quick else "anomaly"
     path = write_result(name, {
         "quick": args.quick, "datasets": args.datasets, "features": args.features, "n_sim": args.n_sim,
+        "ssl_quick": args.ssl_quick, "bases": bases,
         "seeds": seeds, "seed_fraction": args.fraction, "reviews": args.reviews, "rerank_every": RERANK_EVERY,
         "anomaly_config": dataclasses.asdict(AnomalyConfig()),
         "feedback_variants": {k: dataclasses.asdict(v) for k, v in variants.items()},
