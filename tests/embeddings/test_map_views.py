@@ -214,3 +214,15 @@ def test_top_navigation_marks_the_map_area(role_clients, url):
 def test_odd_page_parameters_are_ignored(role_clients, lm, query):
     r = role_clients["viewer"].get(f"/maps/{lm.pk}/?{query}")
     assert r.status_code == 200 and r.context["meta"]["collection_ids"] == [] and r.context["meta"]["focus"] is None
+
+
+def test_a_failing_colour_provider_does_not_break_the_map(role_clients, lm):
+    def broken(es):
+        raise RuntimeError("provider bug")
+    colours.register_colour_provider(broken)
+    try:
+        r = role_clients["viewer"].get(f"/api/maps/{lm.pk}/layers")
+        assert r.status_code == 200 and "survey" in [m["key"] for m in r.json()["layers"]]
+        assert role_clients["viewer"].get(f"/maps/{lm.pk}/").status_code == 200
+    finally:
+        colours._PROVIDERS.remove(broken)

@@ -15,6 +15,7 @@ JavaScript typed-array view.
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from webapp.embeddings.services.maps import load_coords
 from webapp.embeddings.services.sky import sky_index
 from webapp.embeddings.services.vectors import load_embedding_set
 
+log = logging.getLogger(__name__)
 POINT_BUDGET = 150_000     # maps up to this size send every point at once (~4 MB binary)
 VIEW_LIMIT = 40_000        # larger maps: at most this many points per view, over a density image
 MAX_LIMIT = 200_000        # largest `limit` a client may ask for
@@ -223,7 +225,10 @@ def _cached(es) -> tuple[float, list, dict]:
         return hit
     layers: list[colours.ColourLayer] = []
     for provider in colours.colour_providers():
-        layers.extend(provider(es) or [])
+        try:
+            layers.extend(provider(es) or [])
+        except Exception:  # another app's layer failing must not take the map down with it
+            log.exception("colour provider %s failed for embedding set %s", getattr(provider, "__name__", provider), es.pk)
     entry = (time.monotonic(), layers, {})
     with _layer_lock:
         _layer_cache[key] = entry
