@@ -50,6 +50,7 @@ def test_whole_map_job_stores_ready_coords_with_params(settings):
     assert np.abs(coords).max() == pytest.approx(10.0, rel=1e-3)  # normalised extent
     assert lm.coords_path.startswith(es.vectors_path.rsplit("/", 1)[0])
     assert not list((settings.DATA_DIR / lm.coords_path).parent.glob("*.partial"))
+    assert len(list((settings.DATA_DIR / lm.coords_path).parent.glob("catalogue-*.npz"))) == 1  # sky cache ready
     c0, c1 = coords[labels == 0].mean(0), coords[labels == 1].mean(0)
     assert np.linalg.norm(c0 - c1) > 3  # the two clusters land apart
 

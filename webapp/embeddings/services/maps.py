@@ -19,6 +19,7 @@ was lost) reuses its LatentMap row, saved reducer, existing children and finishe
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import time
 from functools import lru_cache
@@ -131,9 +132,19 @@ def run_umap_job(job, progress) -> dict:
         raise
     if chunks:
         shutil.rmtree(parts_dir(lm), ignore_errors=True)  # assembled into map-<id>.npy
+    _prepare_sky_cache(es)
     progress(1, 1, f"map of {es.n:,} galaxies ready")
     return {"latent_map_id": lm.pk, "embedding_set_id": es.pk, "n": es.n, "seconds": lm.seconds,
             "chunks": len(chunks)}
+
+
+def _prepare_sky_cache(es: EmbeddingSet) -> None:
+    """Write the set's positions file now, so the first visitor of the map does not wait for it."""
+    from webapp.embeddings.services.sky import sky_index
+    try:
+        sky_index(es)
+    except Exception:  # only a cache: the page builds it on demand
+        logging.getLogger(__name__).warning("could not prepare sky positions of set %s", es.pk, exc_info=True)
 
 
 def _fit(vectors, cfg: UMAPConfig, progress, lo: float, hi: float, n_fit: int):
