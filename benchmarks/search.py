@@ -204,6 +204,8 @@ def _build_site_child(with_index: bool) -> dict:
     if coords_file.exists():
         lm = LatentMap.objects.create(embedding_set=es, params={"source": "benchmark"}, n=n)
         write_map_coords(lm, np.load(coords_file))
+        from webapp.embeddings.services.sky import sky_index
+        sky_index(es)  # the umap job leaves this positions cache behind too
         result["map_id"] = lm.pk
     return result
 
