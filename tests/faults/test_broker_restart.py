@@ -58,13 +58,25 @@ class PrivateRedis:
         self.proc.wait(timeout=10)
 
 
-def _point_app_at(app, url: str) -> None:
-    """Send this process's Celery messages to ``url`` (drops cached connection and producer pools)."""
-    if app._pool is not None:
-        app._pool.force_close_all()
+def _point_app_at(app, url: str) -> tuple:
+    """Send this process's Celery messages to ``url``; returns what restores the old broker.
+
+    The cached pools are swapped out, not closed: kombu's global producer registry keeps
+    them, and a closed one would break every later test that sends a job."""
+    saved = (app._pool, app.amqp._producer_pool, app.conf.broker_url, app.conf.broker_write_url,
+             app.conf.broker_read_url)
     app._pool = None
     app.amqp._producer_pool = None
     app.conf.broker_url = app.conf.broker_write_url = app.conf.broker_read_url = url
+    return saved
+
+
+def _restore_app(app, saved: tuple) -> None:
+    private = app._pool
+    (app._pool, app.amqp._producer_pool, app.conf.broker_url, app.conf.broker_write_url,
+     app.conf.broker_read_url) = saved
+    if private is not None:
+        private.force_close_all()
 
 
 @pytest.fixture
@@ -75,11 +87,10 @@ def private_redis(tmp_path, settings):
     redis.start()
     url = f"redis://127.0.0.1:{redis.port}/0"
     from workers.celery import app
-    old_url = app.conf.broker_url
-    _point_app_at(app, url)
+    saved = _point_app_at(app, url)
     settings.CELERY_BROKER_URL = url
     yield redis, url
-    _point_app_at(app, old_url)
+    _restore_app(app, saved)
     if redis.proc.poll() is None:
         redis.kill()
 
