@@ -3,7 +3,8 @@
     python benchmarks/anomaly.py                    # simulated survey (N=5000) + real SDSS GZ1, SSL and PCA features
     python benchmarks/anomaly.py --quick            # N=2000, 1 seed, 4-epoch encoders (for `make benchmarks`)
     python benchmarks/anomaly.py --features pca     # stand-in features only (no encoder training)
-    python benchmarks/anomaly.py --ssl-quick gz1    # the figures reported: 4-epoch GZ1 encoder
+    python benchmarks/anomaly.py --ssl-quick gz1    # 4-epoch GZ1 encoder when the full one is not cached
+    python benchmarks/anomaly.py --resummarise      # recompute the summary table of the last result file
 
 For each dataset and feature space: how many interesting objects appear among the first
 50 / 100 / 200 reviewed, ranking by each raw score alone (iforest, kNN distance, LOF, GMM,
@@ -231,7 +232,7 @@ def main() -> None:
     ap.add_argument("--variants", default=None, help="comma list of feedback variants (default: all)")
     ap.add_argument("--bases", default="combined-max,combined-mean", help="anomaly scores feedback starts from")
     ap.add_argument("--ssl-quick", default="", help="datasets (sim,gz1) whose SSL encoder is the 4-epoch one even "
-                                                    "in full mode (the full GZ1 encoder takes hours on 2 cores)")
+                                                    "in full mode (training a full encoder takes long on 2 cores)")
     ap.add_argument("--fraction", type=float, default=0.8, help="rows kept by seeds > 0 (data resampling)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the supervised-ceiling row (--quick skips it)")
     ap.add_argument("--resummarise", action="store_true", help="only recompute the summary of the last result file")

@@ -29,7 +29,7 @@ def make_user(db, django_user_model):
         name = username or f"{role or 'norole'}-user"
         user = django_user_model.objects.create_user(username=name, password="pw-" + name)
         if role:
-            user.groups.add(Group.objects.get(name=role))
+            user.groups.add(Group.objects.get_or_create(name=role)[0])
         return user
     return make
 

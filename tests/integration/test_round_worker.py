@@ -17,7 +17,7 @@ def labeler(transactional_db):
     for role in ROLES:                  # a transactional test flushed the migration-made groups
         Group.objects.get_or_create(name=role)
     user = User.objects.create_user("worker-labeler", password="x")
-    user.groups.add(Group.objects.get(name="labeler"))
+    user.groups.add(Group.objects.get_or_create(name="labeler")[0])
     return user
 
 

@@ -29,7 +29,7 @@ def people(transactional_db, settings):
     users = []
     for i in range(PEOPLE):
         u = User.objects.create_user(f"labeller{i}", password="x")
-        u.groups.add(Group.objects.get(name="labeler"))
+        u.groups.add(Group.objects.get_or_create(name="labeler")[0])
         users.append(u)
     return users
 

@@ -16,6 +16,6 @@ class Command(BaseCommand):
         user.is_staff = True
         user.is_superuser = True
         user.save()
-        user.groups.add(Group.objects.get(name="admin"))
+        user.groups.add(Group.objects.get_or_create(name="admin")[0])
         self.stdout.write(self.style.SUCCESS(
             f"Demo login: username={username} password={password} ({'created' if created else 'reset'})"))
