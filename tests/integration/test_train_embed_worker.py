@@ -1,4 +1,6 @@
-"""Train a tiny encoder, embed and evaluate through a real ``celery worker``; kill it mid-training."""
+"""Train a tiny encoder, embed and evaluate through a real ``celery worker``.
+
+Killing it mid-training is in tests/faults/test_worker_killed_heavy_jobs.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +8,7 @@ import pytest
 
 from ml.imagestore import open_store
 from tests.catalog.factories import make_survey
-from tests.faults.conftest import start_worker, wait_until  # noqa: F401  (fixture)
+from tests.faults.conftest import wait_until
 from tests.integration.conftest import wait_for_job
 from webapp.embeddings.models import EmbeddingSet, Encoder
 from webapp.embeddings.services import encoding
@@ -57,20 +59,3 @@ def test_worker_trains_embeds_and_evaluates_a_usable_embedding_set(celery_worker
     assert evaluation.status == "succeeded" and evaluation.queue == "cpu", evaluation.error
     report = Encoder.objects.get(pk=encoder.pk).metrics["evaluation"]["sim-tiny"]
     assert set(report["results"]) == {"ssl", "pca_pixels", "random_encoder"} and report["n_labelled"] == 48
-
-
-def test_killed_worker_resumes_training_from_the_last_checkpoint(start_worker):
-    make_survey(name="sim-tiny", slug="sim-tiny", n=160, truth=lambda i: {"class": CLASSES[i % 3]})
-    worker = start_worker("trainer")
-    job = create_job("train_encoder", tiny_train(6, evaluate=False))
-    wait_until(lambda: len(Job.objects.get(pk=job.pk).metrics.get("epoch_loss", [])) >= 2, 240,
-               "two finished epochs", poll=0.05)
-    worker.kill_pool_child()
-    done = wait_for_job(job.pk, timeout=300, proc=worker.proc)
-    assert done.status == "succeeded", (done.message, worker.log_path.read_text()[-3000:])
-    assert done.attempts == 2 and done.result["resumed_from_epoch"] >= 2
-    assert Encoder.objects.count() == 1 and Encoder.objects.get().epochs_done == 6
-    epochs = [p[0] for p in done.metrics["epoch_loss"]]
-    assert epochs == [1, 2, 3, 4, 5, 6]                  # no epoch recorded twice after the resume
-    steps = [p[0] for p in done.metrics["loss"]]
-    assert steps == sorted(steps) and len(steps) == len(set(steps))

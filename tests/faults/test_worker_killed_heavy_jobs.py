@@ -1,5 +1,5 @@
-"""A worker SIGKILLed in the middle of an embedding or UMAP job: the job is retried, and no
-partial array is ever marked ready.
+"""A worker SIGKILLed in the middle of training, embedding or UMAP: the job is retried and
+finishes. Training resumes from its last checkpoint; no partial array is ever marked ready.
 
 The kill lands while the artifact's row exists and its file is being computed; until the
 retry finishes, the row must not say ready and no vectors/coordinates may be readable as
@@ -16,6 +16,7 @@ from ml.imagestore import open_store
 from tests.catalog.factories import make_survey
 from tests.embeddings.map_factories import clustered_vectors, make_embedding_set
 from tests.faults.conftest import wait_for_job, wait_until
+from tests.integration.test_train_embed_worker import CLASSES, tiny_train
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder, LatentMap
 from webapp.embeddings.services import encoding, maps
 from webapp.embeddings.services.vectors import load_embedding_set, rows_for
@@ -96,3 +97,23 @@ def test_umap_killed_mid_way_is_retried_and_never_half_ready(start_worker):
     assert not list((settings.DATA_DIR / lm.coords_path).parent.glob("*.partial"))
     centres = np.stack([coords[labels == k].mean(0) for k in range(3)])
     assert np.linalg.norm(centres[0] - centres[1]) > 2  # a real map, not zeros
+
+
+def test_killed_worker_resumes_training_from_the_last_checkpoint(start_worker):
+    survey = make_survey(name="sim-tiny", slug="sim-tiny", n=160, truth=lambda i: {"class": CLASSES[i % 3]})
+    worker = start_worker("trainer")
+    job = create_job("train_encoder", tiny_train(6, evaluate=False))
+    wait_until(lambda: len(Job.objects.get(pk=job.pk).metrics.get("epoch_loss", [])) >= 2, 240,
+               "two finished epochs", poll=0.05)
+    worker.kill_pool_child()
+    done = wait_for_job(job.pk, timeout=300, proc=worker.proc)
+    assert done.status == "succeeded", (done.message, worker.log_path.read_text()[-3000:])
+    assert done.attempts == 2 and done.result["resumed_from_epoch"] >= 2
+    assert Encoder.objects.count() == 1 and Encoder.objects.get().epochs_done == 6
+    epochs = [p[0] for p in done.metrics["epoch_loss"]]
+    assert epochs == [1, 2, 3, 4, 5, 6]                  # no epoch recorded twice after the resume
+    steps = [p[0] for p in done.metrics["loss"]]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))
+    with open_store(survey.store_abspath) as reader:  # the final weights load and give finite vectors
+        vectors = encoding.embed_images(Encoder.objects.get(), reader.read_many([0, 1, 2]))
+    assert vectors.shape == (3, 8) and np.isfinite(vectors).all() and np.ptp(vectors, axis=0).max() > 0
