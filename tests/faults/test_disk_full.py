@@ -106,3 +106,18 @@ print("still alive")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "refused: 28" in done.stdout and "still alive" in done.stdout
     assert not list(tiny_disk.glob("x.h5*"))
+
+
+def test_ingest_into_a_read_only_data_directory_fails_clearly_and_leaves_nothing(tiny_disk, tmp_path):
+    source = tmp_path / "cutouts"
+    _cutouts(source, 5)
+    done = subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot remount read-only here: {done.stderr.strip()}")
+    fmt, options = build_options({"format": "folder", "survey": "Nowhere", "catalog": "cat.csv",
+                                  "image_pattern": "images/{id}.png", "size": 32})
+    with pytest.raises(PublishError) as refused:
+        ingest(fmt, source, options)
+    assert "read-only" in str(refused.value).lower() or "not writable" in str(refused.value).lower()
+    assert not Survey.objects.filter(name="Nowhere").exists() and Galaxy.objects.count() == 0
+    assert _files_under(tiny_disk) == []
