@@ -82,7 +82,8 @@
     const img = $("cand-composite");
     img.alt = c.source_id + " colour composite";
     if (t0 !== undefined) {
-      const done = () => { S.timings.push(performance.now() - t0); };
+      // switch time: from the key event to the first animation frame that has the new composite loaded
+      const done = () => requestAnimationFrame(() => { S.timings.push(performance.now() - t0); });
       img.addEventListener("load", done, { once: true });
       img.src = c.image;
       if (img.complete && img.naturalWidth) { img.removeEventListener("load", done); done(); }
@@ -200,9 +201,11 @@
   async function reorder(job) {
     try {
       const before = S.buffer.map(c => c.id).join(",");
-      // ask without holding the page's candidates back, so the one on screen gets its new "why" too
-      const data = await fetchBatch(BATCH, [], true);
+      // ask without holding the page's candidates back, and with the one on screen in front (`first`),
+      // so it stays on screen and gets its new "why" even when the new order puts it further down
       const shown = S.current;
+      if (shown) S.first = String(shown.id);
+      const data = await fetchBatch(BATCH, [], true);
       const fresh = shown && data.candidates.find(c => c.id === shown.id);
       S.buffer = data.candidates.filter(c => !shown || c.id !== shown.id);
       if (fresh) { S.current = fresh; if (S.mode === "single") show(fresh); }
@@ -290,7 +293,7 @@
     hint.classList.add("pressed"); setTimeout(() => hint.classList.remove("pressed"), 150);
   }
   function handle(key, ev) {
-    const t0 = performance.now();
+    const t0 = ev && ev.timeStamp ? ev.timeStamp : performance.now();  // event time: includes any wait for the main thread
     flash(key);
     const gridCand = () => S.gridItems[S.gridSel];
     const target = S.mode === "grid" ? gridCand() : S.current;

@@ -1,8 +1,9 @@
 """The `anomaly_rerank` job: a person's queue, re-ordered by what they found interesting.
 
-Fits ml.anomaly.PersonalRanker (random forest on the embedding + the person's 0-5
-scores, optimistic UCB acquisition, artifact look-alike penalty) on top of the score
-set's combined anomaly rank.  Params: {"ranking_id"} (a PersonalRanking row created by
+Fits ml.anomaly.PersonalRanker (by default kernel regression of the person's 0-5 scores
+over their nearest scored galaxies in the embedding, or a random forest when the score
+set's config asks for it; optimistic UCB acquisition; artifact look-alike penalty) on
+top of the score set's combined anomaly rank.  Params: {"ranking_id"} (a PersonalRanking row created by
 `request_rerank`).  Result: {"ranking_id", "n_reviews", "seconds"}.  The ranking file
 holds the full order plus explanations (nearest scored galaxies) for its first
 EXPLAIN_TOP candidates, which is all a person reaches before the next re-rank.
