@@ -109,7 +109,7 @@ def test_regression_round_gives_mean_sigma_rmse_and_coverage(make_user):
     assert all(q.reason.startswith("predictive sigma") for q in picks)
 
 
-def test_model_trained_on_survey_a_predicts_b_and_adapts_with_b_labels(make_user):
+def test_model_trained_on_survey_a_predicts_b_and_adapts_with_b_labels(make_user, client):
     a = make_survey(name="A", slug="sa", n=60)
     b = make_survey(name="B", slug="sb", n=60, seed=1)
     es = make_embedding_set([a, b], shifts=[0.0, 1.5])          # survey B is offset in embedding space
@@ -129,3 +129,10 @@ def test_model_trained_on_survey_a_predicts_b_and_adapts_with_b_labels(make_user
     preds = dict(Prediction.objects.filter(task=task, galaxy__survey=b).values_list("galaxy_id", "class_index"))
     acc = np.mean([preds[g.pk] == true_class(g) for g in Galaxy.objects.filter(survey=b)])
     assert acc >= 0.9
+    # the task page reports A -> B accuracy before and after adaptation
+    client.force_login(user)
+    page = client.get(f"/tasks/{task.pk}/").content.decode()
+    section = page[page.index('id="transfer"'):]
+    assert "sa → sb" in section
+    for when in ("before", "after"):
+        assert f"{100 * t[when]['accuracy']:.1f}%" in section
