@@ -4,11 +4,12 @@
     python benchmarks/active_learning.py --quick    # sim N=2,000 + GZ1 with 4-epoch encoders, 1 seed
     python benchmarks/active_learning.py --features pca   # stand-in: PCA of the pixels, no encoder
 
-A simulated oracle answers with the true class: the 3-class morphology task
-(elliptical, spiral, edge-on; ml.vocab.TASK3_CLASSES) on
-  sim  the simulated SDSS-like survey (benchmarks/datasets.load_sim; mergers dropped),
-  gz1  the 6,664 real SDSS cutouts of ../shared/data/gz1_sdss with Galaxy Zoo 1 classes
-       (elliptical = 0, spiral = 1 + 2, edge-on = 3; artifacts and mergers dropped).
+A simulated oracle answers with the true class on
+  sim-sdss, sim-des  the simulated SDSS-like and DES-like surveys (benchmarks/datasets.load_sim)
+       with the demo task's 4 classes (elliptical, spiral, edge-on, merger; mergers kept),
+  gz1  the real SDSS cutouts of ../shared/data/gz1_sdss with the 3-class task of Galaxy Zoo 1
+       classes (elliptical = 0, spiral = 1 + 2, edge-on = 3; artifacts and mergers dropped,
+       6,493 of 6,664 rows).
 Features are the frozen SSL embeddings of the encoders engineer (datasets.sim_embeddings /
 gz1_embeddings, cached under var/bench/), exactly what the labeling app's heads see.
 
