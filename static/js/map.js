@@ -295,8 +295,20 @@
     document.querySelectorAll("[data-view-button]").forEach(b => b.classList.toggle("on", b.dataset.viewButton === view));
     M.fig.visible = view !== "sky";
     if (M.sky) M.sky.visible = view !== "map";
-    requestAnimationFrame(() => requestAnimationFrame(resetView));  // the frame changed shape: fit again
+    requestAnimationFrame(() => requestAnimationFrame(() => { resetView(); refreshToolbars(); }));  // the frame changed shape: fit again
+    setTimeout(refreshToolbars, 300);
     if (view !== "map") { ensureSky().catch(showError); updateSkyOverlay(); }
+  }
+
+  // Bokeh lays a toolbar out while its figure is being re-sized by a view change and can measure
+  // it as 0 px wide, folding every tool into the "⋮" menu; its size then ends where it started, so
+  // no resize event corrects it.  Measure the visible toolbars again once the layout has settled.
+  function refreshToolbars() {
+    for (const fig of [M.fig, M.sky]) {
+      if (!fig || !fig.visible) continue;
+      const view = Bokeh.index.find_one(fig.toolbar);
+      if (view && typeof view._after_resize === "function") view._after_resize();
+    }
   }
 
   function toggleMosaic() {

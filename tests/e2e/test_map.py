@@ -59,6 +59,9 @@ def test_hover_click_lasso_collection_and_labeling(page, live_server, login, mak
     links = page.eval_on_selector_all("#neighbour-grid .cell", "cells => cells.map(c => c.getAttribute('href'))")
     assert links == [f"/galaxies/{r['id']}/" for r in search.nearest(world["es"], target, 12)]
     assert page.locator("#side-panel .dist").count() == 12
+    # The panel leaves the map's bokeh toolbar uncovered (its tools stay usable).
+    assert page.evaluate("""() => document.getElementById('side-panel').getBoundingClientRect().top >=
+        Bokeh.index.find_one(LatentMapPage.fig.toolbar).el.getBoundingClientRect().bottom - 1""")
     page.screenshot(path=str(screenshot_dir / "map_neighbours.png"))
     page.keyboard.press("Escape")
     assert page.locator("#side-panel").is_hidden()
@@ -110,6 +113,10 @@ def test_shortcuts_colour_menu_mosaic_and_sky_view(page, live_server, login, mak
     page.keyboard.press("s")
     assert page.get_attribute("#map-page", "data-view") == "both"
     page.wait_for_function("() => Number.isFinite(LatentMapPage.src.data.ra[0])")
+    # Both figures keep their tools in the toolbar after the re-layout (not folded into the "⋮" menu).
+    page.wait_for_function("() => document.getElementById('map-page').dataset.view === 'both'")
+    page.wait_for_timeout(500)
+    assert page.locator(".bk-tool-icon-lasso-select").count() == 2
     page.keyboard.press("?")
     assert page.locator("#kbd-help").is_visible()
     page.keyboard.press("Escape")
@@ -117,3 +124,10 @@ def test_shortcuts_colour_menu_mosaic_and_sky_view(page, live_server, login, mak
     page.evaluate("LatentMapPage.src.selected.indices = [0, 1, 2]")
     page.wait_for_function("() => document.getElementById('selection-count').textContent === '3'")
     page.screenshot(path=str(screenshot_dir / "map_both.png"))
+    # Sky view alone: the legend sits clear of the Dec tick labels.
+    page.keyboard.press("s")
+    assert page.get_attribute("#map-page", "data-view") == "sky"
+    page.wait_for_timeout(500)
+    assert page.evaluate("""() => { const v = Bokeh.index.find_one(LatentMapPage.sky);
+        return document.getElementById('legend').getBoundingClientRect().left >=
+               v.el.getBoundingClientRect().left + v.frame.bbox.left; }""")
