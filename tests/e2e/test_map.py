@@ -131,3 +131,14 @@ def test_shortcuts_colour_menu_mosaic_and_sky_view(page, live_server, login, mak
     assert page.evaluate("""() => { const v = Bokeh.index.find_one(LatentMapPage.sky);
         return document.getElementById('legend').getBoundingClientRect().left >=
                v.el.getBoundingClientRect().left + v.frame.bbox.left; }""")
+
+
+def test_galaxy_page_neighbour_thumbnails_stay_square(page, live_server, login, make_user, world):
+    make_user("viewer", "vic")
+    target = int(world["ids"][0])
+    login("vic", "pw-vic", f"/galaxies/{target}/")
+    cells = page.locator("#neighbours-panel .cell img")
+    cells.first.wait_for()
+    assert cells.count() == 12
+    sizes = cells.evaluate_all("imgs => imgs.map(i => [i.getBoundingClientRect().width, i.getBoundingClientRect().height])")
+    assert all(w > 100 and abs(w - h) < 1 for w, h in sizes), sizes  # six to a row: wider than 96 px, and square
