@@ -1,4 +1,5 @@
 """Labeling pages and JSON API: roles on every write endpoint, validation, exports, panels, layers."""
+import importlib
 import json
 
 import numpy as np
@@ -232,3 +233,21 @@ def test_colour_layers_align_with_the_embedding_rows(task, make_user):
     assert pred.kind == "categorical" and len(values) == len(ids) and pred.group == "Predictions"
     assert sum(values[i] == names[classes[int(g)]] for i, g in enumerate(ids)) >= len(ids) - 1
     assert unc.kind == "numeric" and np.isfinite(uncertainty).all() and (uncertainty >= 0).all()
+
+
+@pytest.mark.parametrize("broken", ["webapp.labeling.services.labels.refresh_queue_item",
+                                    "webapp.labeling.services.stats.round_progress"])
+def test_a_label_committed_before_the_database_drops_is_reported_stored(role_clients, task, monkeypatch, broken):
+    """The outage hits after the INSERT committed: the reply must be 201, not "not stored, retry"
+    (a retry would add the label twice)."""
+    from django.db import OperationalError
+
+    def outage(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+    module, name = broken.rsplit(".", 1)
+    monkeypatch.setattr(importlib.import_module(module), name, outage)
+    g = first_galaxy(task)
+    r = post(role_clients["labeler"], f"/api/tasks/{task.pk}/labels", {"galaxy_id": g.pk, "class_index": 1})
+    assert r.status_code == 201, r.content
+    assert Label.objects.filter(task=task, galaxy=g, kind="value").count() == 1
+    assert r.json()["label_id"] == Label.objects.get(task=task, galaxy=g).pk

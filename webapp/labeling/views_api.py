@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from django.db import InterfaceError, OperationalError
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
@@ -150,8 +151,16 @@ def api_label(request, task_id):
         return bad(str(exc))
     return JsonResponse({"label_id": label.pk, "galaxy_id": label.galaxy_id, "kind": label.kind,
                          "class_index": label.class_index, "value": label.value,
-                         "progress": stats.round_progress(task), "user": stats.user_progress(task, request.user)},
-                        status=201)
+                         **_counters_if_available(task, request.user)}, status=201)
+
+
+def _counters_if_available(task, user) -> dict:
+    """Progress counters for a reply about a label that is already committed: if the
+    database drops now, the reply still says 201 (stored) with the counters left out."""
+    try:
+        return {"progress": stats.round_progress(task), "user": stats.user_progress(task, user)}
+    except (OperationalError, InterfaceError):
+        return {"progress": None, "user": None}
 
 
 @require_POST

@@ -9,10 +9,11 @@ label can be lost to a read-modify-write race.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 
 from webapp.catalog.models import Galaxy
 from webapp.labeling.models import Label, QueueItem, Task
@@ -109,11 +110,24 @@ def record_label(task: Task, galaxy_id, user, kind: str = Label.Kind.VALUE, clas
     with transaction.atomic():
         label = Label.objects.create(task=task, galaxy=galaxy, user=user, kind=kind,
                                      class_index=class_index, value=value)
-    refresh_queue_item(task, galaxy.pk)
-    if kind == Label.Kind.VALUE:
-        from webapp.labeling.services.rounds import maybe_start_auto_round
-        maybe_start_auto_round(task)
+    _after_answer(task, galaxy.pk, kind)
     return label
+
+
+def _after_answer(task: Task, galaxy_id: int, kind: str) -> None:
+    """Queue and round bookkeeping once the label is committed.
+
+    Best effort against a database outage: the label is already stored, so the reply must
+    say so rather than "not stored, retry" (a retry would add a second label). A queue item
+    left leased is served again when its lease expires; the next label re-checks the round.
+    """
+    try:
+        refresh_queue_item(task, galaxy_id)
+        if kind == Label.Kind.VALUE:
+            from webapp.labeling.services.rounds import maybe_start_auto_round
+            maybe_start_auto_round(task)
+    except (OperationalError, InterfaceError) as exc:
+        logging.getLogger(__name__).warning("label stored, bookkeeping skipped (database outage): %s", exc)
 
 
 def undo_last(task: Task, user, galaxy_id=None) -> Label | None:
