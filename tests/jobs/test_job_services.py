@@ -102,6 +102,29 @@ def test_followups_receive_parent_results(django_capture_on_commit_callbacks):
     assert (child.kind, child.params["steps"], child.status) == ("selftest", 2, "queued")
 
 
+def test_a_followup_that_cannot_start_fails_the_job_clearly_and_leaves_no_child():
+    job = services.create_job("selftest", {"steps": 1, "delay": 0}, dispatch=False,
+                              then=[{"kind": "selftest", "params": {"steps": "$parent.no_such_key"}}])
+    assert services.execute_job(job.pk, "w") == "failed"
+    job.refresh_from_db()
+    assert job.status == "failed" and "follow-up could not start" in job.message and "no_such_key" in job.message
+    assert not Job.objects.filter(parent=job).exists()
+
+
+def test_success_and_followups_commit_together(monkeypatch):
+    """If creating a follow-up dies, the parent is not left 'succeeded' with a broken chain."""
+    job = services.create_job("selftest", {"steps": 1, "delay": 0}, dispatch=False,
+                              then=[{"kind": "selftest", "params": {"steps": 1, "delay": 0}}])
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker lost mid-way")
+    monkeypatch.setattr(services, "_start_followups", crash)
+    with pytest.raises(RuntimeError):
+        services.execute_job(job.pk, "w")
+    job.refresh_from_db()
+    assert job.status == "running"  # the reaper re-runs it; nothing half-finished was recorded
+
+
 def test_reaper_resends_jobs_of_dead_workers(settings, monkeypatch):
     sent = []
     monkeypatch.setattr(services, "dispatch_job", sent.append)

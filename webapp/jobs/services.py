@@ -205,8 +205,16 @@ def execute_job(job_id: int, worker: str | None = None) -> str:
         finish_job(job, Job.Status.FAILED, message=f"failed: {exc}"[:300],
                    error="".join(traceback.format_exception(exc))[-20000:])
         return "failed"
-    finish_job(job, Job.Status.SUCCEEDED, result=result, message="done")
-    _start_followups(job, result)
+    try:
+        # One transaction: whoever sees the job succeeded also sees its follow-ups, and a worker
+        # dying in between leaves the job running (reaped, re-run) rather than a broken chain.
+        with transaction.atomic():
+            finish_job(job, Job.Status.SUCCEEDED, result=result, message="done")
+            _start_followups(job, result)
+    except KeyError as exc:  # a follow-up spec names a result key the handler did not return
+        finish_job(job, Job.Status.FAILED, result=result, message=f"its follow-up could not start: {exc}"[:300],
+                   error=str(exc))
+        return "failed"
     return "succeeded"
 
 
