@@ -1,4 +1,6 @@
 """services/maps.py: the umap job, whole and sampled (chunk jobs shared through the Job table)."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -28,6 +30,19 @@ def _no_heartbeat_thread(monkeypatch):
 
 
 FAST = {"n_neighbors": 8, "n_epochs": 30, "seed": 0}
+
+
+@contextlib.contextmanager
+def chunk_handler(handler):
+    """Run umap_chunk jobs through ``handler`` (the registry resolves handlers by dotted path)."""
+    from webapp.jobs import registry
+    original = registry.JOB_KINDS["umap_chunk"]
+    globals()["_chunk_handler"] = handler
+    registry.JOB_KINDS["umap_chunk"] = registry.JobKind(f"{__name__}._chunk_handler", "cpu", "chunk")
+    try:
+        yield
+    finally:
+        registry.JOB_KINDS["umap_chunk"] = original
 
 
 def run(kind, params):
@@ -85,19 +100,13 @@ def test_rerun_after_lost_worker_reuses_map_row_reducer_and_finished_chunks(sett
         if chunk_job.params["start"] == 60 and calls.count(60) == 1:
             raise RuntimeError("worker lost")
         return real(chunk_job, progress)
-    from webapp.jobs import registry
-    original = registry.JOB_KINDS["umap_chunk"]
-    registry.JOB_KINDS["umap_chunk"] = registry.JobKind(f"{__name__}._flaky", "cpu", "chunk")
-    globals()["_flaky"] = flaky
-    try:
+    with chunk_handler(flaky):
         assert services.execute_job(job.pk, "w1") == "failed"
         lm = LatentMap.objects.get(job=job)
         assert lm.status == "failed" and maps.reducer_path(lm).exists()
         # Re-run the same job (as the reaper would): the failed chunk is re-queued and retried.
         Job.objects.filter(pk=job.pk).update(status="queued")
         assert services.execute_job(job.pk, "w2") == "succeeded"
-    finally:
-        registry.JOB_KINDS["umap_chunk"] = original
     assert LatentMap.objects.filter(job=job).count() == 1
     assert LatentMap.objects.get(job=job).status == "ready"
     assert calls == [0, 30, 60, 60]  # chunks 0 and 30 were not recomputed
@@ -119,18 +128,12 @@ def test_cancelling_the_map_job_stops_its_chunks():
     es = make_embedding_set(n=90)
     cfg = {**FAST, "sample_threshold": 40, "sample_size": 40, "chunk_size": 30}
     job = services.create_job("umap", {"embedding_set_id": es.pk, "config": cfg}, dispatch=False)
-    from webapp.jobs import registry
     real = maps.run_umap_chunk_job
 
     def cancel_during_first_chunk(chunk_job, progress):
         services.request_cancel(Job.objects.get(pk=job.pk))  # a user presses Cancel meanwhile
         return real(chunk_job, progress)
-    original = registry.JOB_KINDS["umap_chunk"]
-    registry.JOB_KINDS["umap_chunk"] = registry.JobKind(f"{__name__}._cancelling", "cpu", "chunk")
-    globals()["_cancelling"] = cancel_during_first_chunk
-    try:
+    with chunk_handler(cancel_during_first_chunk):
         assert services.execute_job(job.pk, "w") == "cancelled"
-    finally:
-        registry.JOB_KINDS["umap_chunk"] = original
     assert sorted(Job.objects.filter(parent=job).values_list("status", flat=True)) == ["cancelled"] * 3
     assert LatentMap.objects.get(job=job).status == "failed"
