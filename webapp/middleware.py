@@ -16,11 +16,13 @@ from django.template.loader import render_to_string
 from django.http import HttpResponse
 
 log = logging.getLogger(__name__)
+# The errors Django raises when the database server is unreachable or the connection dropped.
+DATABASE_OUTAGE_ERRORS = (OperationalError, InterfaceError)
 MESSAGE = "The database is unavailable right now; this request was not stored. Please retry in a few seconds."
 
 
 def is_database_outage(exception) -> bool:
-    return isinstance(exception, (OperationalError, InterfaceError))
+    return isinstance(exception, DATABASE_OUTAGE_ERRORS)
 
 
 def database_unavailable_response(request, exception) -> HttpResponse:

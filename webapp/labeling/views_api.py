@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from django.db import InterfaceError, OperationalError
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
@@ -24,6 +23,7 @@ from webapp.labeling.services import rounds as round_service, stats
 from webapp.labeling.services.consensus import agreement
 from webapp.labeling.services.picking import QueueUnavailable
 from webapp.labeling.services.store import predictions_for, serving_round
+from webapp.middleware import DATABASE_OUTAGE_ERRORS
 from webapp.labeling.services.tasks import task_dict
 
 
@@ -159,7 +159,7 @@ def _counters_if_available(task, user) -> dict:
     database drops now, the reply still says 201 (stored) with the counters left out."""
     try:
         return {"progress": stats.round_progress(task), "user": stats.user_progress(task, user)}
-    except (OperationalError, InterfaceError):
+    except DATABASE_OUTAGE_ERRORS:
         return {"progress": None, "user": None}
 
 
@@ -179,7 +179,7 @@ def api_undo(request, task_id):
     return JsonResponse({"undo_id": undo.pk, "undone": {"label_id": undone.pk, "galaxy_id": undone.galaxy_id,
                                                         "kind": undone.kind, "class_index": undone.class_index,
                                                         "value": undone.value},
-                         "progress": stats.round_progress(task), "user": stats.user_progress(task, request.user)})
+                         **_counters_if_available(task, request.user)})
 
 
 def round_dict(r: Round) -> dict:

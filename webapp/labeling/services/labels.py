@@ -13,10 +13,11 @@ import logging
 import math
 from dataclasses import dataclass
 
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 
 from webapp.catalog.models import Galaxy
 from webapp.labeling.models import Label, QueueItem, Task
+from webapp.middleware import DATABASE_OUTAGE_ERRORS
 
 ANSWER_KINDS = (Label.Kind.VALUE, Label.Kind.UNSURE)   # a person has answered the question
 
@@ -115,7 +116,7 @@ def record_label(task: Task, galaxy_id, user, kind: str = Label.Kind.VALUE, clas
 
 
 def _after_answer(task: Task, galaxy_id: int, kind: str) -> None:
-    """Queue and round bookkeeping once the label is committed.
+    """Queue and round bookkeeping once the label (or undo) is committed.
 
     Best effort against a database outage: the label is already stored, so the reply must
     say so rather than "not stored, retry" (a retry would add a second label). A queue item
@@ -126,7 +127,7 @@ def _after_answer(task: Task, galaxy_id: int, kind: str) -> None:
         if kind == Label.Kind.VALUE:
             from webapp.labeling.services.rounds import maybe_start_auto_round
             maybe_start_auto_round(task)
-    except (OperationalError, InterfaceError) as exc:
+    except DATABASE_OUTAGE_ERRORS as exc:
         logging.getLogger(__name__).warning("label stored, bookkeeping skipped (database outage): %s", exc)
 
 
@@ -143,7 +144,7 @@ def undo_last(task: Task, user, galaxy_id=None) -> Label | None:
     target = max(live.values(), key=lambda a: a.label_id)
     undo = Label.objects.create(task=task, galaxy_id=target.galaxy_id, user=user, kind=Label.Kind.UNDO,
                                 undoes_id=target.label_id)
-    refresh_queue_item(task, target.galaxy_id)
+    _after_answer(task, target.galaxy_id, Label.Kind.UNDO)
     return undo
 
 
