@@ -36,6 +36,14 @@ RARITIES: tuple[str, ...] = (NONE, LENS, RING, SATELLITE_TRAIL, COSMIC_RAY, SATU
 INTERESTING: frozenset[str] = frozenset({LENS, RING, MERGER})
 ARTIFACTS: frozenset[str] = frozenset({SATELLITE_TRAIL, COSMIC_RAY, SATURATED_STAR})
 
+# The simulated surveys' public volunteer catalogue (ml.sim_votes), spelled like the real
+# Galaxy Zoo ingest columns (gz1_label): what the app may read instead of the hidden truth.
+GZ_LABEL_KEY = "gz_label"  # consensus class of the simulated volunteers, or UNCERTAIN
+GZ_VOTE_PREFIX = "gz_vote_"  # gz_vote_<class> / gz_vote_dont_know: vote fractions, sum to 1
+GZ_N_VOTES_KEY = "gz_n_votes"  # classifications per galaxy
+DONT_KNOW = "dont_know"  # a volunteer's "star / artifact / don't know" answer (GZ1 class 4)
+UNCERTAIN = "uncertain"  # no class won a majority: a consensus value that is not a class
+
 # The 3-class morphology task used by active learning and transfer benchmarks.
 TASK3_CLASSES: tuple[str, ...] = (ELLIPTICAL, SPIRAL, EDGE_ON)
 

@@ -21,7 +21,10 @@ TINY = {"width": 4, "stages": [1, 1], "proj_hidden": 16, "proj_dim": 8}
 
 
 def labelled_survey(slug="sim-tiny", n=30, **kw):
-    return make_survey(name=slug, slug=slug, n=n, truth=lambda i: {"class": SIM_CLASSES[i % 3]}, **kw)
+    """A survey labelled like the simulated ones: the volunteer consensus gz_label (a catalogue
+    column).  Its truth says "merger" everywhere, so an evaluation that read truth would show it."""
+    return make_survey(name=slug, slug=slug, n=n, metadata=lambda i: {"gz_label": SIM_CLASSES[i % 3]},
+                       truth=lambda i: {"class": "merger"}, **kw)
 
 
 def train_params(slugs, epochs=2, **extra):
@@ -157,7 +160,7 @@ def test_evaluation_stores_knn_and_probe_against_baselines():
     child.refresh_from_db()
     assert child.status == "succeeded", child.error
     metrics = Encoder.objects.get(pk=train.result["encoder_id"]).metrics["evaluation"]["sim-tiny"]
-    assert metrics["label"] == "truth:class" and metrics["classes"] == list(SIM_CLASSES)
+    assert metrics["label"] == "metadata:gz_label" and metrics["classes"] == list(SIM_CLASSES)
     assert metrics["class_counts"] == {"elliptical": 20, "spiral": 20, "edge_on": 20}
     assert set(metrics["results"]) == {"ssl", "random_encoder", "pca_pixels"}
     for res in metrics["results"].values():
@@ -165,6 +168,22 @@ def test_evaluation_stores_knn_and_probe_against_baselines():
             assert 0.0 <= res[probe]["balanced_accuracy"] <= 1.0
             assert set(res[probe]["per_class"]) == set(SIM_CLASSES)
     assert set(child.result["balanced_accuracy"]["sim-tiny"]) == {"ssl", "random_encoder", "pca_pixels"}
+
+
+def test_simulated_volunteer_consensus_is_the_label_and_uncertain_is_unlabelled():
+    survey = make_survey(name="sim", slug="sim", n=5, truth=lambda i: {"class": "merger"},
+                         metadata=lambda i: {"gz_label": ["spiral", "uncertain", "edge_on", "spiral", "merger"][i]})
+    assert evaluation.label_column(survey) == "metadata:gz_label"
+    y, classes = evaluation.labels_for(survey, "metadata:gz_label", np.arange(5))
+    assert classes == ["elliptical", "spiral", "edge_on", "merger"]
+    assert y.tolist() == [1, -1, 2, 1, 3]
+
+
+def test_truth_columns_are_refused_as_evaluation_labels():
+    survey = make_survey(name="sim", slug="sim", n=4, truth=lambda i: {"class": "spiral"})
+    assert evaluation.label_column(survey) is None   # truth alone is no label source
+    with pytest.raises(ValueError, match="public catalogue column"):
+        evaluation.labels_for(survey, "truth:class", np.arange(4))
 
 
 def test_gz1_labels_map_to_three_classes_and_skip_artifacts():

@@ -193,7 +193,7 @@ def test_resume_only_for_interrupted_encoders(curator_client):
 
 def test_list_shows_metrics_chart_and_sets_with_constant_queries(curator_client, django_assert_max_num_queries):
     survey = make_survey()
-    report = {"survey": "test", "label": "truth:class", "n_labelled": 12, "classes": ["a", "b"],
+    report = {"survey": "test", "label": "metadata:gz_label", "n_labelled": 12, "classes": ["a", "b"],
               "class_counts": {"a": 6, "b": 6}, "results": {
                   rep: {"dim": 8, "knn": {"accuracy": v, "balanced_accuracy": v, "per_class": {"a": v, "b": v}},
                         "linear": {"accuracy": v, "balanced_accuracy": v, "per_class": {"a": v, "b": v}}}

@@ -100,7 +100,7 @@ def test_umap_killed_mid_way_is_retried_and_never_half_ready(start_worker):
 
 
 def test_killed_worker_resumes_training_from_the_last_checkpoint(start_worker):
-    survey = make_survey(name="sim-tiny", slug="sim-tiny", n=160, truth=lambda i: {"class": CLASSES[i % 3]})
+    survey = make_survey(name="sim-tiny", slug="sim-tiny", n=160, metadata=lambda i: {"gz_label": CLASSES[i % 3]})
     worker = start_worker("trainer")
     job = create_job("train_encoder", tiny_train(6, evaluate=False))
     wait_until(lambda: len(Job.objects.get(pk=job.pk).metrics.get("epoch_loss", [])) >= 2, 240,

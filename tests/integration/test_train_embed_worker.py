@@ -32,7 +32,7 @@ def children(job, kind):
 
 
 def test_worker_trains_embeds_and_evaluates_a_usable_embedding_set(celery_worker_proc):
-    survey = make_survey(name="sim-tiny", slug="sim-tiny", n=48, truth=lambda i: {"class": CLASSES[i % 3]})
+    survey = make_survey(name="sim-tiny", slug="sim-tiny", n=48, metadata=lambda i: {"gz_label": CLASSES[i % 3]})
     train = create_job("train_encoder", tiny_train(2), then=[
         {"kind": "embed", "params": {"encoder_id": "$parent.encoder_id", "surveys": ["sim-tiny"]}}])
     done = wait_for_job(train.pk, timeout=240, proc=celery_worker_proc)

@@ -53,11 +53,11 @@ class GalaxyAdmin(admin.ModelAdmin):
     search_fields = ("source_id",)
     list_select_related = ("survey",)
     list_per_page = 50
-    readonly_fields = ("thumbnail", "survey", "image_index", "truth")
+    readonly_fields = ("thumbnail", "survey", "image_index")
+    # No truth here either: the simulator's ground truth is for benchmarks/ and tests/ only, so
+    # admins judge simulated galaxies by the same catalogue columns (gz_label, ...) as real ones.
     fieldsets = (
         (None, {"fields": ("thumbnail", "survey", "source_id", "ra", "dec", "image_index", "metadata")}),
-        # Ground truth of simulated galaxies: visible to admins here only, never in the app's pages.
-        ("Ground truth (simulations; hidden from the UI)", {"classes": ("collapse",), "fields": ("truth",)}),
     )
 
     @admin.display(description="cutout")

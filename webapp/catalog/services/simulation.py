@@ -2,8 +2,11 @@
 
 One population is drawn once and rendered twice, SDSS-like and DES-like, with
 the same object ids and sky positions.  Ground truth (class, rarity, structural
-parameters) goes into Galaxy.truth, which the UI never shows; people see the
-catalogue observables a survey would measure.
+parameters) goes into Galaxy.truth, which the app never reads (only benchmarks/
+and tests/ do); people and jobs see the catalogue columns a survey would publish:
+photometry plus a simulated Galaxy Zoo-style volunteer catalogue (ml.sim_votes:
+gz_vote_* fractions and the gz_label consensus, with volunteer noise).
+This module is the one place in the app that writes truth.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ml import simulate
+from ml import sim_votes, simulate
 from webapp.catalog.services.surveys import GalaxyRow, publish_survey
 
 SURVEYS = {
@@ -37,11 +40,15 @@ def survey_spec(slug: str, cfg: simulate.SimConfig) -> dict:
     }
 
 
-def galaxy_rows(population) -> list[GalaxyRow]:
+def galaxy_rows(population, seed: int) -> list[GalaxyRow]:
+    """Catalogue rows: public metadata (photometry + simulated volunteer votes) and hidden truth."""
+    records = [obj if isinstance(obj, dict) else asdict(obj) for obj in population]
+    votes = sim_votes.simulate_votes([r["class"] for r in records], seed)
     rows = []
-    for obj in population:
-        record = obj if isinstance(obj, dict) else asdict(obj)
+    for i, record in enumerate(records):
         observables = {k: round(float(record[k]), 3) for k in OBSERVABLE_KEYS if k in record}
+        observables.update({k: column[i].item() if hasattr(column[i], "item") else column[i]
+                            for k, column in votes.items()})
         truth = {k: (v.item() if hasattr(v, "item") else v) for k, v in record.items()
                  if k not in {"ra", "dec", "id"} and not isinstance(v, (dict, list))}
         rows.append(GalaxyRow(source_id=f"SIM{int(record['id']):07d}", ra=float(record["ra"]),
@@ -58,7 +65,7 @@ def simulate_and_publish(n: int, seed: int, slugs=("sim-sdss", "sim-des"), proce
                          progress=None) -> list:
     cfg = simulate.SimConfig(n=n, seed=seed, processes=processes)
     population = simulate.simulate_population(cfg)
-    rows = galaxy_rows(population)
+    rows = galaxy_rows(population, seed)
     surveys = []
     for i, slug in enumerate(slugs):
         step = _span(progress, i / len(slugs), (i + 1) / len(slugs))

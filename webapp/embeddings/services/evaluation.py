@@ -1,8 +1,11 @@
 """The ``evaluate_encoder`` job (cpu queue): kNN (k = 20) and linear-probe accuracy of an encoder
 on a labelled catalogue column, against PCA on pixels and a random encoder of the same shape.
 
-Labels, found automatically per survey (or given as params["label"]):
-  "truth:class"       simulated surveys: Galaxy.truth["class"] (elliptical, spiral, edge_on, merger)
+Labels are public catalogue columns only, as for a real survey (the simulator's hidden
+Galaxy.truth is never read by the app).  Found automatically per survey (or given as
+params["label"]):
+  "metadata:gz_label" simulated surveys: the simulated Galaxy Zoo-style volunteer consensus
+                      (ml.sim_votes; elliptical, spiral, edge_on, merger; "uncertain" left out)
   "gz1"               Galaxy Zoo 1: Galaxy.metadata["gz1_class"] (0 elliptical, 1+2 spiral, 3 edge-on;
                       4 star/artifact and 5 merger are left out), as the ingest preset gz1_sdss stores it
   "metadata:<key>"    any categorical metadata column (strings or integers)
@@ -30,16 +33,17 @@ from webapp.jobs.models import Job
 
 MAX_GALAXIES = 20_000  # evaluation sample per survey (seeded); probes and PCA stay under a minute
 GZ1_TASK3 = {0: "elliptical", 1: "spiral", 2: "spiral", 3: "edge_on"}
+SIM_VOLUNTEER_COLUMN = f"metadata:{vocab.GZ_LABEL_KEY}"
 
 
 def label_column(survey: Survey, requested: str = "") -> str | None:
     """Which labels to evaluate on (see the module docstring); None when the survey has none."""
     if requested:
         return requested
-    sample = list(survey.galaxies.order_by("image_index").values("truth", "metadata")[:50])
-    if any((g["truth"] or {}).get("class") for g in sample):
-        return "truth:class"
-    if any("gz1_class" in (g["metadata"] or {}) for g in sample):
+    sample = list(survey.galaxies.order_by("image_index").values_list("metadata", flat=True)[:50])
+    if any(vocab.GZ_LABEL_KEY in (m or {}) for m in sample):
+        return SIM_VOLUNTEER_COLUMN
+    if any("gz1_class" in (m or {}) for m in sample):
         return "gz1"
     return None
 
@@ -47,18 +51,19 @@ def label_column(survey: Survey, requested: str = "") -> str | None:
 def labels_for(survey: Survey, column: str, rows: np.ndarray) -> tuple[np.ndarray, list]:
     """(y (len(rows),) int with -1 for unlabelled, class names) for store rows ``rows``."""
     field, _, key = column.partition(":")
-    galaxies = dict(survey.galaxies.filter(image_index__in=rows.tolist())
-                    .values_list("image_index", "truth" if field == "truth" else "metadata"))
+    if not (column == "gz1" or (field == "metadata" and key)):
+        raise ValueError(f"label column {column!r} is not 'gz1' or 'metadata:<key>' (a public catalogue column)")
+    galaxies = dict(survey.galaxies.filter(image_index__in=rows.tolist()).values_list("image_index", "metadata"))
     if column == "gz1":
         raw = [GZ1_TASK3.get(_int_or_none((galaxies.get(int(r)) or {}).get("gz1_class"))) for r in rows]
         classes = list(vocab.TASK3_CLASSES)
-    elif field in ("truth", "metadata") and key:
-        raw = [(galaxies.get(int(r)) or {}).get(key) for r in rows]
-        raw = [None if v in (None, "") else str(v) for v in raw]
-        known = list(vocab.CLASSES) if column == "truth:class" else []
-        classes = known + sorted({v for v in raw if v is not None} - set(known))
     else:
-        raise ValueError(f"label column {column!r} is not 'gz1', 'truth:<key>' or 'metadata:<key>'")
+        raw = [(galaxies.get(int(r)) or {}).get(key) for r in rows]
+        # An "uncertain" volunteer consensus is no class: those galaxies count as unlabelled.
+        no_label = (None, "", vocab.UNCERTAIN) if column == SIM_VOLUNTEER_COLUMN else (None, "")
+        raw = [None if v in no_label else str(v) for v in raw]
+        known = list(vocab.CLASSES) if column == SIM_VOLUNTEER_COLUMN else []
+        classes = known + sorted({v for v in raw if v is not None} - set(known))
     index = {c: i for i, c in enumerate(classes)}
     return np.array([index.get(v, -1) if v is not None else -1 for v in raw], dtype=np.int64), classes
 
@@ -115,8 +120,8 @@ def run_evaluate_job(job: Job, progress) -> dict:
     plan = [(s, label_column(s, params.get("label", ""))) for s in surveys]
     plan = [(s, c) for s, c in plan if c]
     if not plan:
-        raise ValueError(f"none of {', '.join(slugs)} has labels to evaluate on (simulated truth class, "
-                         "Galaxy Zoo gz1_class, or params['label'] = 'metadata:<key>')")
+        raise ValueError(f"none of {', '.join(slugs)} has labels to evaluate on (simulated volunteer "
+                         "gz_label, Galaxy Zoo gz1_class, or params['label'] = 'metadata:<key>')")
     results = {}
     for i, (survey, column) in enumerate(plan):
         sub = progress.sub(i / len(plan), (i + 1) / len(plan)) if hasattr(progress, "sub") else progress

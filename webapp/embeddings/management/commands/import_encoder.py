@@ -28,7 +28,7 @@ class Command(BaseCommand):
                                                                      "should embed (must match its bands and kind)")
         parser.add_argument("--embed", action="store_true", help="queue an embed job for --surveys")
         parser.add_argument("--evaluate", action="store_true", help="queue an evaluation job on --surveys "
-                                                                     "(they need labels: truth class or gz1_class)")
+                                                                     "(they need catalogue labels: gz_label or gz1_class)")
 
     def handle(self, *args, path, name, surveys, embed, evaluate, **options):
         source = Path(path)
