@@ -136,3 +136,5 @@ def test_model_trained_on_survey_a_predicts_b_and_adapts_with_b_labels(make_user
     assert "sa → sb" in section
     for when in ("before", "after"):
         assert f"{100 * t[when]['accuracy']:.1f}%" in section
+        lo, hi = t[when]["intervals"]["accuracy"]                 # 12 target labels: a wide interval, shown
+        assert hi - lo > 0.2 and f"{lo * 100:.1f}–{hi * 100:.1f}%" in section

@@ -85,7 +85,9 @@ def _transfer_rows(all_rounds) -> list[dict]:
             continue
         for slug, t in (r.transfer or {}).items():
             rows.append({"round": r.number, "source": t.get("source"), "target": slug,
-                         "n": t.get("n_target_labels"), "before": t["before"], "after": t["after"]})
+                         "n": t.get("n_target_labels"), "before": t["before"], "after": t["after"],
+                         "before_ci": metric_display.accuracy_interval(t["before"]),
+                         "after_ci": metric_display.accuracy_interval(t["after"])})
     return rows
 
 

@@ -62,3 +62,8 @@ def calibration_summary(metrics: dict | None) -> dict | None:
                 "after": _fmt(cal.get("coverage_90_after"), "percent"),
                 "param": f"σ × {cal['sigma_scale']:.2f}", "n": cal.get("n"), "method": cal.get("method", "")}
     return None
+
+
+def accuracy_interval(metrics: dict | None) -> str:
+    """"61.0–81.0%" for a transfer before/after block; "" when the round predates intervals."""
+    return _fmt_interval(((metrics or {}).get("intervals") or {}).get("accuracy"), "percent")
