@@ -135,6 +135,13 @@ def main():
     reg_summary = [{"labels": n, "coverage_90_before": round(reg_before[(n,)], 4),
                     "coverage_90_after": round(reg_after[(n,)], 4)} for n in LABEL_COUNTS]
     print_table(reg_summary, ["labels", "coverage_90_before", "coverage_90_after"])
+    # Do the intervals a round shows contain what the untouched split measures? (accuracy:
+    # Wilson; ECE: bootstrap of a statistic biased upward at small n, so expect it to sit high)
+    covered = {f"{metric}_{n}_labels": f"{sum(r[iv][0] <= r[truth] <= r[iv][1] for r in sel)}/{len(sel)}"
+               for metric, iv, truth in (("accuracy", "accuracy_reported_interval", "accuracy_untouched"),
+                                         ("ece", "ece_reported_interval", "ece_after_untouched"))
+               for n in LABEL_COUNTS for sel in [[r for r in cls if r["labels"] == n]]}
+    print("untouched value inside the round's 95% interval:", covered)
     goal = next(r["ece_after"] for r in summary if r["head"] == "mlp_ensemble" and r["labels"] == GOAL_LABELS)
     payload = {
         "command": "python benchmarks/calibration.py" + (" --quick" if args.quick else ""),
@@ -144,6 +151,7 @@ def main():
                 f"{N_UNTOUCHED} untouched evaluation rows per seed, seeds {list(seeds)}",
         "validation_config": training.VALIDATION.__dict__,
         "summary": summary, "regression_summary": reg_summary,
+        "untouched_inside_reported_interval": covered,
         "classification": cls, "regression": reg,
         "seconds": round(time.perf_counter() - t0, 1),
         "goals": {"ece_after_calibration_untouched": {
