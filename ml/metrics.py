@@ -163,3 +163,110 @@ def cohen_kappa(labels_a: np.ndarray, labels_b: np.ndarray) -> float:
     a, b = np.asarray(labels_a), np.asarray(labels_b)
     both = (a >= 0) & (b >= 0)
     return float(cohen_kappa_score(a[both], b[both]))
+
+
+# ---------------------------------------------------------------- uncertainty of a metric
+# A round's validation set is often a handful of galaxies: 30 labels give an accuracy
+# interval about +-0.15 wide. These intervals are what the pages show beside every metric.
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion successes/n (e.g. accuracy = correct/n).
+
+    Unlike the normal approximation it stays inside [0, 1] and is sensible at 0/n and n/n,
+    which is where tiny validation sets live. (nan, nan) when n == 0.
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    z = norm.ppf(0.5 + level / 2.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def bootstrap_rows(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """(n_boot, n) row indices drawn with replacement: one bootstrap resample per row."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of (B,) resampled statistics, ignoring NaN resamples
+    (e.g. a resample that drew only one class); (nan, nan) when none is finite."""
+    samples = np.asarray(samples, dtype=np.float64)
+    samples = samples[np.isfinite(samples)]
+    if len(samples) == 0:
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(samples, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def batched_confusion(y: np.ndarray, pred: np.ndarray, n_classes: int, rows: np.ndarray) -> np.ndarray:
+    """(B, K, K) confusion matrices of B resamples rows (B, n) at once (one bincount)."""
+    b, k = rows.shape[0], n_classes
+    flat = (np.arange(b)[:, None] * k * k + np.asarray(y)[rows] * k + np.asarray(pred)[rows]).ravel()
+    return np.bincount(flat, minlength=b * k * k).reshape(b, k, k)
+
+
+def balanced_accuracy_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """(..., K, K) -> (...) mean recall over the classes present (same as sklearn's)."""
+    support = cm.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.diagonal(cm, axis1=-2, axis2=-1) / support
+    present = support > 0
+    return np.where(present, recall, 0.0).sum(-1) / np.maximum(present.sum(-1), 1)
+
+
+def macro_f1_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """(..., K, K) -> (...) unweighted mean F1 over all K classes, 0 where undefined
+    (sklearn's f1_score(labels=range(K), average="macro", zero_division=0))."""
+    tp = np.diagonal(cm, axis1=-2, axis2=-1).astype(np.float64)
+    denom = 2 * tp + (cm.sum(-1) - tp) + (cm.sum(-2) - tp)
+    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0).mean(-1)
+
+
+def batched_ece(probs: np.ndarray, y: np.ndarray, rows: np.ndarray, n_bins: int = 15) -> np.ndarray:
+    """(B,) ECE of B resamples rows (B, n), with the bins of expected_calibration_error."""
+    probs = np.asarray(probs, dtype=np.float64)
+    conf = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == np.asarray(y)).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    b = rows.shape[0]
+    flat = (np.arange(b)[:, None] * n_bins + which[rows]).ravel()
+    count = np.bincount(flat, minlength=b * n_bins).reshape(b, n_bins)
+    gap = (np.bincount(flat, weights=conf[rows].ravel(), minlength=b * n_bins)
+           - np.bincount(flat, weights=correct[rows].ravel(), minlength=b * n_bins)).reshape(b, n_bins)
+    return np.abs(gap).sum(axis=1) / rows.shape[1]    # sum_b n_b/N |conf_b - acc_b| = sum_b |sum(conf - correct)|/N
+
+
+def classification_intervals(probs: np.ndarray, y: np.ndarray, n_bins: int = 15, level: float = 0.95,
+                             n_boot: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+    """{metric: [low, high]} for the metrics of classification_summary: Wilson for accuracy
+    (a plain proportion), percentile bootstrap over galaxies for the others."""
+    probs, y = np.asarray(probs, dtype=np.float64), np.asarray(y)
+    n, k = probs.shape
+    if n == 0:
+        return {}
+    pred = probs.argmax(axis=1)
+    rows = bootstrap_rows(n, n_boot, seed)
+    cm = batched_confusion(y, pred, k, rows)
+    return {"accuracy": list(wilson_interval(int((pred == y).sum()), n, level)),
+            "balanced_accuracy": list(percentile_interval(balanced_accuracy_from_confusion(cm), level)),
+            "macro_f1": list(percentile_interval(macro_f1_from_confusion(cm), level)),
+            "ece": list(percentile_interval(batched_ece(probs, y, rows, n_bins), level))}
+
+
+def regression_intervals(y: np.ndarray, mean: np.ndarray, sigma: np.ndarray, level: float = 0.95,
+                         n_boot: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+    """{metric: [low, high]}: bootstrap for RMSE, Wilson for the interval coverages."""
+    y, mean, sigma = (np.asarray(a, dtype=np.float64) for a in (y, mean, sigma))
+    n = len(y)
+    if n == 0:
+        return {}
+    sq = (y - mean) ** 2
+    rows = bootstrap_rows(n, n_boot, seed)
+    out = {"rmse": list(percentile_interval(np.sqrt(sq[rows].mean(axis=1)), level))}
+    for name, nominal in (("coverage_90", 0.9), ("coverage_68", 0.6827)):
+        inside = np.sqrt(sq) <= norm.ppf(0.5 + nominal / 2.0) * sigma
+        out[name] = list(wilson_interval(int(inside.sum()), n, level))
+    return out

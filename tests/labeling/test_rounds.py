@@ -37,7 +37,7 @@ def test_round_trains_predicts_every_galaxy_and_refills_the_queue(make_user):
     rnd.refresh_from_db()
     assert (rnd.status, rnd.n_labels, rnd.number) == ("ready", 16, 1)
     assert rnd.model_version.startswith(f"{task.pk}.1-logistic-")
-    assert rnd.metrics["accuracy"] >= 0.9 and "cross-validation" in rnd.metrics["validation"]
+    assert rnd.metrics["accuracy"] >= 0.9 and rnd.metrics["evaluation"] == "cv"
     assert set(rnd.metrics) >= {"accuracy", "balanced_accuracy", "macro_f1", "ece", "confusion", "reliability"}
     preds = {p.galaxy_id: p for p in Prediction.objects.filter(task=task)}
     assert len(preds) == 40
@@ -136,3 +136,5 @@ def test_model_trained_on_survey_a_predicts_b_and_adapts_with_b_labels(make_user
     assert "sa → sb" in section
     for when in ("before", "after"):
         assert f"{100 * t[when]['accuracy']:.1f}%" in section
+        lo, hi = t[when]["intervals"]["accuracy"]                 # 12 target labels: a wide interval, shown
+        assert hi - lo > 0.2 and f"{lo * 100:.1f}–{hi * 100:.1f}%" in section

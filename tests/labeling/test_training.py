@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
+from ml.calibration import calibrated_log_probs
 from ml.heads import HeadConfig
+from ml.metrics import expected_calibration_error
 from webapp.labeling.services import training
 
 pytestmark = pytest.mark.unit
@@ -32,10 +34,12 @@ def test_few_labels_use_cross_validation_many_use_the_holdout():
     x, y = blobs(400)
     cfg = HeadConfig(kind="logistic")
     head, metrics, n_train, n_val = training.fit_classification(x, np.arange(30), y[:30], np.arange(400), 3, cfg)
-    assert "cross-validation" in metrics["validation"] and (n_train, n_val) == (30, 30)
+    assert metrics["evaluation"] == "cv" and (n_train, n_val) == (30, 30)
+    assert metrics["validation"] == "5-fold CV over 30 labels (fewer than 200)"
     assert metrics["accuracy"] > 0.9 and len(metrics["confusion"]) == 3
     head, metrics, n_train, n_val = training.fit_classification(x, np.arange(300), y[:300], np.arange(1, 401), 3, cfg)
-    assert "hold-out" in metrics["validation"] and n_train + n_val == 300 and 40 < n_val < 80
+    assert metrics["evaluation"] == "holdout" and n_train + n_val == 300 and 40 < n_val < 80
+    assert metrics["validation"] == f"hold-out 20% of labelled galaxies (n = {n_val})"
     assert sum(map(sum, metrics["confusion"])) == n_val
 
 
@@ -68,3 +72,33 @@ def test_regression_reports_rmse_and_coverage():
     assert metrics["rmse"] < 0.6 and 0.6 < metrics["coverage_90"] <= 1.0
     pred = training.predict_regression(head, x)
     assert pred["mean"].shape == pred["sigma"].shape == (200,) and (pred["sigma"] > 0).all()
+
+
+def test_reported_ece_is_cross_fitted_on_rows_the_temperature_never_saw(monkeypatch):
+    """The round's ECE is the ECE of out-of-fold calibrated probabilities: each scored row's
+    temperature came from other rows, and before/after are on the same untouched rows."""
+    captured = []
+    real = training.cross_fit_temperature
+
+    def spy(logits, y, split, **kw):
+        captured.append((np.asarray(logits).copy(), np.asarray(y).copy(), real(logits, y, split, **kw)))
+        return captured[-1][2]
+
+    monkeypatch.setattr(training, "cross_fit_temperature", spy)
+    x, y = blobs(300, noise=3.0, seed=1)
+    cfg = HeadConfig(kind="logistic", logistic_c=1e4)               # overconfident head
+    for n_labels in (60, 300):                                     # CV (out-of-fold logits) and hold-out
+        captured.clear()
+        head, metrics, _, n_val = training.fit_classification(x, np.arange(n_labels), y[:n_labels],
+                                                              np.arange(1, 301), 3, cfg)
+        (logits, y_eval, crossed), = captured
+        assert len(y_eval) == n_val == metrics["n"] == metrics["calibration"]["n"]
+        for scored, calib in zip(crossed.evaluation_rows, crossed.calibration_rows):
+            assert np.intersect1d(scored, calib).size == 0 and len(calib) > 0
+        assert sorted(np.concatenate(crossed.evaluation_rows).tolist()) == list(range(n_val))
+        assert metrics["ece"] == pytest.approx(expected_calibration_error(crossed.calibrated, y_eval, 10))
+        raw = np.exp(calibrated_log_probs(logits, 1.0))                # the same rows, uncalibrated
+        assert metrics["ece_before_calibration"] == pytest.approx(expected_calibration_error(raw, y_eval, 10))
+        assert head.temperature > 1.2                                  # served T: softens, fitted on all rows
+        lo, hi = metrics["intervals"]["accuracy"]
+        assert lo < metrics["accuracy"] < hi and hi - lo > 0.1      # few galaxies: a wide interval

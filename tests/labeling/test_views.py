@@ -251,3 +251,28 @@ def test_a_label_committed_before_the_database_drops_is_reported_stored(role_cli
     assert r.status_code == 201, r.content
     assert Label.objects.filter(task=task, galaxy=g, kind="value").count() == 1
     assert r.json()["label_id"] == Label.objects.get(task=task, galaxy=g).pk
+
+
+def test_task_page_shows_each_metric_with_its_interval_and_n_and_old_rounds_still_render(
+        role_clients, task, make_user):
+    rnd = trained(task, make_user)
+    m = rnd.metrics
+    lo, hi = m["intervals"]["accuracy"]
+    resp = role_clients["viewer"].get(f"/tasks/{task.pk}/")
+    page = resp.content.decode()
+    ci = f"{lo * 100:.1f}–{hi * 100:.1f}%"
+    assert f"95% interval {ci} · CV over 12" in page                    # serving block: value, interval, n
+    assert page.count(ci) == 2                                          # ... and the rounds table
+    assert "12 labels (fewer than 200)" in page                         # the validation text says it is CV
+    cal = m["calibration"]
+    assert f"ECE before calibration <b>{cal['ece_before']:.3f}</b> → after <b>{cal['ece_after']:.3f}</b>" in page
+    assert "on 12 galaxies neither the model nor the calibration was fitted on" in page
+    curve = resp.context["learning_curve"]["script"]
+    assert "accuracy_low" in curve and "VArea" in curve                 # the interval drawn as a band
+    # a round stored before intervals and calibration existed: same page, no interval, no crash
+    Round.objects.filter(pk=rnd.pk).update(metrics={k: v for k, v in m.items()
+                                                    if k not in ("intervals", "calibration", "evaluation",
+                                                                 "ece_before_calibration", "interval_level")})
+    page = role_clients["viewer"].get(f"/tasks/{task.pk}/").content.decode()
+    assert rnd.model_version in page and "metric-ci" not in page and ci not in page
+    assert f"{m['accuracy'] * 100:.1f}%" in page and "n = 12" in page

@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from ml.metrics import (accuracy, balanced_accuracy, classification_summary, cohen_kappa,
-                        confusion_matrix, expected_calibration_error, fleiss_kappa,
-                        interval_coverage, macro_f1, reliability_diagram, rmse, vote_counts,
-                        vote_entropy, vote_fractions)
+from ml.metrics import (accuracy, balanced_accuracy, balanced_accuracy_from_confusion, batched_confusion,
+                        batched_ece, bootstrap_rows, classification_intervals, classification_summary,
+                        cohen_kappa, confusion_matrix, expected_calibration_error, fleiss_kappa,
+                        interval_coverage, macro_f1, macro_f1_from_confusion, regression_intervals,
+                        reliability_diagram, rmse, vote_counts, vote_entropy, vote_fractions,
+                        wilson_interval)
 
 pytestmark = pytest.mark.unit
 
@@ -80,3 +82,58 @@ def test_rmse_and_interval_coverage():
     assert rmse([1.0, 3.0], [0.0, 0.0]) == pytest.approx(np.sqrt(5))
     assert interval_coverage(truth, np.zeros_like(truth), np.ones_like(truth), 0.9) == pytest.approx(0.9, abs=0.01)
     assert interval_coverage(truth, np.zeros_like(truth), 0.5 * np.ones_like(truth), 0.9) < 0.65
+
+
+# ---------------------------------------------------------------- intervals
+def test_wilson_interval_matches_the_hand_computed_value():
+    # 7 of 10 correct, 95%: z = 1.95996; centre = (0.7 + z^2/20) / (1 + z^2/10) = 0.64449,
+    # half-width = z sqrt(0.021 + z^2/400) / (1 + z^2/10) = 0.24772 -> [0.3968, 0.8922]
+    lo, hi = wilson_interval(7, 10)
+    assert (lo, hi) == (pytest.approx(0.39677, abs=1e-4), pytest.approx(0.89221, abs=1e-4))
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)  # in [0, 1]
+    assert wilson_interval(10, 10)[0] == pytest.approx(0.7225, abs=1e-4)            # not a zero-width interval
+    lo90, hi90 = wilson_interval(7, 10, level=0.9)
+    assert lo < lo90 < hi90 < hi
+    assert all(np.isnan(wilson_interval(0, 0)))
+
+
+def test_batched_metrics_equal_sklearn_on_each_resample():
+    rng = np.random.default_rng(3)
+    y, pred = rng.integers(0, 4, 50), rng.integers(0, 4, 50)
+    pred[y == 3] = 0                                            # a class never predicted
+    probs = rng.dirichlet(np.ones(4), 50)
+    rows = bootstrap_rows(50, 6, seed=1)
+    cm = batched_confusion(y, pred, 4, rows)
+    for b in range(6):
+        np.testing.assert_array_equal(cm[b], confusion_matrix(y[rows[b]], pred[rows[b]], 4))
+        assert balanced_accuracy_from_confusion(cm)[b] == pytest.approx(balanced_accuracy(y[rows[b]], pred[rows[b]]))
+        assert macro_f1_from_confusion(cm)[b] == pytest.approx(macro_f1(y[rows[b]], pred[rows[b]], 4))
+        assert batched_ece(probs, y, rows, 15)[b] == pytest.approx(
+            expected_calibration_error(probs[rows[b]], y[rows[b]], 15))
+
+
+def test_intervals_contain_the_metric_and_shrink_with_more_galaxies():
+    rng = np.random.default_rng(0)
+
+    def toy(n):
+        y = rng.integers(0, 2, n)
+        probs = np.where(rng.uniform(size=n) < 0.75, y, 1 - y)[:, None] == np.arange(2)
+        return np.where(probs, 0.8, 0.2), y
+
+    widths = []
+    for n in (20, 2000):
+        probs, y = toy(n)
+        summary, iv = classification_summary(probs, y), classification_intervals(probs, y)
+        for name in ("accuracy", "balanced_accuracy", "macro_f1", "ece"):
+            assert iv[name][0] <= summary[name] <= iv[name][1], name
+        widths.append(iv["balanced_accuracy"][1] - iv["balanced_accuracy"][0])
+    assert widths[0] > 0.2 and widths[1] < 0.06                 # 20 galaxies: an honest wide band
+
+
+def test_regression_intervals_rmse_bootstrap_and_coverage_wilson():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=200)
+    iv = regression_intervals(y, np.zeros(200), np.ones(200))
+    assert iv["rmse"][0] < rmse(y, np.zeros(200)) < iv["rmse"][1]
+    inside = int((np.abs(y) <= 1.6448536).sum())
+    assert iv["coverage_90"] == list(wilson_interval(inside, 200))

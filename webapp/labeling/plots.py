@@ -31,24 +31,38 @@ def _embed(fig) -> dict:
     return {"script": script, "div": div}
 
 
+def _nan(value):
+    return float("nan") if value is None else value
+
+
 def learning_curve(rounds, classification: bool) -> dict:
-    """Validation metrics against the number of labels, one point per ready round."""
+    """Validation metrics against the number of labels, one point per ready round, each with
+    its 95% interval drawn as a band (rounds from before intervals existed leave a gap)."""
     ready = sorted((r for r in rounds if r.status == "ready" and r.metrics), key=lambda r: r.number)
     metrics = CLS_METRICS if classification else REG_METRICS
     data = {"labels": [r.n_labels for r in ready], "round": [r.number for r in ready],
-            "version": [r.model_version for r in ready]}
+            "version": [r.model_version for r in ready],
+            "n_eval": [str(r.metrics.get("n", "")) + (" (CV)" if r.metrics.get("evaluation") == "cv" else "")
+                       for r in ready]}
     for m in metrics:
-        data[m] = [r.metrics.get(m) if r.metrics.get(m) is not None else float("nan") for r in ready]
+        data[m] = [_nan(r.metrics.get(m)) for r in ready]
+        bounds = [(r.metrics.get("intervals") or {}).get(m) or [None, None] for r in ready]
+        data[f"{m}_low"] = [_nan(b[0]) for b in bounds]
+        data[f"{m}_high"] = [_nan(b[1]) for b in bounds]
     source = ColumnDataSource(data, name="learning_curve")
-    fig = figure(height=300, sizing_mode="stretch_width", title="Learning curve (validation)",
+    fig = figure(height=300, sizing_mode="stretch_width", title="Learning curve (validation, 95% intervals)",
                  x_axis_label="labelled galaxies", y_axis_label="metric", tools="pan,wheel_zoom,reset,save",
                  toolbar_location="right", **DARK)
     for m in metrics:
         label = m.replace("_", " ")
+        fig.varea("labels", f"{m}_low", f"{m}_high", source=source, color=COLOURS[m], alpha=0.15,
+                  legend_label=label)
         fig.line("labels", m, source=source, color=COLOURS[m], line_width=2, legend_label=label)
         fig.scatter("labels", m, source=source, color=COLOURS[m], size=7, legend_label=label)
-    fig.add_tools(HoverTool(tooltips=[("round", "@round"), ("labels", "@labels"), ("model", "@version")]
-                            + [(m.replace("_", " "), f"@{m}{{0.000}}") for m in metrics]))
+    fig.add_tools(HoverTool(tooltips=[("round", "@round"), ("labels", "@labels"), ("validated on", "@n_eval"),
+                                      ("model", "@version")]
+                            + [(m.replace("_", " "), f"@{m}{{0.000}} (@{m}_low{{0.000}}–@{m}_high{{0.000}})")
+                               for m in metrics]))
     if classification:
         fig.y_range = Range1d(0, 1.02)
     fig.legend.location = "bottom_right"

@@ -11,7 +11,7 @@ from webapp.jobs.models import Job
 from webapp.labeling import plots
 from webapp.labeling.forms import TaskForm
 from webapp.labeling.models import Prediction, Task
-from webapp.labeling.services import export, finetune as finetune_service, rounds as round_service, stats
+from webapp.labeling.services import export, finetune as finetune_service, metric_display, rounds as round_service, stats
 from webapp.labeling.services.consensus import agreement
 from webapp.labeling.services.picking import STRATEGY_LABELS
 from webapp.labeling.services.store import serving_round
@@ -56,6 +56,9 @@ def task_detail(request, task_id):
     all_rounds = list(task.rounds.select_related("job").order_by("-number"))
     serving = next((r for r in all_rounds if r.status == "ready"), None)
     active = round_service.active_round(task)
+    for r in all_rounds:   # value, 95% interval and n side by side (old rounds: no interval)
+        r.cells = metric_display.metric_cells(r.metrics, task.is_classification)
+        r.evaluated_on = metric_display.evaluated_on(r.metrics or {})
     context = {
         "task": task, "rounds": all_rounds, "serving": serving, "active_round": active,
         "progress": stats.round_progress(task), "agreement": agreement(task),
@@ -63,6 +66,7 @@ def task_detail(request, task_id):
         "learning_curve": plots.learning_curve(all_rounds, task.is_classification) if serving else None,
         "transfer_rows": _transfer_rows(all_rounds), "export_formats": export.FORMATS,
         "surveys": list(task.surveys.all()),
+        "calibration": metric_display.calibration_summary(serving.metrics) if serving else None,
         "finetune_min_labels": finetune_service.MIN_LABELS,
         "finetune_jobs": Job.objects.filter(kind__in=["label_finetune", "label_use_embeddings"],
                                             params__task_id=task.pk).order_by("-created_at")[:3],
@@ -81,7 +85,9 @@ def _transfer_rows(all_rounds) -> list[dict]:
             continue
         for slug, t in (r.transfer or {}).items():
             rows.append({"round": r.number, "source": t.get("source"), "target": slug,
-                         "n": t.get("n_target_labels"), "before": t["before"], "after": t["after"]})
+                         "n": t.get("n_target_labels"), "before": t["before"], "after": t["after"],
+                         "before_ci": metric_display.accuracy_interval(t["before"]),
+                         "after_ci": metric_display.accuracy_interval(t["after"])})
     return rows
 
 
