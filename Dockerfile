@@ -5,8 +5,9 @@ ARG TORCH_SPEC="torch==2.13.0"
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 LATENTSKY_DATA_DIR=/data
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends libpq5 && rm -rf /var/lib/apt/lists/*
-COPY requirements.txt .
-RUN pip install $TORCH_SPEC && pip install -r requirements.txt
+COPY requirements.lock .
+# torch first so that a CUDA build from TORCH_SPEC satisfies the lock's torch==2.13.0.
+RUN pip install $TORCH_SPEC && pip install -r requirements.lock
 COPY . .
 RUN mkdir -p /data && useradd --create-home latentsky && chown -R latentsky /data
 USER latentsky

@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast reliability benchmarks venv clean help
+.PHONY: demo test test-fast reliability benchmarks venv lock clean help
 
 help:
 	@echo "make demo        run the site with a worker and the demo pipeline (http://127.0.0.1:8000)"
@@ -14,14 +14,20 @@ help:
 	@echo "make test-fast   unit tests only"
 	@echo "make reliability load test + fault injection + fuzzing (needs PostgreSQL and Redis)"
 	@echo "make benchmarks  run every benchmark in --quick mode"
+	@echo "make lock        regenerate requirements.lock and requirements-dev.lock after editing requirements*.txt"
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+# Installs exactly the lock (requirements-dev.lock is a superset of requirements.lock).
+$(STAMP): requirements.lock requirements-dev.lock
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
 	touch $(STAMP)
+
+# The resolver is pip's; use the project venv's pip when there is one (any pip >= 23 works).
+lock:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) scripts/lock.py
 
 demo: venv
 	@bash scripts/demo.sh

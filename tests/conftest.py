@@ -6,10 +6,23 @@ from pathlib import Path
 
 import pytest
 
+# Under CI=true, skips in e2e, faults and shared-data tests fail the run (see tests/ci_skips.py).
+from tests.ci_skips import pytest_runtest_makereport, pytest_sessionfinish, pytest_terminal_summary  # noqa: F401
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GZ1_DIR = SHARED_DATA / "gz1_sdss"
-needs_gz1 = pytest.mark.skipif(not (GZ1_DIR / "smallCSV_class.csv").exists(),
-                               reason="real SDSS data (../shared/data/gz1_sdss) is not present")
+
+
+def needs_shared_data(present: bool, reason: str):
+    """Skip where ../shared/data lacks something, and mark the test as a shared-data test
+    (whose skip fails a CI run, see tests/ci_skips.py)."""
+    def mark(test):
+        return pytest.mark.shared_data(pytest.mark.skipif(not present, reason=reason)(test))
+    return mark
+
+
+needs_gz1 = needs_shared_data((GZ1_DIR / "smallCSV_class.csv").exists(),
+                              "real SDSS data (../shared/data/gz1_sdss) is not present")
 
 
 @pytest.fixture(autouse=True)

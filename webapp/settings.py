@@ -142,6 +142,9 @@ JOB_STALE_SECONDS = env_int("LATENTSKY_JOB_STALE_SECONDS", 120, minimum=5)
 # re-sent by the reaper after this long; a duplicate message is harmless (atomic claim).
 JOB_REQUEUE_AFTER_SECONDS = env_int("LATENTSKY_JOB_REQUEUE_AFTER_SECONDS", 600, minimum=1)
 JOB_REAP_EVERY_SECONDS = env_int("LATENTSKY_JOB_REAP_EVERY_SECONDS", 60, minimum=1)
+# A job whose worker keeps dying under it (a handler that exhausts memory, segfaults or
+# hangs) is failed after this many claims instead of being re-run by the reaper for ever.
+JOB_MAX_ATTEMPTS = env_int("LATENTSKY_JOB_MAX_ATTEMPTS", 3, minimum=1)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # the map page's JS reads it for fetch() POSTs

@@ -7,14 +7,15 @@ import pytest
 from django.core.management import call_command
 
 from ml import vocab
-from tests.conftest import GZ1_DIR, SHARED_DATA, needs_gz1
+from tests.conftest import GZ1_DIR, SHARED_DATA, needs_gz1, needs_shared_data
 from webapp.catalog.models import Galaxy, Survey
 from webapp.catalog.services.ingest import build_options, ingest
 from webapp.catalog.services.ingest_galaxyzoo import fraction_votes, kaggle_votes
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 FORMATS_DIR = SHARED_DATA / "gz_catalog_formats"
-needs_formats = pytest.mark.skipif(not FORMATS_DIR.is_dir(), reason="gz_catalog_formats data is not present")
+needs_formats = needs_shared_data(FORMATS_DIR.is_dir(),
+                                  "gz_catalog_formats data (../shared/data/gz_catalog_formats) is not present")
 
 
 def run(fmt, path, **params):

@@ -67,3 +67,12 @@ def test_production_settings_pass_check_deploy(tmp_path):
         "SECRET_KEY": "x" * 20 + "a-long-random-production-secret-key-value-1234567890",
         "ALLOWED_HOSTS": "sky.example.org"})
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("raw,message", [("0", "LATENTSKY_JOB_MAX_ATTEMPTS=0 must be >= 1"),
+                                         ("three", "LATENTSKY_JOB_MAX_ATTEMPTS='three' is not an integer")])
+def test_job_max_attempts_is_parsed_strictly(tmp_path, raw, message):
+    result = run_manage(["check"], {"LATENTSKY_DATA_DIR": str(tmp_path), "LATENTSKY_JOB_MAX_ATTEMPTS": raw})
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -40,3 +40,16 @@ def test_whole_worker_killed_mid_job_is_reaped_by_the_next_worker(start_worker):
     done = wait_for_job(job.pk, timeout=120, proc=second.proc)
     assert done.status == "succeeded", (done.status, done.message, second.log_path.read_text()[-3000:])
     assert done.attempts == 2
+
+
+def test_a_job_that_kills_its_worker_every_time_gives_up_after_max_attempts(start_worker):
+    """Without the cap the reaper would re-send this job for ever, each time killing a pool process."""
+    worker = start_worker("poisoned", LATENTSKY_JOB_MAX_ATTEMPTS=3)
+    job = create_job("selftest", {"steps": 5, "delay": 0.05, "kill_own_process": True}, title="kills its worker")
+    done = wait_for_job(job.pk, timeout=150, proc=worker.proc)
+    log = worker.log_path.read_text()
+    assert (done.status, done.attempts, done.message) == ("failed", 3, "gave up after 3 attempts"), log[-3000:]
+    assert log.count("WorkerLostError") >= 3  # three real pool processes died, one per attempt
+    assert worker.proc.poll() is None  # the worker itself survived and stays usable
+    healthy = create_job("selftest", {"steps": 2, "delay": 0}, title="after the poison")
+    assert wait_for_job(healthy.pk, timeout=60, proc=worker.proc).status == "succeeded"

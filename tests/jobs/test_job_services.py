@@ -112,17 +112,89 @@ def test_a_followup_that_cannot_start_fails_the_job_clearly_and_leaves_no_child(
 
 
 def test_success_and_followups_commit_together(monkeypatch):
-    """If creating a follow-up dies, the parent is not left 'succeeded' with a broken chain."""
+    """If creating a follow-up dies, the parent is neither 'succeeded' nor left running for the reaper."""
     job = services.create_job("selftest", {"steps": 1, "delay": 0}, dispatch=False,
                               then=[{"kind": "selftest", "params": {"steps": 1, "delay": 0}}])
 
-    def crash(*args, **kwargs):
-        raise RuntimeError("worker lost mid-way")
+    def crash(job, result):
+        services.create_job("selftest", {"steps": 1}, parent=job, dispatch=False)  # rolled back below
+        raise RuntimeError("follow-up machinery broke")
     monkeypatch.setattr(services, "_start_followups", crash)
-    with pytest.raises(RuntimeError):
-        services.execute_job(job.pk, "w")
+    assert services.execute_job(job.pk, "w") == "failed"
     job.refresh_from_db()
-    assert job.status == "running"  # the reaper re-runs it; nothing half-finished was recorded
+    assert (job.status, job.message) == ("failed", "its follow-up could not start: follow-up machinery broke")
+    assert not Job.objects.filter(parent=job).exists()
+
+
+def test_a_poison_followup_fails_the_job_once_and_the_reaper_leaves_it(monkeypatch):
+    """An unknown follow-up kind raises ValueError (not KeyError): the job still ends FAILED."""
+    sent = []
+    monkeypatch.setattr(services, "dispatch_job", sent.append)
+    job = services.create_job("selftest", {"steps": 1, "delay": 0}, dispatch=False,
+                              then=[{"kind": "no_such_kind", "params": {}}])
+    assert services.execute_job(job.pk, "w") == "failed"
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("failed", 1)
+    assert job.message.startswith("its follow-up could not start: unknown job kind 'no_such_kind'")
+    assert "ValueError" in job.error
+    assert not Job.objects.filter(parent=job).exists()
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert services.reap_jobs() == [] and sent == []
+
+
+def test_a_handler_that_always_raises_fails_on_its_first_attempt_and_is_never_rerun():
+    job = make_job(params={"fail": True})
+    assert services.execute_job(job.pk, "w") == "failed"
+    assert services.execute_job(job.pk, "w") == "skipped"  # a redelivered message
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.message) == ("failed", 1, "failed: self-test asked to fail")
+
+
+def _lose_worker(job_id, settings):
+    """What a SIGKILLed worker leaves behind: a running row whose heartbeat goes stale."""
+    Job.objects.filter(pk=job_id).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS + 5))
+
+
+@pytest.mark.parametrize("max_attempts", [1, 3])
+def test_a_job_whose_worker_dies_every_time_gives_up_after_max_attempts(settings, max_attempts):
+    settings.JOB_MAX_ATTEMPTS = max_attempts
+    job = make_job()
+    for attempt in range(1, max_attempts + 1):
+        assert services.claim_job(job.pk, f"w{attempt}") is not None
+        _lose_worker(job.pk, settings)
+    assert services.execute_job(job.pk, "w-last") == "gave up"
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.message) == ("failed", max_attempts, f"gave up after {max_attempts} attempts")
+    assert job.finished_at is not None and f"LATENTSKY_JOB_MAX_ATTEMPTS={max_attempts}" in job.error
+    assert services.execute_job(job.pk, "w-again") == "skipped"
+
+
+def test_the_reaper_fails_an_exhausted_job_instead_of_resending_it(settings, monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "dispatch_job", sent.append)
+    settings.JOB_MAX_ATTEMPTS = 2
+    exhausted, retryable = make_job(), make_job()
+    for _ in range(2):
+        services.claim_job(exhausted.pk, "w")
+        _lose_worker(exhausted.pk, settings)
+    services.claim_job(retryable.pk, "w")
+    _lose_worker(retryable.pk, settings)
+    Job.objects.update(dispatched_at=None)
+    assert services.reap_jobs() == [retryable.pk]
+    assert sent == [retryable.pk]
+    exhausted.refresh_from_db()
+    assert (exhausted.status, exhausted.message) == ("failed", "gave up after 2 attempts")
+
+
+def test_a_retry_says_which_attempt_it_is(settings):
+    settings.JOB_MAX_ATTEMPTS = 3
+    job = make_job()
+    services.claim_job(job.pk, "w1")
+    _lose_worker(job.pk, settings)
+    services.claim_job(job.pk, "w2")
+    job.refresh_from_db()
+    assert job.message == "retry 1 (attempt 2 of 3) after the previous worker was lost"
 
 
 def test_reaper_resends_jobs_of_dead_workers(settings, monkeypatch):

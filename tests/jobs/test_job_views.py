@@ -1,4 +1,7 @@
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from webapp.jobs import services
 from webapp.jobs.models import Job
@@ -47,3 +50,21 @@ def test_job_list_query_count_is_constant(role_clients, django_assert_max_num_qu
         services.create_job("selftest", {}, dispatch=False)
     with django_assert_max_num_queries(8):
         assert role_clients["viewer"].get("/jobs/").status_code == 200
+
+
+def test_a_job_that_gave_up_says_so_on_its_page(role_clients, settings):
+    settings.JOB_MAX_ATTEMPTS = 3
+    job = services.create_job("selftest", {}, dispatch=False)
+    Job.objects.filter(pk=job.pk).update(status="running", attempts=3,  # three workers lost under it
+                                         heartbeat_at=timezone.now() - timedelta(days=1))
+    assert services.give_up_if_exhausted(job.pk) is True
+    page = role_clients["viewer"].get(f"/jobs/{job.pk}/").content.decode()
+    assert '<strong>gave up after 3 attempts</strong>: its worker was lost on every attempt' in page
+    assert '<dd class="job-attempts">3 of at most 3</dd>' in page
+
+
+def test_an_ordinary_failure_does_not_claim_to_have_given_up(role_clients):
+    job = services.create_job("selftest", {"fail": True}, dispatch=False)
+    services.execute_job(job.pk, "w")
+    page = role_clients["viewer"].get(f"/jobs/{job.pk}/").content.decode()
+    assert "failed: self-test asked to fail" in page and "job-gave-up" not in page

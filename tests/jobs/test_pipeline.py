@@ -4,6 +4,7 @@ import io
 
 import pytest
 
+from tests.conftest import needs_shared_data
 from webapp.catalog.services.ingest import build_options
 from webapp.jobs import pipeline
 from webapp.jobs.models import Job
@@ -24,7 +25,7 @@ def test_every_demo_step_is_a_registered_kind():
     assert all(k in JOB_KINDS for k in kinds), kinds
 
 
-@pytest.mark.skipif(not pipeline.GZ1_DIR.exists(), reason="shared GZ1 data absent")
+@needs_shared_data(pipeline.GZ1_DIR.exists(), "shared GZ1 data (../shared/data/gz1_sdss) is absent")
 def test_real_sdss_ingest_step_has_valid_options():
     step = next(s for s in _walk(pipeline.demo_steps(include_real=True)) if s["kind"] == "ingest")
     params = dict(step["params"])

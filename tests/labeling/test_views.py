@@ -276,3 +276,33 @@ def test_task_page_shows_each_metric_with_its_interval_and_n_and_old_rounds_stil
     page = role_clients["viewer"].get(f"/tasks/{task.pk}/").content.decode()
     assert rnd.model_version in page and "metric-ci" not in page and ci not in page
     assert f"{m['accuracy'] * 100:.1f}%" in page and "n = 12" in page
+
+
+def test_an_undo_committed_before_the_database_drops_is_reported_undone_and_retracts_once(role_clients, task):
+    """The outage hits right after the UNDO row committed: nothing may read the database again.
+    The reply must be 200 with the retracted answer (a 503 would make the client retry and
+    retract the answer before it too)."""
+    from django.db import OperationalError
+
+    c = role_clients["labeler"]
+    first, second = Galaxy.objects.filter(survey__in=task.surveys.all()).order_by("image_index")[:2]
+    kept = post(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": first.pk, "class_index": 0}).json()["label_id"]
+    undone = post(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": second.pk, "class_index": 2}).json()["label_id"]
+    state = {"undo_committed": False}
+
+    def database_drops_after_the_undo_insert(execute, sql, params, many, context):
+        if state["undo_committed"]:
+            raise OperationalError("server closed the connection unexpectedly")
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("INSERT") and Label._meta.db_table in sql:
+            state["undo_committed"] = True
+        return result
+    with connection.execute_wrapper(database_drops_after_the_undo_insert):
+        r = post(c, f"/api/tasks/{task.pk}/undo", {})
+    assert state["undo_committed"]
+    assert r.status_code == 200, r.content
+    assert r.json()["undone"] == {"label_id": undone, "galaxy_id": second.pk, "kind": "value",
+                                  "class_index": 2, "value": None}
+    assert r.json()["progress"] is None  # counters are best effort and were left out
+    assert list(Label.objects.filter(task=task, kind="undo").values_list("undoes_id", flat=True)) == [undone]
+    assert [a.label_id for a in labels.task_answers(task).values()] == [kept]

@@ -65,24 +65,56 @@ def dispatch_job(job_id: int) -> None:
 
 # ----------------------------------------------------------------- claiming
 
+def _claimable(now) -> Q:
+    """Queued, or running under a dead worker (stale heartbeat)."""
+    stale_before = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
+    return Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RUNNING, heartbeat_at__lt=stale_before)
+
+
 def claim_job(job_id: int, worker: str) -> Job | None:
     """Atomically move a job to running. None when another worker already has it.
 
     A running job whose heartbeat is stale belongs to a dead worker, so it may be
-    claimed again: that is how a redelivered message resumes a killed job.
+    claimed again: that is how a redelivered message resumes a killed job.  A job
+    that already used JOB_MAX_ATTEMPTS claims is not claimed (see give_up_if_exhausted).
     """
     now = timezone.now()
-    stale_before = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
-    claimable = Q(status=Job.Status.QUEUED) | Q(status=Job.Status.RUNNING, heartbeat_at__lt=stale_before)
-    changed = (Job.objects.filter(pk=job_id).filter(claimable)
+    changed = (Job.objects.filter(pk=job_id).filter(_claimable(now), attempts__lt=settings.JOB_MAX_ATTEMPTS)
                .update(status=Job.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker,
                        attempts=F("attempts") + 1, error=""))
     if not changed:
         return None
     job = Job.objects.get(pk=job_id)
     if job.attempts > 1:
-        _update(job_id, message=f"retry {job.attempts - 1} after the previous worker was lost")
+        _update(job_id, message=f"retry {job.attempts - 1} (attempt {job.attempts} of "
+                                f"{settings.JOB_MAX_ATTEMPTS}) after the previous worker was lost")
     return job
+
+
+def gave_up_message(attempts: int) -> str:
+    return f"gave up after {attempts} attempts"
+
+
+def give_up_if_exhausted(job_id: int) -> bool:
+    """Fail a claimable job that has used all its attempts.  True when this call failed it.
+
+    Every attempt of such a job ended with its worker lost (killed, out of memory, machine
+    gone) before the job could record an outcome, so running it again would only repeat that.
+    The update is conditional, so two workers or reapers racing here fail it once.
+    """
+    now = timezone.now()
+    exhausted = Job.objects.filter(pk=job_id).filter(_claimable(now), attempts__gte=settings.JOB_MAX_ATTEMPTS)
+    attempts = exhausted.values_list("attempts", flat=True).first()
+    if attempts is None:
+        return False
+    changed = exhausted.update(
+        status=Job.Status.FAILED, finished_at=now, message=gave_up_message(attempts),
+        error=(f"{gave_up_message(attempts)}: each attempt's worker was lost before the job finished "
+               f"(killed, out of memory or gone; see the worker logs). "
+               f"LATENTSKY_JOB_MAX_ATTEMPTS={settings.JOB_MAX_ATTEMPTS}."))
+    if changed:
+        log.error("job %s: %s", job_id, gave_up_message(attempts))
+    return bool(changed)
 
 
 def _update(job_id: int, **fields) -> int:
@@ -185,6 +217,8 @@ def execute_job(job_id: int, worker: str | None = None) -> str:
         return "missing"
     job = claim_job(job_id, worker)
     if job is None:
+        if give_up_if_exhausted(job_id):
+            return "gave up"
         log.info("job %s is not claimable (already taken or finished)", job_id)
         return "skipped"
     if job.cancel_requested:
@@ -206,14 +240,18 @@ def execute_job(job_id: int, worker: str | None = None) -> str:
                    error="".join(traceback.format_exception(exc))[-20000:])
         return "failed"
     try:
-        # One transaction: whoever sees the job succeeded also sees its follow-ups, and a worker
-        # dying in between leaves the job running (reaped, re-run) rather than a broken chain.
+        # One transaction: whoever sees the job succeeded also sees its follow-ups.
         with transaction.atomic():
             finish_job(job, Job.Status.SUCCEEDED, result=result, message="done")
             _start_followups(job, result)
-    except KeyError as exc:  # a follow-up spec names a result key the handler did not return
+    except Exception as exc:
+        # Any follow-up that cannot start (a missing result key, an unknown kind, bad params)
+        # fails the job now: left running, the reaper would re-run it into the same error.
+        # If the database itself is down this finish_job raises too, the job stays running,
+        # and the reaper retries it within JOB_MAX_ATTEMPTS.
+        log.exception("job %s (%s): a follow-up could not start", job.pk, job.kind)
         finish_job(job, Job.Status.FAILED, result=result, message=f"its follow-up could not start: {exc}"[:300],
-                   error=str(exc))
+                   error="".join(traceback.format_exception(exc))[-20000:])
         return "failed"
     return "succeeded"
 
@@ -272,6 +310,8 @@ def reap_jobs(queued_older_than: float = 300.0) -> list[int]:
     lost_messages = Job.objects.filter(status=Job.Status.QUEUED,
                                        created_at__lt=now - timedelta(seconds=queued_older_than)).filter(quiet)
     ids = sorted(set(lost_workers.values_list("pk", flat=True)) | set(lost_messages.values_list("pk", flat=True)))
+    # A job whose workers died on every attempt is failed here, not sent again.
+    ids = [job_id for job_id in ids if not give_up_if_exhausted(job_id)]
     for job_id in ids:
         log.warning("reaper: re-sending job %s", job_id)
         _update(job_id, message="re-queued by the reaper after its worker or message was lost")

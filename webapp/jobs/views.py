@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -8,7 +9,7 @@ from django.views.decorators.http import require_POST
 from webapp.accounts.roles import has_role, role_required
 from webapp.jobs import plots
 from webapp.jobs.models import Job
-from webapp.jobs.services import request_cancel
+from webapp.jobs.services import gave_up_message, request_cancel
 
 
 def job_list(request):
@@ -24,7 +25,9 @@ def job_detail(request, job_id):
     job = get_object_or_404(Job.objects.select_related("launched_by", "parent"), pk=job_id)
     loss_plot = plots.loss_curve(job) if job.metrics.get("loss") or job.kind == "train_encoder" else None
     return render(request, "jobs/detail.html", {
-        "job": job, "children": job.children.order_by("id"), "loss_plot": loss_plot})
+        "job": job, "children": job.children.order_by("id"), "loss_plot": loss_plot,
+        "max_attempts": settings.JOB_MAX_ATTEMPTS,
+        "gave_up": job.status == Job.Status.FAILED and job.message == gave_up_message(job.attempts)})
 
 
 @require_POST

@@ -175,10 +175,10 @@ def api_undo(request, task_id):
     undo = label_service.undo_last(task, request.user, galaxy_id)
     if undo is None:
         return bad("nothing to undo", status=409)
-    undone = Label.objects.get(pk=undo.undoes_id)
-    return JsonResponse({"undo_id": undo.pk, "undone": {"label_id": undone.pk, "galaxy_id": undone.galaxy_id,
-                                                        "kind": undone.kind, "class_index": undone.class_index,
-                                                        "value": undone.value},
+    undone = undo.undone
+    return JsonResponse({"undo_id": undo.undo_id,
+                         "undone": {"label_id": undone.label_id, "galaxy_id": undone.galaxy_id,
+                                    "kind": undone.kind, "class_index": undone.class_index, "value": undone.value},
                          **_counters_if_available(task, request.user)})
 
 

@@ -131,9 +131,21 @@ def _after_answer(task: Task, galaxy_id: int, kind: str) -> None:
         logging.getLogger(__name__).warning("label stored, bookkeeping skipped (database outage): %s", exc)
 
 
-def undo_last(task: Task, user, galaxy_id=None) -> Label | None:
+@dataclass(frozen=True)
+class Undo:
+    """A stored UNDO row and the answer it retracted."""
+    undo_id: int
+    undone: Answer
+
+
+def undo_last(task: Task, user, galaxy_id=None) -> Undo | None:
     """Retract the person's most recent answer in the task (or on one galaxy); None if
-    there is nothing left to undo."""
+    there is nothing left to undo.
+
+    The retracted answer is returned as read before the UNDO was inserted, so a reply never
+    reads it back: if the database drops after the commit, the caller still answers "undone"
+    instead of "not stored, retry" (a retry would retract one answer too many).
+    """
     rows = Label.objects.filter(task=task, user=user)
     if galaxy_id is not None:
         rows = rows.filter(galaxy_id=galaxy_id)
@@ -145,7 +157,7 @@ def undo_last(task: Task, user, galaxy_id=None) -> Label | None:
     undo = Label.objects.create(task=task, galaxy_id=target.galaxy_id, user=user, kind=Label.Kind.UNDO,
                                 undoes_id=target.label_id)
     _after_answer(task, target.galaxy_id, Label.Kind.UNDO)
-    return undo
+    return Undo(undo_id=undo.pk, undone=target)
 
 
 def refresh_queue_item(task: Task, galaxy_id: int) -> None:
