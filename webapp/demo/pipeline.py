@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from webapp.cli import render_bar
 from webapp.jobs.models import Job
 from webapp.jobs.services import create_job
 
@@ -180,11 +181,6 @@ def descendants(root_ids: list[int]) -> list[Job]:
         jobs.extend(level)
         frontier = list(Job.objects.filter(parent_id__in=[j.pk for j in level]).values_list("pk", flat=True))
     return sorted(jobs, key=lambda j: j.pk)
-
-
-def render_bar(fraction: float, width: int = 28) -> str:
-    filled = int(round(fraction * width))
-    return "█" * filled + "·" * (width - filled)
 
 
 def follow(root_ids: list[int], out=sys.stdout, poll: float = 1.0, timeout: float | None = None) -> bool:

@@ -5,7 +5,7 @@ import io
 import pytest
 
 from webapp.catalog.services.ingest import build_options
-from webapp.jobs import pipeline
+from webapp.demo import pipeline
 from webapp.jobs.models import Job
 from webapp.jobs.registry import JOB_KINDS
 
