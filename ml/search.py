@@ -38,6 +38,8 @@ from typing import Callable, Iterator, Sequence
 import faiss
 import numpy as np
 
+from ml.atomic import atomic_path, write_atomic
+
 Progress = Callable[[int, int, str], None] | None
 
 
@@ -154,10 +156,8 @@ def build_index(vectors: np.ndarray, cfg: IndexConfig | None = None,
 
 def save_index(index: faiss.Index, path: str | os.PathLike) -> None:
     """Write atomically: readers see the old file or the complete new one, never half."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    faiss.write_index(index, str(partial))
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        faiss.write_index(index, str(partial))
 
 
 def load_index(path: str | os.PathLike, mmap: bool = False) -> faiss.Index:
@@ -240,11 +240,8 @@ class SearchIndex:
     def save(self, path: str | os.PathLike) -> None:
         """Index at `path`, config beside it at `path`.json (both written atomically)."""
         save_index(self.index, path)
-        meta = Path(str(path) + ".json")
-        partial = meta.with_name(meta.name + ".partial")
-        partial.write_text(json.dumps({"config": asdict(self.cfg), "ntotal": self.ntotal,
-                                       "dim": self.index.d, "tuning": self.tuning}, indent=1))
-        os.replace(partial, meta)
+        write_atomic(str(path) + ".json", json.dumps({"config": asdict(self.cfg), "ntotal": self.ntotal,
+                                                     "dim": self.index.d, "tuning": self.tuning}, indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False) -> "SearchIndex":

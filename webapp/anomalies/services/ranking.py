@@ -17,8 +17,9 @@ import numpy as np
 from django.db import transaction
 
 from ml.anomaly import FeedbackConfig, PersonalRanker
+from ml.atomic import save_npz_atomic
 from webapp.anomalies.models import PersonalRanking, Review, ScoreSet
-from webapp.anomalies.services.files import load_scores, new_file, save_npz_atomic
+from webapp.anomalies.services.files import load_scores, new_file
 from webapp.anomalies.services.reviews import DEFAULT_RERANK_EVERY, latest_verdicts, lock_user
 from webapp.embeddings.models import ArtifactStatus
 from webapp.embeddings.services.vectors import load_embedding_set
@@ -128,7 +129,7 @@ def compute_ranking(ranking: PersonalRanking, progress=None) -> PersonalRanking:
         "why_penalty": why.artifact_penalty[top].astype(np.float32),
     }
     path, relative = new_file(f"rank{ranking.pk}", "ranking.npz")
-    save_npz_atomic(path, arrays)
+    save_npz_atomic(path, **arrays)
     ranking.ranking_path, ranking.n_reviews = relative, len(rows)
     ranking.seconds = round(time.perf_counter() - t0, 3)
     ranking.config = dataclasses.asdict(cfg)

@@ -17,8 +17,9 @@ import numpy as np
 from django.db import transaction
 
 from ml.anomaly import METHODS, AnomalyConfig, combine_scores, rank_normalise, score_all
+from ml.atomic import save_npz_atomic
 from webapp.anomalies.models import AnomalyScore, ScoreSet
-from webapp.anomalies.services.files import new_file, save_npz_atomic
+from webapp.anomalies.services.files import new_file
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet
 from webapp.embeddings.services.vectors import load_embedding_set
 
@@ -99,7 +100,7 @@ def score_embedding_set(score_set: ScoreSet, cfg: AnomalyConfig, progress=None) 
     arrays = {"ids": np.asarray(ids, dtype=np.int64), "combined": combined}
     for m in scores:
         arrays[f"score_{m}"], arrays[f"rank_{m}"] = scores[m].astype(np.float32), ranks[m]
-    checksum = save_npz_atomic(path, arrays)
+    checksum = save_npz_atomic(path, **arrays)
     _write_rows(score_set, arrays["ids"], combined, scores, ranks, _span(progress, 0.6, 1.0))
     with transaction.atomic():
         score_set.scores_path, score_set.checksum = relative, checksum

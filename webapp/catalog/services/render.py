@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import threading
 import time
 import zlib
@@ -22,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from PIL import Image
+
+from ml.atomic import write_atomic
 
 from webapp.catalog.services.store_cache import read_images
 from webapp.catalog.services.stretch import SurveyStretch, band_grey, composite_rgb, estimate_stretch
@@ -75,17 +76,9 @@ def survey_stretch(survey) -> SurveyStretch:
             sample = np.unique(np.linspace(0, max(n - 1, 0), min(SAMPLE_IMAGES, max(n, 1))).astype(int))
             images = read_images(survey.store_abspath, sample.tolist())
             params = estimate_stretch(np.asarray(images, dtype=np.float32), survey.image_kind)
-            write_atomic(path, json.dumps(asdict(params)).encode())
+            write_atomic(path, json.dumps(asdict(params)), durable=False)
         _stretches[key] = params
         return params
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a unique temp file and os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------- public API
@@ -141,7 +134,7 @@ def thumbnail_png(survey, image_index: int, size: int = DEFAULT_THUMB_SIZE, band
         pass
     image = read_images(survey.store_abspath, [image_index])[0]  # (C, H, W)
     data = encode_png(render_pixels(survey, np.asarray(image, dtype=np.float32), band), size)
-    write_atomic(path, data)
+    write_atomic(path, data, durable=False)  # a cache: rebuilt if lost
     return data
 
 
@@ -157,7 +150,7 @@ def prerender_survey(survey, size: int = DEFAULT_THUMB_SIZE, band: str = "compos
             images = read_images(survey.store_abspath, todo)
             for index, image in zip(todo, images):
                 pixels = render_pixels(survey, np.asarray(image, dtype=np.float32), band)
-                write_atomic(thumb_path(survey, index, variant), encode_png(pixels, size))
+                write_atomic(thumb_path(survey, index, variant), encode_png(pixels, size), durable=False)
             rendered += len(todo)
         if progress is not None:
             progress(min(lo + batch, n), n, f"{min(lo + batch, n)}/{n} thumbnails")
