@@ -25,8 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ml.atomic import atomic_open
-
-Progress = Callable[[int, int, str], None] | None
+from ml.progress import Progress
 
 
 @dataclass
@@ -177,7 +176,7 @@ def assemble_coords(n: int, fitted: FittedProjection,
 
 
 def fit_umap(vectors: np.ndarray, cfg: UMAPConfig | None = None,
-             progress: Progress = None) -> tuple[FittedProjection, np.ndarray]:
+             progress: Progress | None = None) -> tuple[FittedProjection, np.ndarray]:
     """Fit (on a sample when large) and place every row in this process. -> (fitted, (N, 2))."""
     cfg = cfg or UMAPConfig()
     n = len(vectors)

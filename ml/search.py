@@ -33,14 +33,13 @@ import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import faiss
 import numpy as np
 
 from ml.atomic import atomic_path, write_atomic
-
-Progress = Callable[[int, int, str], None] | None
+from ml.progress import Progress
 
 
 @dataclass
@@ -132,7 +131,7 @@ def _train_ivf(index: faiss.Index, vectors: np.ndarray, cfg: IndexConfig) -> Non
 
 
 def build_index(vectors: np.ndarray, cfg: IndexConfig | None = None,
-                progress: Progress = None) -> faiss.Index:
+                progress: Progress | None = None) -> faiss.Index:
     """Build a faiss index over (N, D) embeddings; row i gets id i.
 
     Vectors may be a np.memmap: rows are normalised and added `cfg.add_chunk` at a time,
@@ -227,7 +226,7 @@ class SearchIndex:
 
     @classmethod
     def build(cls, vectors: np.ndarray, cfg: IndexConfig | None = None,
-              progress: Progress = None) -> "SearchIndex":
+              progress: Progress | None = None) -> "SearchIndex":
         """build_index, then (approximate indexes only) tune nprobe/efSearch to cfg.tune_recall."""
         cfg = dataclasses.replace(cfg or IndexConfig())  # tuning edits cfg: never the caller's
         self = cls(build_index(vectors, cfg, progress), cfg)

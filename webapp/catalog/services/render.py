@@ -23,6 +23,7 @@ from django.conf import settings
 from PIL import Image
 
 from ml.atomic import write_atomic
+from ml.progress import check_cancelled
 
 from webapp.catalog.services.store_cache import read_images
 from webapp.catalog.services.stretch import SurveyStretch, band_grey, composite_rgb, estimate_stretch
@@ -154,8 +155,7 @@ def prerender_survey(survey, size: int = DEFAULT_THUMB_SIZE, band: str = "compos
             rendered += len(todo)
         if progress is not None:
             progress(min(lo + batch, n), n, f"{min(lo + batch, n)}/{n} thumbnails")
-            if hasattr(progress, "check_cancelled"):
-                progress.check_cancelled()
+            check_cancelled(progress)
     return {"survey_id": survey.pk, "rendered": rendered, "skipped": n - rendered,
             "variant": variant, "seconds": round(time.perf_counter() - start, 2)}
 
