@@ -6,7 +6,8 @@ import pytest
 from astropy.visualization import LuptonAsinhStretch, make_lupton_rgb
 from PIL import Image
 
-from webapp.catalog.services import render, store_cache, stretch
+from ml import stretch
+from webapp.catalog.services import render, store_cache
 from tests.catalog.factories import galaxy_images, make_survey
 
 pytestmark = pytest.mark.unit

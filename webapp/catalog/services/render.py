@@ -1,6 +1,6 @@
 """Cutout rendering: survey pixels -> display PNGs, cached on disk.
 
-How pixels become colours is in services/stretch.py (Lupton composites, asinh
+How pixels become colours is in ml/stretch.py (Lupton composites, asinh
 band views, RGB pass-through, one stretch per survey).  This module reads the
 image store through one cached reader per survey, encodes PNGs and caches
 them at DATA_DIR/cache/thumbs/<survey_id>/<checksum[:8]>/<image_index>_<variant>.png
@@ -24,9 +24,8 @@ from PIL import Image
 
 from ml.atomic import write_atomic
 from ml.progress import check_cancelled
-
+from ml.stretch import SurveyStretch, band_grey, composite_rgb, estimate_stretch
 from webapp.catalog.services.store_cache import read_images
-from webapp.catalog.services.stretch import SurveyStretch, band_grey, composite_rgb, estimate_stretch
 
 DEFAULT_THUMB_SIZE = 96    # px; grid cells are ~100-130 CSS px wide
 MIN_SIZE, MAX_SIZE = 16, 512
