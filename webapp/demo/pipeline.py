@@ -90,7 +90,6 @@ def plan_demo(n: int = 5000, seed: int = 0, epochs: int = 12, include_real: bool
     `make demo` can be run again safely: finished work is kept and unfinished jobs from an
     interrupted run are resumed by the reaper, so only what is absent is queued."""
     from webapp.catalog.models import Survey
-    from webapp.embeddings.models import EmbeddingSet
 
     notes: list[str] = []
     if Job.objects.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).exists():
