@@ -33,8 +33,8 @@ from threadpoolctl import threadpool_limits
 
 from ml.heads import HeadConfig, fit_classifier
 from ml.metrics import accuracy, balanced_accuracy
+from ml.progress import Progress
 
-Progress = Callable[[int, int, str], None] | None
 Picks = tuple[np.ndarray, list[str]]
 
 KMEANS_FIT_MAX = 20_000   # rows k-means is fitted on (cold start); centroids barely move beyond this
@@ -231,7 +231,7 @@ def simulate_active_learning(x: np.ndarray, y: np.ndarray, strategy: str, seed: 
                              batch: int, budget: int, head_cfg: HeadConfig | None,
                              eval_idx: np.ndarray, n_classes: int | None = None,
                              initial_strategy: str = "random", cold_start_below: int = 0,
-                             progress: Progress = None) -> list[tuple[int, float, float]]:
+                             progress: Progress | None = None) -> list[tuple[int, float, float]]:
     """Replay labeling rounds: the known labels y play the people. Returns the learning curve
     [(n_labels, accuracy, balanced_accuracy)] measured on eval_idx (never queried) after each
     retrain, from `initial` labels up to `budget` in steps of `batch`."""

@@ -29,9 +29,8 @@ from typing import Callable
 import numpy as np
 from scipy.stats import rankdata
 
+from ml.progress import Progress
 from ml.search import IndexConfig, SearchIndex, faiss_threads, prepare_vectors
-
-Progress = Callable[[int, int, str], None] | None
 
 METHODS = ("iforest", "knn", "lof", "gmm")
 
@@ -119,7 +118,7 @@ def gmm_score(x: np.ndarray, cfg: AnomalyConfig) -> np.ndarray:
 
 
 def score_all(vectors: np.ndarray, cfg: AnomalyConfig | None = None,
-              progress: Progress = None) -> dict[str, np.ndarray]:
+              progress: Progress | None = None) -> dict[str, np.ndarray]:
     """Every score in cfg.methods, each (N,) float32 with HIGHER = more anomalous."""
     cfg = cfg or AnomalyConfig()
     x = prepare_vectors(vectors, cfg.metric)               # (N, D) float32
@@ -378,7 +377,7 @@ def rank_with_feedback(vectors, anomaly_score, scored_ids, user_scores, artifact
 
 def simulate_review_session(vectors, anomaly_score, oracle_fn: Callable, n_reviews: int = 200,
                             retrain_every: int = 10, cfg: FeedbackConfig | None = None,
-                            progress: Progress = None) -> list[int]:
+                            progress: Progress | None = None) -> list[int]:
     """Replay a person reviewing the ranked queue; re-rank after every `retrain_every` reviews.
 
     oracle_fn(row) -> interest 0-5, or (interest, is_artifact). Returns rows in review order.

@@ -15,13 +15,13 @@ Writes are atomic (``*.partial`` + fsync + rename), so a crash leaves the previo
 """
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from pathlib import Path
 
 import torch
 
+from ml.atomic import atomic_open
 from ml.augment import PreprocessConfig
 from ml.encoders import GalaxyEncoder, config_from_dict, config_to_dict
 
@@ -34,14 +34,8 @@ class CheckpointError(ValueError):
 
 
 def save_atomic(payload: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
+    with atomic_open(path) as handle:
         torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
 
 
 def read_checkpoint(path: str | Path) -> dict:

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import nullcontext
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from ml.augment import Preprocess, PreprocessConfig
 from ml.encoders import GalaxyEncoder
+from ml.progress import Progress
 from ml.sources import ArraySource, prefetch
-
-Progress = Callable[[int, int, str], None]
 
 
 def pick_device(prefer: str = "auto") -> torch.device:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import os
 import pickle
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-Progress = Callable[[int, int, str], None] | None
+from ml.atomic import atomic_open
+from ml.progress import Progress
 
 
 @dataclass
@@ -176,7 +176,7 @@ def assemble_coords(n: int, fitted: FittedProjection,
 
 
 def fit_umap(vectors: np.ndarray, cfg: UMAPConfig | None = None,
-             progress: Progress = None) -> tuple[FittedProjection, np.ndarray]:
+             progress: Progress | None = None) -> tuple[FittedProjection, np.ndarray]:
     """Fit (on a sample when large) and place every row in this process. -> (fitted, (N, 2))."""
     cfg = cfg or UMAPConfig()
     n = len(vectors)
@@ -196,15 +196,12 @@ def fit_umap(vectors: np.ndarray, cfg: UMAPConfig | None = None,
 
 
 def save_projection(fitted: FittedProjection, path: str | os.PathLike) -> None:
-    """Pickle atomically (.partial + os.replace); the config travels as a plain dict."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
+    """Pickle atomically (ml.atomic); the config travels as a plain dict."""
     payload = {"reducer": fitted.reducer, "center": fitted.center, "scale": fitted.scale,
                "config": asdict(fitted.cfg), "sample_rows": fitted.sample_rows,
                "sample_coords": fitted.sample_coords}
-    with open(partial, "wb") as fh:
+    with atomic_open(path) as fh:
         pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(partial, path)
 
 
 def load_projection(path: str | os.PathLike) -> FittedProjection:

@@ -33,12 +33,13 @@ import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import faiss
 import numpy as np
 
-Progress = Callable[[int, int, str], None] | None
+from ml.atomic import atomic_path, write_atomic
+from ml.progress import Progress
 
 
 @dataclass
@@ -130,7 +131,7 @@ def _train_ivf(index: faiss.Index, vectors: np.ndarray, cfg: IndexConfig) -> Non
 
 
 def build_index(vectors: np.ndarray, cfg: IndexConfig | None = None,
-                progress: Progress = None) -> faiss.Index:
+                progress: Progress | None = None) -> faiss.Index:
     """Build a faiss index over (N, D) embeddings; row i gets id i.
 
     Vectors may be a np.memmap: rows are normalised and added `cfg.add_chunk` at a time,
@@ -154,10 +155,8 @@ def build_index(vectors: np.ndarray, cfg: IndexConfig | None = None,
 
 def save_index(index: faiss.Index, path: str | os.PathLike) -> None:
     """Write atomically: readers see the old file or the complete new one, never half."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    faiss.write_index(index, str(partial))
-    os.replace(partial, path)
+    with atomic_path(path) as partial:
+        faiss.write_index(index, str(partial))
 
 
 def load_index(path: str | os.PathLike, mmap: bool = False) -> faiss.Index:
@@ -227,7 +226,7 @@ class SearchIndex:
 
     @classmethod
     def build(cls, vectors: np.ndarray, cfg: IndexConfig | None = None,
-              progress: Progress = None) -> "SearchIndex":
+              progress: Progress | None = None) -> "SearchIndex":
         """build_index, then (approximate indexes only) tune nprobe/efSearch to cfg.tune_recall."""
         cfg = dataclasses.replace(cfg or IndexConfig())  # tuning edits cfg: never the caller's
         self = cls(build_index(vectors, cfg, progress), cfg)
@@ -240,11 +239,8 @@ class SearchIndex:
     def save(self, path: str | os.PathLike) -> None:
         """Index at `path`, config beside it at `path`.json (both written atomically)."""
         save_index(self.index, path)
-        meta = Path(str(path) + ".json")
-        partial = meta.with_name(meta.name + ".partial")
-        partial.write_text(json.dumps({"config": asdict(self.cfg), "ntotal": self.ntotal,
-                                       "dim": self.index.d, "tuning": self.tuning}, indent=1))
-        os.replace(partial, meta)
+        write_atomic(str(path) + ".json", json.dumps({"config": asdict(self.cfg), "ntotal": self.ntotal,
+                                                     "dim": self.index.d, "tuning": self.tuning}, indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False) -> "SearchIndex":

@@ -26,15 +26,14 @@ import math
 import multiprocessing as mp
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from ml import sim_render, sim_scenes
 from ml.imagestore import ImageStoreWriter
+from ml.progress import Progress
 from ml.vocab import BANDS, FLUX_UNIT
-
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,8 +23,7 @@ from torch import nn
 from ml.augment import Augmenter, AugmentConfig, Preprocess, PreprocessConfig
 from ml.embed import autocast_for, pick_device
 from ml.encoders import GalaxyEncoder
-
-Progress = Callable[[int, int, str], None] | None
+from ml.progress import Progress
 
 
 @dataclass
@@ -55,7 +53,7 @@ def _batches(y: np.ndarray, n_classes: int, cfg: FinetuneConfig, rng: np.random.
 
 def finetune_encoder(model: GalaxyEncoder, preprocess: PreprocessConfig, images: np.ndarray, y: np.ndarray,
                      n_classes: int, cfg: FinetuneConfig | None = None, device: torch.device | None = None,
-                     progress: Progress = None) -> tuple[GalaxyEncoder, dict]:
+                     progress: Progress | None = None) -> tuple[GalaxyEncoder, dict]:
     """Supervised fine-tuning of a copy of ``model`` (backbone + a new linear head).
 
     Returns (the fine-tuned encoder on the CPU in eval mode, its projector untouched, and a

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "webapp.embeddings",
     "webapp.anomalies",
     "webapp.labeling",
+    "webapp.demo",
 ]
 
 MIDDLEWARE = [

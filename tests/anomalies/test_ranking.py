@@ -3,7 +3,7 @@ import pytest
 
 from tests.anomalies.factories import make_score_set
 from webapp.anomalies.models import PersonalRanking
-from webapp.anomalies.services import queue, reviews
+from webapp.anomalies.services import queue, ranking, reviews
 from webapp.anomalies.services.files import load_ranking
 from webapp.anomalies.services.ranking import current_ranking, request_rerank
 from webapp.jobs import services as jobs
@@ -119,4 +119,4 @@ def test_failed_rerank_marks_the_ranking_failed_and_allows_a_new_one(scored, mak
     assert current_ranking(ann, score_set) is None
     for g in ids[:2]:
         reviews.record_verdict(ann, score_set, g, 3, False)
-    assert reviews.maybe_rerank(ann, score_set, every=2) is not None
+    assert ranking.maybe_rerank(ann, score_set, every=2) is not None

@@ -3,7 +3,7 @@ import pytest
 
 from tests.anomalies.factories import make_score_set
 from webapp.anomalies.models import PersonalRanking, Review
-from webapp.anomalies.services import reviews
+from webapp.anomalies.services import ranking, reviews
 from webapp.jobs.models import Job
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
@@ -85,7 +85,7 @@ def test_rerank_starts_after_every_n_verdicts_and_never_twice_at_once(scored, ma
     started = []
     for i, g in enumerate(ids[:7]):
         reviews.record_verdict(ann, score_set, g, i % 6, False)
-        started.append(reviews.maybe_rerank(ann, score_set, every=3) is not None)
+        started.append(ranking.maybe_rerank(ann, score_set, every=3) is not None)
     # 3rd verdict starts a job; while it is queued the 6th does not start another
     assert started == [False, False, True, False, False, False, False]
     assert PersonalRanking.objects.filter(user=ann).count() == 1
@@ -93,5 +93,5 @@ def test_rerank_starts_after_every_n_verdicts_and_never_twice_at_once(scored, ma
     assert job.params == {"ranking_id": PersonalRanking.objects.get(user=ann).pk} and job.launched_by == ann
     Job.objects.filter(pk=job.pk).update(status="succeeded")  # finished: 4 verdicts since -> a new job
     reviews.record_verdict(ann, score_set, ids[8], 1, False)
-    assert reviews.maybe_rerank(ann, score_set, every=3) is not None
+    assert ranking.maybe_rerank(ann, score_set, every=3) is not None
     assert Job.objects.filter(kind="anomaly_rerank").count() == 2

@@ -6,7 +6,8 @@ import pytest
 from astropy.visualization import LuptonAsinhStretch, make_lupton_rgb
 from PIL import Image
 
-from webapp.catalog.services import render, store_cache, stretch
+from ml import stretch
+from webapp.catalog.services import render, store_cache
 from tests.catalog.factories import galaxy_images, make_survey
 
 pytestmark = pytest.mark.unit
@@ -63,7 +64,7 @@ def test_thumbnail_cache_hit_returns_same_bytes_and_writes_once(monkeypatch, set
     survey = make_survey(n=5, size=16)
     writes = []
     real_write = render.write_atomic
-    monkeypatch.setattr(render, "write_atomic", lambda p, d: (writes.append(p), real_write(p, d)))
+    monkeypatch.setattr(render, "write_atomic", lambda p, d, **kw: (writes.append(p), real_write(p, d, **kw)))
     render.survey_stretch(survey)  # stretch.json is written once too; count only thumbnails below
     writes.clear()
     first = render.thumbnail_png(survey, 3, size=96)

@@ -82,11 +82,14 @@ def test_round_refuses_without_labels_or_while_one_runs(make_user):
 
 
 def test_every_n_labels_starts_exactly_one_automatic_round(make_user):
+    """As the label view does: after each value label, ask for an automatic round."""
     task = make_task(n=40, round_every=5)
     user = make_user("labeler")
-    label_galaxies(task, user, 4)
-    assert not Round.objects.filter(task=task).exists()
-    label_galaxies(task, user, 3, start=4)       # 5th label triggers; 6th and 7th find it running
+    started = []
+    for g in Galaxy.objects.filter(survey=task.surveys.first()).order_by("image_index")[:7]:
+        labels.record_label(task, g.pk, user, "value", class_index=true_class(g))
+        started.append(rounds.maybe_start_auto_round(task) is not None)
+    assert started == [False] * 4 + [True, False, False]   # the 5th label triggers; 6th and 7th find it running
     assert list(Round.objects.filter(task=task).values_list("number", "trigger")) == [(1, "auto")]
 
 

@@ -236,7 +236,8 @@ def test_colour_layers_align_with_the_embedding_rows(task, make_user):
 
 
 @pytest.mark.parametrize("broken", ["webapp.labeling.services.labels.refresh_queue_item",
-                                    "webapp.labeling.services.stats.round_progress"])
+                                    "webapp.labeling.services.stats.round_progress",
+                                    "webapp.labeling.services.rounds.maybe_start_auto_round"])
 def test_a_label_committed_before_the_database_drops_is_reported_stored(role_clients, task, monkeypatch, broken):
     """The outage hits after the INSERT committed: the reply must be 201, not "not stored, retry"
     (a retry would add the label twice)."""

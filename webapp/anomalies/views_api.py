@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from webapp.accounts.roles import has_role, role_required
 from webapp.anomalies.models import AnomalyScore, ScoreSet
 from webapp.anomalies.services import export, queue, reviews
-from webapp.anomalies.services.ranking import current_ranking, pending_ranking, request_rerank
+from webapp.anomalies.services.ranking import current_ranking, maybe_rerank, pending_ranking, request_rerank
 from webapp.anomalies.services.scoring import ScoringError, start_scoring
 from webapp.catalog.models import Survey
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet
@@ -126,7 +126,7 @@ def _review(request, score_set):
     if not 1 <= every <= 1000:
         raise ValueError("rerank_every must be between 1 and 1000")
     row = reviews.record_verdict(request.user, score_set, data.get("galaxy_id"), interest, artifact)
-    job = reviews.maybe_rerank(request.user, score_set, every)
+    job = maybe_rerank(request.user, score_set, every)
     return JsonResponse({"review": {"id": row.pk, "galaxy_id": row.galaxy_id, "kind": row.kind,
                                     "interest": row.interest, "at": row.created_at.isoformat()},
                          "counts": reviews.review_counts(request.user, score_set),

@@ -36,7 +36,7 @@ JOB_KINDS: dict[str, JobKind] = {
     "label_finetune": JobKind("webapp.labeling.services.finetune.run_finetune_job", "gpu", "Fine-tune encoder for a task"),
     "label_use_embeddings": JobKind("webapp.labeling.services.finetune.run_use_embeddings_job", "default",
                                     "Switch a task to new embeddings"),
-    "demo_task": JobKind("webapp.jobs.pipeline.run_demo_task_job", "default", "Demo labeling task"),
+    "demo_task": JobKind("webapp.demo.pipeline.run_demo_task_job", "default", "Demo labeling task"),
     "selftest": JobKind("webapp.jobs.selftest.run_selftest", "default", "Worker self-test"),
 }
 

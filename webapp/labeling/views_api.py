@@ -6,6 +6,7 @@ Plain function views: parse input, call one service, respond.  Reads need a logi
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 from django.core.paginator import Paginator
@@ -149,9 +150,20 @@ def api_label(request, task_id):
                                            body.get("class_index"), body.get("value"))
     except ValueError as exc:
         return bad(str(exc))
+    if label.kind == Label.Kind.VALUE:
+        _auto_round_if_available(task)
     return JsonResponse({"label_id": label.pk, "galaxy_id": label.galaxy_id, "kind": label.kind,
                          "class_index": label.class_index, "value": label.value,
                          **_counters_if_available(task, request.user)}, status=201)
+
+
+def _auto_round_if_available(task) -> None:
+    """Ask for an automatic round once the label is committed. Best effort against a database
+    outage, like the counters: the label is stored, and the next label re-checks the round."""
+    try:
+        round_service.maybe_start_auto_round(task)
+    except DATABASE_OUTAGE_ERRORS as exc:
+        logging.getLogger(__name__).warning("label stored, round check skipped (database outage): %s", exc)
 
 
 def _counters_if_available(task, user) -> dict:

@@ -15,8 +15,6 @@ reader never sees half a file.  Readers cache per process, keyed by path and che
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -32,21 +30,6 @@ def new_file(prefix: str, name: str) -> tuple[Path, str]:
     directory = Path(settings.DATA_DIR) / relative
     directory.mkdir(parents=True, exist_ok=False)
     return directory / name, f"{relative}/{name}"
-
-
-def save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> str:
-    """Write arrays as an uncompressed .npz via .partial + fsync + rename; returns sha256 of the file."""
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
-        np.savez(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ import numpy as np
 from django.db import transaction
 
 from ml.anomaly import FeedbackConfig, PersonalRanker
-from webapp.anomalies.models import PersonalRanking, ScoreSet
-from webapp.anomalies.services.files import load_scores, new_file, save_npz_atomic
-from webapp.anomalies.services.reviews import latest_verdicts
+from ml.atomic import save_npz_atomic
+from webapp.anomalies.models import PersonalRanking, Review, ScoreSet
+from webapp.anomalies.services.files import load_scores, new_file
+from webapp.anomalies.services.reviews import DEFAULT_RERANK_EVERY, latest_verdicts, lock_user
 from webapp.embeddings.models import ArtifactStatus
 from webapp.embeddings.services.vectors import load_embedding_set
 
@@ -47,6 +48,26 @@ def request_rerank(user, score_set: ScoreSet):
                          title=f"Re-rank anomalies for {user.username} (set {score_set.pk})")
         PersonalRanking.objects.filter(pk=ranking.pk).update(job=job)
     return job
+
+
+def maybe_rerank(user, score_set: ScoreSet, every: int = DEFAULT_RERANK_EVERY):
+    """Start a personal re-rank once `every` reviews arrived since the last one; returns the Job or None.
+
+    The user's row is locked while deciding, so two parallel reviews cannot both start a
+    job; a job already queued or running for this person and set is never doubled.
+    """
+    with transaction.atomic():
+        lock_user(user)
+        last = (PersonalRanking.objects.filter(user=user, score_set=score_set).select_related("job")
+                .order_by("-created_at", "-id").first())
+        if last is not None and last.status == "building" and last.job is not None and not last.job.is_finished:
+            return None
+        since = Review.objects.filter(user=user, score_set=score_set)
+        if last is not None:
+            since = since.filter(created_at__gt=last.created_at)
+        if since.count() < every:
+            return None
+        return request_rerank(user, score_set)
 
 
 def current_ranking(user, score_set: ScoreSet) -> PersonalRanking | None:
@@ -108,7 +129,7 @@ def compute_ranking(ranking: PersonalRanking, progress=None) -> PersonalRanking:
         "why_penalty": why.artifact_penalty[top].astype(np.float32),
     }
     path, relative = new_file(f"rank{ranking.pk}", "ranking.npz")
-    save_npz_atomic(path, arrays)
+    save_npz_atomic(path, **arrays)
     ranking.ranking_path, ranking.n_reviews = relative, len(rows)
     ranking.seconds = round(time.perf_counter() - t0, 3)
     ranking.config = dataclasses.asdict(cfg)

@@ -15,7 +15,7 @@ from datetime import datetime
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from webapp.anomalies.models import PersonalRanking, Review, ScoreSet
+from webapp.anomalies.models import Review, ScoreSet
 from webapp.anomalies.services.files import load_scores
 
 MAX_INTEREST = 5
@@ -90,7 +90,7 @@ def undo_verdict(user, score_set: ScoreSet, galaxy_id) -> tuple[Review, Verdict 
     """Append an undo row for the user's current verdict on the galaxy; returns it and what now counts."""
     galaxy_id = check_galaxy_in_set(score_set, galaxy_id)
     with transaction.atomic():
-        _lock_user(user)  # two undo clicks at once must not both retract the same verdict
+        lock_user(user)  # two undo clicks at once must not both retract the same verdict
         if galaxy_id not in latest_verdicts(user, [galaxy_id]):
             raise NothingToUndo(f"you have no verdict on galaxy {galaxy_id} to undo")
         row = Review.objects.create(user=user, galaxy_id=galaxy_id, score_set=score_set, kind=Review.Kind.UNDO)
@@ -146,30 +146,6 @@ def review_counts(user, score_set: ScoreSet) -> dict:
             "artifacts": sum(v.artifact for v in verdicts)}
 
 
-# ----------------------------------------------------------------- re-rank trigger
-
-def maybe_rerank(user, score_set: ScoreSet, every: int = DEFAULT_RERANK_EVERY):
-    """Start a personal re-rank once `every` reviews arrived since the last one; returns the Job or None.
-
-    The user's row is locked while deciding, so two parallel reviews cannot both start a
-    job; a job already queued or running for this person and set is never doubled.
-    """
-    from webapp.anomalies.services.ranking import request_rerank
-
-    with transaction.atomic():
-        _lock_user(user)
-        last = (PersonalRanking.objects.filter(user=user, score_set=score_set).select_related("job")
-                .order_by("-created_at", "-id").first())
-        if last is not None and last.status == "building" and last.job is not None and not last.job.is_finished:
-            return None
-        since = Review.objects.filter(user=user, score_set=score_set)
-        if last is not None:
-            since = since.filter(created_at__gt=last.created_at)
-        if since.count() < every:
-            return None
-        return request_rerank(user, score_set)
-
-
-def _lock_user(user) -> None:
+def lock_user(user) -> None:
     """Serialise one person's decisions (no-op lock on SQLite, whose writes are serial anyway)."""
     get_user_model().objects.select_for_update().filter(pk=user.pk).first()

@@ -17,8 +17,10 @@ import numpy as np
 from django.db import transaction
 
 from ml.anomaly import METHODS, AnomalyConfig, combine_scores, rank_normalise, score_all
+from ml.atomic import save_npz_atomic
+from ml.progress import span
 from webapp.anomalies.models import AnomalyScore, ScoreSet
-from webapp.anomalies.services.files import new_file, save_npz_atomic
+from webapp.anomalies.services.files import new_file
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet
 from webapp.embeddings.services.vectors import load_embedding_set
 
@@ -85,7 +87,7 @@ def score_embedding_set(score_set: ScoreSet, cfg: AnomalyConfig, progress=None) 
 
     t0 = time.perf_counter()
     x = np.asarray(vectors, dtype=np.float32)                               # (N, D)
-    scores = score_all(x, cfg, progress=_span(progress, 0.0, 0.6))
+    scores = score_all(x, cfg, progress=span(progress, 0.0, 0.6))
     seconds = time.perf_counter() - t0
     for name, values in scores.items():
         if not np.isfinite(values).all():  # a degenerate embedding must not poison the ranks
@@ -99,8 +101,8 @@ def score_embedding_set(score_set: ScoreSet, cfg: AnomalyConfig, progress=None) 
     arrays = {"ids": np.asarray(ids, dtype=np.int64), "combined": combined}
     for m in scores:
         arrays[f"score_{m}"], arrays[f"rank_{m}"] = scores[m].astype(np.float32), ranks[m]
-    checksum = save_npz_atomic(path, arrays)
-    _write_rows(score_set, arrays["ids"], combined, scores, ranks, _span(progress, 0.6, 1.0))
+    checksum = save_npz_atomic(path, **arrays)
+    _write_rows(score_set, arrays["ids"], combined, scores, ranks, span(progress, 0.6, 1.0))
     with transaction.atomic():
         score_set.scores_path, score_set.checksum = relative, checksum
         score_set.n, score_set.seconds = len(ids), round(seconds, 3)
@@ -126,11 +128,3 @@ def _write_rows(score_set, ids, combined, scores, ranks, progress) -> None:
 def _finite(value) -> float | None:
     value = float(value)
     return value if np.isfinite(value) else None
-
-
-def _span(progress, lo: float, hi: float):
-    """Map a sub-step's (done, total) onto [lo, hi] of the whole job."""
-    def call(done, total, message=""):
-        fraction = done / total if total else 0.0
-        progress(lo + (hi - lo) * fraction, 1.0, message)
-    return call

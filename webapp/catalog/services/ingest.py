@@ -18,16 +18,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from django.conf import settings
 
+from ml.progress import Progress
 from webapp.catalog.services.ingest_pixels import IngestError, finite_or_fix
 from webapp.catalog.services.ingest_types import Candidate, IngestOptions, Plan
 from webapp.catalog.services.surveys import GalaxyRow, SurveyPublisher
 
-Progress = Callable[[int, int, str], None]
 BATCH = 256           # images per store append (~12 MB at 3x64x64)
 MAX_RESULT_ERRORS = 200
 

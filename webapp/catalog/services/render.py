@@ -1,6 +1,6 @@
 """Cutout rendering: survey pixels -> display PNGs, cached on disk.
 
-How pixels become colours is in services/stretch.py (Lupton composites, asinh
+How pixels become colours is in ml/stretch.py (Lupton composites, asinh
 band views, RGB pass-through, one stretch per survey).  This module reads the
 image store through one cached reader per survey, encodes PNGs and caches
 them at DATA_DIR/cache/thumbs/<survey_id>/<checksum[:8]>/<image_index>_<variant>.png
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import threading
 import time
 import zlib
@@ -23,8 +22,10 @@ import numpy as np
 from django.conf import settings
 from PIL import Image
 
+from ml.atomic import write_atomic
+from ml.progress import check_cancelled
+from ml.stretch import SurveyStretch, band_grey, composite_rgb, estimate_stretch
 from webapp.catalog.services.store_cache import read_images
-from webapp.catalog.services.stretch import SurveyStretch, band_grey, composite_rgb, estimate_stretch
 
 DEFAULT_THUMB_SIZE = 96    # px; grid cells are ~100-130 CSS px wide
 MIN_SIZE, MAX_SIZE = 16, 512
@@ -75,17 +76,9 @@ def survey_stretch(survey) -> SurveyStretch:
             sample = np.unique(np.linspace(0, max(n - 1, 0), min(SAMPLE_IMAGES, max(n, 1))).astype(int))
             images = read_images(survey.store_abspath, sample.tolist())
             params = estimate_stretch(np.asarray(images, dtype=np.float32), survey.image_kind)
-            write_atomic(path, json.dumps(asdict(params)).encode())
+            write_atomic(path, json.dumps(asdict(params)), durable=False)
         _stretches[key] = params
         return params
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a unique temp file and os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------- public API
@@ -141,7 +134,7 @@ def thumbnail_png(survey, image_index: int, size: int = DEFAULT_THUMB_SIZE, band
         pass
     image = read_images(survey.store_abspath, [image_index])[0]  # (C, H, W)
     data = encode_png(render_pixels(survey, np.asarray(image, dtype=np.float32), band), size)
-    write_atomic(path, data)
+    write_atomic(path, data, durable=False)  # a cache: rebuilt if lost
     return data
 
 
@@ -157,12 +150,11 @@ def prerender_survey(survey, size: int = DEFAULT_THUMB_SIZE, band: str = "compos
             images = read_images(survey.store_abspath, todo)
             for index, image in zip(todo, images):
                 pixels = render_pixels(survey, np.asarray(image, dtype=np.float32), band)
-                write_atomic(thumb_path(survey, index, variant), encode_png(pixels, size))
+                write_atomic(thumb_path(survey, index, variant), encode_png(pixels, size), durable=False)
             rendered += len(todo)
         if progress is not None:
             progress(min(lo + batch, n), n, f"{min(lo + batch, n)}/{n} thumbnails")
-            if hasattr(progress, "check_cancelled"):
-                progress.check_cancelled()
+            check_cancelled(progress)
     return {"survey_id": survey.pk, "rendered": rendered, "skipped": n - rendered,
             "variant": variant, "seconds": round(time.perf_counter() - start, 2)}
 

@@ -15,6 +15,7 @@ from dataclasses import asdict
 import numpy as np
 
 from ml import sim_votes, simulate
+from ml.progress import span
 from webapp.catalog.services.surveys import GalaxyRow, publish_survey
 
 SURVEYS = {
@@ -68,23 +69,12 @@ def simulate_and_publish(n: int, seed: int, slugs=("sim-sdss", "sim-des"), proce
     rows = galaxy_rows(population, seed)
     surveys = []
     for i, slug in enumerate(slugs):
-        step = _span(progress, i / len(slugs), (i + 1) / len(slugs))
+        step = span(progress, i / len(slugs), (i + 1) / len(slugs))
         _, spec = SURVEYS[slug]
-        images = simulate.render_survey(population, spec, cfg, progress=_span(step, 0.0, 0.85))
+        images = simulate.render_survey(population, spec, cfg, progress=span(step, 0.0, 0.85))
         surveys.append(publish_survey(survey_spec(slug, cfg), rows, batches(images),
-                                      progress=_span(step, 0.85, 1.0)))
+                                      progress=span(step, 0.85, 1.0)))
     return surveys
-
-
-def _span(progress, lo: float, hi: float):
-    """Map a sub-step's progress(done, total, msg) onto [lo, hi] of the parent's bar."""
-    if progress is None:
-        return None
-
-    def callback(done, total, message=""):
-        fraction = done / total if total else 0.0
-        progress(lo + (hi - lo) * fraction, 1.0, message)
-    return callback
 
 
 def run_simulate_job(job, progress) -> dict:

@@ -38,7 +38,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from django.conf import settings
@@ -47,11 +47,11 @@ from django.db.models import F, Max
 from django.utils.text import slugify
 
 from ml.imagestore import ImageStoreWriter
+from ml.progress import Progress
 from webapp.catalog.models import Galaxy, Survey
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int, str], None]
 STORE_DIR = "surveys"          # under DATA_DIR
 CREATE_BATCH = 2000            # Galaxy rows per INSERT
 UPDATE_BATCH = 500             # rows per bulk UPDATE (its CASE expressions grow with the batch)

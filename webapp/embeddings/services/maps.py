@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from ml.projection import (UMAPConfig, assemble_coords, fit_projection, load_projection, plan_chunks,
                            save_projection, transform_chunk)
+from ml.progress import check_cancelled, span
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, LatentMap
 from webapp.embeddings.services.vectors import load_embedding_set, save_array_atomic
 
@@ -149,7 +150,7 @@ def _prepare_sky_cache(es: EmbeddingSet) -> None:
 
 def _fit(vectors, cfg: UMAPConfig, progress, lo: float, hi: float, n_fit: int):
     progress(lo, 1, f"building the neighbour graph of {n_fit:,} galaxies")
-    epochs = progress.sub(lo + (hi - lo) * 0.3, hi) if hasattr(progress, "sub") else progress
+    epochs = span(progress, lo + (hi - lo) * 0.3, hi)
     return fit_projection(vectors, cfg, on_epoch=lambda d, t: epochs(d, t, f"UMAP layout: epoch {d}/{t}"))
 
 
@@ -167,7 +168,7 @@ def _sampled_map(job, lm: LatentMap, vectors, cfg: UMAPConfig, chunks, progress)
         save_projection(fitted, path)
     parts_dir(lm).mkdir(exist_ok=True)
     children = _chunk_jobs(job, lm, chunks)
-    share = progress.sub(0.35, 0.97) if hasattr(progress, "sub") else progress
+    share = span(progress, 0.35, 0.97)
     _run_and_wait(job, children, share)
     parts = [((start, stop), np.load(_chunk_file(lm, start, stop))) for start, stop in chunks]
     progress(0.98, 1, "assembling the map")
@@ -205,8 +206,7 @@ def _run_and_wait(job, children, progress) -> None:
     ids = [c.pk for c in children]
     try:
         while True:
-            if hasattr(progress, "check_cancelled"):
-                progress.check_cancelled()  # the map job's own Cancel wins over its chunks' outcome
+            check_cancelled(progress)  # the map job's own Cancel wins over its chunks' outcome
             rows = list(Job.objects.filter(pk__in=ids).order_by("id"))
             bad = [j for j in rows if j.status in (Job.Status.FAILED, Job.Status.CANCELLED)]
             if bad:

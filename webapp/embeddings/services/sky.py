@@ -11,7 +11,6 @@ the cached catalogue SkyCoord, so a query costs well under a millisecond after t
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import threading
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+
+from ml.atomic import save_npz_atomic
 
 from webapp.embeddings.models import EmbeddingSet
 from webapp.embeddings.services.vectors import load_embedding_set
@@ -89,10 +90,7 @@ def _load_or_build(es: EmbeddingSet) -> SkyIndex:
             ra, dec, survey = data["ra"], data["dec"], data["survey"]
     except (FileNotFoundError, KeyError, ValueError, OSError):
         ra, dec, survey = _from_database(es)
-        partial = path.with_name(path.name + ".partial")
-        with open(partial, "wb") as fh:
-            np.savez(fh, ra=ra, dec=dec, survey=survey)
-        os.replace(partial, path)
+        save_npz_atomic(path, ra=ra, dec=dec, survey=survey)
         for old in path.parent.glob("catalogue-*.npz"):  # superseded signatures
             if old != path:
                 old.unlink(missing_ok=True)

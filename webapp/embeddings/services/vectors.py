@@ -12,13 +12,14 @@ process, keyed by path and checksum.
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+
+from ml.atomic import save_npy_atomic
 
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet
 
@@ -40,13 +41,9 @@ def sha256_array(array: np.ndarray) -> str:
 
 
 def save_array_atomic(path: Path, array: np.ndarray) -> str:
-    """Write ``array`` as .npy via a .partial file + fsync + rename; returns its sha256."""
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
-        np.save(handle, array, allow_pickle=False)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    """Write ``array`` as .npy atomically; returns the sha256 of its raw bytes (sha256_array),
+    which is what EmbeddingSet.checksum and LatentMap.checksum hold."""
+    save_npy_atomic(path, array)
     return sha256_array(array)
 
 

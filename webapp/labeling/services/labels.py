@@ -105,28 +105,28 @@ def task_galaxy(task: Task, galaxy_id) -> Galaxy:
 
 def record_label(task: Task, galaxy_id, user, kind: str = Label.Kind.VALUE, class_index=None,
                  value=None) -> Label:
-    """Append a person's answer; updates the queue item and may start an automatic round."""
+    """Append a person's answer and update its queue item.
+
+    Starting an automatic round is the caller's decision (rounds.maybe_start_auto_round),
+    so that this module never calls back into rounds."""
     class_index, value = validate_answer(task, kind, class_index, value)
     galaxy = task_galaxy(task, galaxy_id)
     with transaction.atomic():
         label = Label.objects.create(task=task, galaxy=galaxy, user=user, kind=kind,
                                      class_index=class_index, value=value)
-    _after_answer(task, galaxy.pk, kind)
+    _after_answer(task, galaxy.pk)
     return label
 
 
-def _after_answer(task: Task, galaxy_id: int, kind: str) -> None:
-    """Queue and round bookkeeping once the label (or undo) is committed.
+def _after_answer(task: Task, galaxy_id: int) -> None:
+    """Queue bookkeeping once the label (or undo) is committed.
 
     Best effort against a database outage: the label is already stored, so the reply must
     say so rather than "not stored, retry" (a retry would add a second label). A queue item
-    left leased is served again when its lease expires; the next label re-checks the round.
+    left leased is served again when its lease expires.
     """
     try:
         refresh_queue_item(task, galaxy_id)
-        if kind == Label.Kind.VALUE:
-            from webapp.labeling.services.rounds import maybe_start_auto_round
-            maybe_start_auto_round(task)
     except DATABASE_OUTAGE_ERRORS as exc:
         logging.getLogger(__name__).warning("label stored, bookkeeping skipped (database outage): %s", exc)
 
@@ -156,7 +156,7 @@ def undo_last(task: Task, user, galaxy_id=None) -> Undo | None:
     target = max(live.values(), key=lambda a: a.label_id)
     undo = Label.objects.create(task=task, galaxy_id=target.galaxy_id, user=user, kind=Label.Kind.UNDO,
                                 undoes_id=target.label_id)
-    _after_answer(task, target.galaxy_id, Label.Kind.UNDO)
+    _after_answer(task, target.galaxy_id)
     return Undo(undo_id=undo.pk, undone=target)
 
 

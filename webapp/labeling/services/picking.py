@@ -53,8 +53,6 @@ class QueueUnavailable(RuntimeError):
 
 def pick_next(task: Task, batch: int) -> list[Pick]:
     """Up to ``batch`` new galaxies for the queue, most informative first."""
-    from webapp.labeling.services.queue import excluded_galaxies
-
     es = task.embedding_set
     if es.status != ArtifactStatus.READY:
         raise QueueUnavailable(f"the task's embedding set “{es}” is {es.status}; the model can pick "
@@ -77,6 +75,13 @@ def pick_next(task: Task, batch: int) -> list[Pick]:
     round_number = rnd.number if rnd is not None else None
     return [Pick(int(rows.galaxy_ids[pool[i]]), source, strategy, f"{why}{note}", round_number)
             for i, why in zip(idx, reasons)]
+
+
+def excluded_galaxies(task: Task) -> np.ndarray:
+    """Galaxies a strategy must not pick again: queued (done or not) or labelled by anyone."""
+    queued = QueueItem.objects.filter(task=task).values_list("galaxy_id", flat=True)
+    labelled = Label.objects.filter(task=task).exclude(kind=Label.Kind.UNDO).values_list("galaxy_id", flat=True)
+    return np.unique(np.fromiter(list(queued) + list(labelled), dtype=np.int64))
 
 
 def _strategy_inputs(task: Task, pool_ids: np.ndarray, n_taken: int):

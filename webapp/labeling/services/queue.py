@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-import numpy as np
 from django.db import transaction
 from django.db.models import Max, Min, Q
 from django.utils import timezone
@@ -23,6 +22,7 @@ from django.utils import timezone
 from webapp.catalog.models import Galaxy
 from webapp.labeling.models import Label, QueueItem, Task
 from webapp.labeling.services.labels import task_answers
+from webapp.labeling.services.picking import QueueUnavailable, pick_next
 
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 600       # a prefetched galaxy stays reserved for its person this long
@@ -82,7 +82,6 @@ def next_items(task: Task, user, n: int = 10, exclude=(), refill_when_empty: boo
     """Up to n queue items for this person, leased to them; refills from the strategy when dry."""
     items = _claim(task, user, n, set(exclude))
     if len(items) < n and refill_when_empty:
-        from webapp.labeling.services.picking import QueueUnavailable
         try:
             added = refill(task)
         except QueueUnavailable:
@@ -143,15 +142,13 @@ def refill(task: Task, batch: int | None = None, replace_pending: bool = False, 
     replace_pending: drop strategy picks nobody has answered yet first (a new model makes
     them stale); hand-picked galaxies always stay.
     """
-    from webapp.labeling.services.picking import pick_next
-
     batch = batch or task.batch_size
     with transaction.atomic():
         Task.objects.select_for_update().filter(pk=task.pk).first()   # one refill at a time per task
         if replace_pending:
             _drop_stale_picks(task)
         # A concurrent refill that won the lock has queued its batch already; ours excludes
-        # those galaxies (excluded_galaxies), so two refills add two distinct batches.
+        # those galaxies (picking.excluded_galaxies), so two refills add two distinct batches.
         picks = pick_next(task, batch)
         if not picks:
             return 0
@@ -171,10 +168,3 @@ def _drop_stale_picks(task: Task) -> int:
         .exclude(galaxy_id__in=answered)
     deleted, _ = stale.delete()
     return deleted
-
-
-def excluded_galaxies(task: Task) -> np.ndarray:
-    """Galaxies a strategy must not pick again: queued (done or not) or labelled by anyone."""
-    queued = QueueItem.objects.filter(task=task).values_list("galaxy_id", flat=True)
-    labelled = Label.objects.filter(task=task).exclude(kind=Label.Kind.UNDO).values_list("galaxy_id", flat=True)
-    return np.unique(np.fromiter(list(queued) + list(labelled), dtype=np.int64))

@@ -10,16 +10,15 @@ after they exist in full.
 """
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import os
 import uuid
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+
+from ml.atomic import save_npz_atomic
 
 from webapp.catalog.models import Galaxy
 from webapp.embeddings.models import ArtifactStatus
@@ -32,20 +31,6 @@ def new_round_dir(task: Task, number: int) -> tuple[Path, str]:
     absolute = Path(settings.DATA_DIR) / relative
     absolute.mkdir(parents=True, exist_ok=False)
     return absolute, relative
-
-
-def save_npz_atomic(path: Path, **arrays) -> str:
-    """np.savez to path via .partial + fsync + rename; returns the sha256 of the bytes."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    data = buffer.getvalue()
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    return hashlib.sha256(data).hexdigest()
 
 
 def save_head(path: Path, state: dict) -> str:

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from webapp.catalog.services.ingest import FORMATS, PRESETS, NoGoodRows, build_options, ingest
 from webapp.catalog.services.ingest_pixels import NAN_POLICIES, IngestError
 from webapp.catalog.services.surveys import PublishError
-from webapp.jobs.pipeline import render_bar
+from webapp.cli import print_progress
 
 # CLI flag -> IngestOptions field, with argparse type and help.
 OPTION_FLAGS = [
@@ -62,7 +62,7 @@ class Command(BaseCommand):
         params.update({dest: options.get(dest) for _, dest, _, _ in OPTION_FLAGS})
         try:
             fmt, opts = build_options(params)
-            report = ingest(fmt, path, opts, progress=self._progress)
+            report = ingest(fmt, path, opts, progress=print_progress)
         except NoGoodRows as exc:
             sys.stderr.write("\n")
             self._print_errors(exc.report.errors, show_errors)
@@ -80,11 +80,6 @@ class Command(BaseCommand):
             raise CommandError(f"{report.summary()}: {report.skipped} problem(s) listed above; "
                                "the good objects were ingested")
         self.stdout.write(self.style.SUCCESS(report.summary()))
-
-    def _progress(self, done, total, message=""):
-        fraction = done / total if total else 0.0
-        sys.stderr.write(f"\r  {render_bar(fraction)} {fraction * 100:5.1f}%  {message[:60]:<60}")
-        sys.stderr.flush()
 
     def _print_errors(self, errors, limit):
         for line in errors[:limit]:

@@ -5,7 +5,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from webapp.catalog.services.simulation import simulate_and_publish
-from webapp.jobs.pipeline import render_bar
+from webapp.cli import print_progress
 
 
 class Command(BaseCommand):
@@ -21,12 +21,7 @@ class Command(BaseCommand):
             raise CommandError("--n must be at least 10")
         start = time.monotonic()
 
-        def progress(done, total, message=""):
-            fraction = done / total if total else 0
-            sys.stderr.write(f"\r  {render_bar(fraction)} {fraction * 100:5.1f}%  {message[:60]:<60}")
-            sys.stderr.flush()
-
-        surveys = simulate_and_publish(n, seed, processes=processes, progress=progress)
+        surveys = simulate_and_publish(n, seed, processes=processes, progress=print_progress)
         sys.stderr.write("\n")
         for survey in surveys:
             self.stdout.write(f"{survey.name}: {survey.n_galaxies} galaxies, shape {survey.image_shape}, "

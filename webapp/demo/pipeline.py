@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from webapp.cli import render_bar
 from webapp.jobs.models import Job
 from webapp.jobs.services import create_job
 
@@ -89,7 +90,6 @@ def plan_demo(n: int = 5000, seed: int = 0, epochs: int = 12, include_real: bool
     `make demo` can be run again safely: finished work is kept and unfinished jobs from an
     interrupted run are resumed by the reaper, so only what is absent is queued."""
     from webapp.catalog.models import Survey
-    from webapp.embeddings.models import EmbeddingSet
 
     notes: list[str] = []
     if Job.objects.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).exists():
@@ -180,11 +180,6 @@ def descendants(root_ids: list[int]) -> list[Job]:
         jobs.extend(level)
         frontier = list(Job.objects.filter(parent_id__in=[j.pk for j in level]).values_list("pk", flat=True))
     return sorted(jobs, key=lambda j: j.pk)
-
-
-def render_bar(fraction: float, width: int = 28) -> str:
-    filled = int(round(fraction * width))
-    return "█" * filled + "·" * (width - filled)
 
 
 def follow(root_ids: list[int], out=sys.stdout, poll: float = 1.0, timeout: float | None = None) -> bool:

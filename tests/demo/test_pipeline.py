@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import needs_shared_data
 from webapp.catalog.services.ingest import build_options
-from webapp.jobs import pipeline
+from webapp.demo import pipeline
 from webapp.jobs.models import Job
 from webapp.jobs.registry import JOB_KINDS
 

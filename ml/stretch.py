@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from astropy.stats import mad_std
 from astropy.visualization import AsinhStretch, LuptonAsinhStretch, ManualInterval, make_lupton_rgb
 
 NOISE_BRIGHTNESS = 0.06    # display value of a 1-sigma sky pixel: dark, yet faint structure shows
@@ -42,11 +43,11 @@ MAX_SIGMA_PIXELS = 65536  # sky pixels used for a noise estimate; more only cost
 
 
 def _robust_sigma(values: np.ndarray) -> float:
-    """1.4826 x median absolute deviation: the Gaussian sigma, ignoring stars and galaxy wings."""
+    """astropy's mad_std (1.4826 x median absolute deviation): the Gaussian sigma, ignoring
+    stars and galaxy wings; on a subsample of at most MAX_SIGMA_PIXELS pixels."""
     if values.size > MAX_SIGMA_PIXELS:
         values = values[:: values.size // MAX_SIGMA_PIXELS]
-    med = np.median(values)
-    return float(1.4826 * np.median(np.abs(values - med)))
+    return float(mad_std(values))
 
 
 def _border(images: np.ndarray) -> np.ndarray:

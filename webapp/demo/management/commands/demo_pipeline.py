@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from webapp.jobs.models import Job
-from webapp.jobs.pipeline import demo_steps, follow, launch, plan_demo
+from webapp.demo.pipeline import demo_steps, follow, launch, plan_demo
 
 
 class Command(BaseCommand):
