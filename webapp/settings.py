@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bokeh.util.paths import bokehjs_path
-
 from webapp.env import (ConfigError, env_bool, env_int, env_list, env_path,
                         env_str, parse_database_url)
 
@@ -57,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "csp",
     "webapp.accounts",
     "webapp.jobs",
     "webapp.catalog",
@@ -68,6 +67,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -90,7 +90,8 @@ TEMPLATES = [{
         "django.contrib.auth.context_processors.auth",
         "django.contrib.messages.context_processors.messages",
         "webapp.accounts.context.roles",
-    ], "builtins": ["webapp.templatetags.ui"]},
+        "webapp.context_processors.js_urls",
+    ], "builtins": ["webapp.templatetags.ui", "django.templatetags.static"]},
 }]
 
 DATABASES = {"default": parse_database_url(
@@ -117,10 +118,52 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "staticfiles"
-# BokehJS is served from the installed bokeh package: pages never need a CDN.
-STATICFILES_DIRS = [BASE_DIR / "static", ("bokeh/static", str(bokehjs_path()))]
-WHITENOISE_USE_FINDERS = True  # serve straight from app/static dirs without collectstatic in dev
-WHITENOISE_MAX_AGE = 3600
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# BokehJS's minified bundles come from the installed bokeh package (pages never need a CDN),
+# as /static/bokeh/static/js/<bundle>.min.js, hashed like every other static file.
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "webapp.staticfinders.BokehJSFinder",
+]
+# Every template links static files with {% static %}.  Outside tests the names carry a content
+# hash from collectstatic's manifest (scripts/demo.sh and the Dockerfile run collectstatic), so a
+# deploy busts browser caches and whitenoise serves them with a far-future max-age.  Tests use
+# plain names so they need no collectstatic (tests/deploy checks the manifest build).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+                    if ENVIRONMENT == "test" else "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Development also serves straight from the source folders (an edited file shows at once);
+# production serves only what collectstatic wrote.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_MAX_AGE = 3600  # for unhashed names (whitenoise gives hashed names a year)
+
+# Content-Security-Policy (django-csp).  Every script is a file under /static/; data for the
+# scripts travels in json_script blocks and data attributes, so no inline script is allowed.
+# Bokeh plots are json_item documents embedded by static/js/app.js (Bokeh.embed.embed_item),
+# and the map's callbacks are JS functions attached by map.js, not CustomJS (whose
+# `new Function` would need 'unsafe-eval').  Non-'self' sources, each needed by BokehJS 3.9:
+#   style-src 'unsafe-inline'  BokehJS styles its views with <style> elements in shadow roots and
+#                              style attributes (our templates' progress-bar widths use them too);
+#   img-src data: blob:        BokehJS toolbar icons are data: SVG URIs; the save tool and the
+#                              WebGL/canvas backends export blob:/data: images;
+#   font-src data:             kept tight otherwise ('self' only).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # Uploads: a search image or an ingest archive.  Larger bodies get a clear 400/413.
 # Writers of large arrays (image stores) stop with a clear "disk full" error while this much
