@@ -38,7 +38,6 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # never go into database rows; the database keeps pointers, shapes and checksums.
 DATA_DIR = env_path("LATENTSKY_DATA_DIR", BASE_DIR / "var")
 DATA_DIR.mkdir(parents=True, exist_ok=True)
-(DATA_DIR / "staticfiles").mkdir(exist_ok=True)
 DEMO_SEED = env_int("LATENTSKY_DEMO_SEED", 0)
 # Server folders a curator may ingest from in the browser (comma-separated absolute
 # paths); anything outside them is refused.  The CLI (manage.py ingest) is not limited.
@@ -117,7 +116,10 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = DATA_DIR / "staticfiles"
+# collectstatic's output.  The Docker image collects into the image (LATENTSKY_STATIC_ROOT=/app/
+# staticfiles), not into the data volume that would hide it.
+STATIC_ROOT = env_path("LATENTSKY_STATIC_ROOT", DATA_DIR / "staticfiles")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # BokehJS's minified bundles come from the installed bokeh package (pages never need a CDN),
 # as /static/bokeh/static/js/<bundle>.min.js, hashed like every other static file.
@@ -141,22 +143,21 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_MAX_AGE = 3600  # for unhashed names (whitenoise gives hashed names a year)
 
 # Content-Security-Policy (django-csp).  Every script is a file under /static/; data for the
-# scripts travels in json_script blocks and data attributes, so no inline script is allowed.
-# Bokeh plots are json_item documents embedded by static/js/app.js (Bokeh.embed.embed_item),
-# and the map's callbacks are JS functions attached by map.js, not CustomJS (whose
-# `new Function` would need 'unsafe-eval').  Non-'self' sources, each needed by BokehJS 3.9:
-#   style-src 'unsafe-inline'  BokehJS styles its views with <style> elements in shadow roots and
-#                              style attributes (our templates' progress-bar widths use them too);
-#   img-src data: blob:        BokehJS toolbar icons are data: SVG URIs; the save tool and the
-#                              WebGL/canvas backends export blob:/data: images;
-#   font-src data:             kept tight otherwise ('self' only).
+# scripts travels in json_script blocks and data attributes, so no inline script runs.  Bokeh
+# plots are json_item documents embedded by static/js/app.js (Bokeh.embed.embed_item), and the
+# map's bokeh events are hooked by map.js with JS functions, not CustomJS (whose `new Function`
+# would need 'unsafe-eval'; BokehJS 3.9 itself needs no eval).  The non-'self' sources, found by
+# tests/e2e/test_csp.py with each one removed:
+#   style-src 'unsafe-inline'  BokehJS 3.9 styles its views with <style> elements in shadow roots
+#                              (without it the map's layout breaks and taps miss); our templates'
+#                              bar widths are style attributes too;
+#   img-src data:              BokehJS's toolbar icons are data: SVG URIs; so is the favicon.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
         "style-src": ["'self'", "'unsafe-inline'"],
-        "img-src": ["'self'", "data:", "blob:"],
-        "font-src": ["'self'", "data:"],
+        "img-src": ["'self'", "data:"],
         "connect-src": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'self'"],
