@@ -11,7 +11,7 @@ LS.urls = (() => {
 })();
 // A URL template from the server with "{id}" where the id goes.
 LS.fill = (template, id) => template.replace("{id}", encodeURIComponent(id));
-// LS.url("galaxy_api", 42) -> "/api/galaxies/42/".
+// LS.url("galaxy_api", 42) gives /api/galaxies/42/.
 LS.url = function (name, id) {
   const template = LS.urls[name];
   if (template === undefined) throw new Error("no URL named " + name + " on this page");
