@@ -67,7 +67,10 @@ def test_map_page_has_no_csp_violation(watched, live_server, login, make_user, g
                                   " return [id, LatentMapPage.screenOf(id)]; }")
     watched.mouse.click(xy["x"], xy["y"])
     watched.wait_for_selector("#neighbour-grid .cell")
-    assert watched.locator(f'#side-panel img[src^="/thumbs/{target}.png"]').count() == 1
+    panel_img = watched.locator(f'#side-panel img[src^="/thumbs/{target}.png"]')
+    assert panel_img.count() == 1
+    panel_img.evaluate("i => i.complete ? null : new Promise(r => i.addEventListener('load', r))")
+    assert panel_img.evaluate("i => i.naturalWidth") > 0
     watched.screenshot(path=str(screenshot_dir / "csp_map.png"))
     watched.csp_check()
 
