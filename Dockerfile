@@ -2,13 +2,16 @@
 #   docker build --build-arg TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>" .
 FROM python:3.11-slim
 ARG TORCH_SPEC="torch==2.13.0"
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 LATENTSKY_DATA_DIR=/data
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 LATENTSKY_DATA_DIR=/data LATENTSKY_STATIC_ROOT=/app/staticfiles
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends libpq5 && rm -rf /var/lib/apt/lists/*
 COPY requirements.lock .
 # torch first so that a CUDA build from TORCH_SPEC satisfies the lock's torch==2.13.0.
 RUN pip install $TORCH_SPEC && pip install -r requirements.lock
 COPY . .
+# Static files with content-hashed names and their manifest (whitenoise serves them; a new
+# image busts browser caches).  Into the image, not the /data volume, which would hide them.
+RUN LATENTSKY_DATA_DIR=/tmp/collect python manage.py collectstatic --noinput -v 0 && rm -rf /tmp/collect
 RUN mkdir -p /data && useradd --create-home latentsky && chown -R latentsky /data
 USER latentsky
 EXPOSE 8000

@@ -34,6 +34,8 @@ fi
 echo "==> Migrating the database ($LATENTSKY_DATA_DIR/db.sqlite3)"
 $BIN/python manage.py migrate --noinput -v 0
 $BIN/python manage.py create_demo_user
+echo "==> Collecting static files (content-hashed names for browser caching)"
+$BIN/python manage.py collectstatic --noinput -v 0
 
 echo "==> Starting a Celery worker (queues default,cpu,gpu; log: $LOGS/worker.log)"
 $BIN/celery -A workers worker -Q default,cpu,gpu --concurrency 2 --loglevel INFO -n demo@%h \

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bokeh.util.paths import bokehjs_path
-
 from webapp.env import (ConfigError, env_bool, env_int, env_list, env_path,
                         env_str, parse_database_url)
 
@@ -40,7 +38,6 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # never go into database rows; the database keeps pointers, shapes and checksums.
 DATA_DIR = env_path("LATENTSKY_DATA_DIR", BASE_DIR / "var")
 DATA_DIR.mkdir(parents=True, exist_ok=True)
-(DATA_DIR / "staticfiles").mkdir(exist_ok=True)
 DEMO_SEED = env_int("LATENTSKY_DEMO_SEED", 0)
 # Server folders a curator may ingest from in the browser (comma-separated absolute
 # paths); anything outside them is refused.  The CLI (manage.py ingest) is not limited.
@@ -57,6 +54,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "csp",
     "webapp.accounts",
     "webapp.jobs",
     "webapp.catalog",
@@ -69,6 +67,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -91,7 +90,8 @@ TEMPLATES = [{
         "django.contrib.auth.context_processors.auth",
         "django.contrib.messages.context_processors.messages",
         "webapp.accounts.context.roles",
-    ], "builtins": ["webapp.templatetags.ui"]},
+        "webapp.context_processors.js_urls",
+    ], "builtins": ["webapp.templatetags.ui", "django.templatetags.static"]},
 }]
 
 DATABASES = {"default": parse_database_url(
@@ -117,11 +117,55 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = DATA_DIR / "staticfiles"
-# BokehJS is served from the installed bokeh package: pages never need a CDN.
-STATICFILES_DIRS = [BASE_DIR / "static", ("bokeh/static", str(bokehjs_path()))]
-WHITENOISE_USE_FINDERS = True  # serve straight from app/static dirs without collectstatic in dev
-WHITENOISE_MAX_AGE = 3600
+# collectstatic's output.  The Docker image collects into the image (LATENTSKY_STATIC_ROOT=/app/
+# staticfiles), not into the data volume that would hide it.
+STATIC_ROOT = env_path("LATENTSKY_STATIC_ROOT", DATA_DIR / "staticfiles")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# BokehJS's minified bundles come from the installed bokeh package (pages never need a CDN),
+# as /static/bokeh/static/js/<bundle>.min.js, hashed like every other static file.
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "webapp.staticfinders.BokehJSFinder",
+]
+# Every template links static files with {% static %}.  Outside tests the names carry a content
+# hash from collectstatic's manifest (scripts/demo.sh and the Dockerfile run collectstatic), so a
+# deploy busts browser caches and whitenoise serves them with a far-future max-age.  Tests use
+# plain names so they need no collectstatic (tests/deploy checks the manifest build).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+                    if ENVIRONMENT == "test" else "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Development also serves straight from the source folders (an edited file shows at once);
+# production serves only what collectstatic wrote.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_MAX_AGE = 3600  # for unhashed names (whitenoise gives hashed names a year)
+
+# Content-Security-Policy (django-csp).  Every script is a file under /static/; data for the
+# scripts travels in json_script blocks and data attributes, so no inline script runs.  Bokeh
+# plots are json_item documents embedded by static/js/app.js (Bokeh.embed.embed_item), and the
+# map's bokeh events are hooked by map.js with JS functions, not CustomJS (whose `new Function`
+# would need 'unsafe-eval'; BokehJS 3.9 itself needs no eval).  The non-'self' sources, found by
+# tests/e2e/test_csp.py with each one removed:
+#   style-src 'unsafe-inline'  BokehJS 3.9 styles its views with <style> elements in shadow roots
+#                              (without it the map's layout breaks and taps miss); our templates'
+#                              bar widths are style attributes too;
+#   img-src data:              BokehJS's toolbar icons are data: SVG URIs; so is the favicon.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # Uploads: a search image or an ingest archive.  Larger bodies get a clear 400/413.
 # Writers of large arrays (image stores) stop with a clear "disk full" error while this much

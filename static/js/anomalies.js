@@ -8,7 +8,8 @@
   if (!app) return;
   const $ = id => document.getElementById(id);
   const setId = app.dataset.scoreSet, canReview = app.dataset.canReview === "1";
-  const api = "/api/anomalies/score-sets/" + setId + "/";
+  const urls = { queue: app.dataset.queueUrl, reviews: app.dataset.reviewsUrl,  // reversed by the template
+                 undo: app.dataset.undoUrl, ranking: app.dataset.rankingUrl };
   const BATCH = 12, LOW = 6, PRELOAD = 5, GRID = 24;
   const S = { current: null, buffer: [], history: [], sent: [], rankBy: "personal", survey: "",
               mode: "single", gridItems: [], gridSel: 0, fetching: null, chain: Promise.resolve(),
@@ -44,9 +45,7 @@
     const q = new URLSearchParams({ n: n, rank_by: S.rankBy, exclude: exclude.join(",") });
     if (S.survey) q.set("survey", S.survey);
     if (S.first) { q.set("first", S.first); S.first = ""; }
-    const res = await fetch(api + "queue/?" + q, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    const data = await res.json();
-    if (!res.ok) throw new Error(data.error || res.statusText);
+    const data = await LS.getJSON(urls.queue + "?" + q);
     updateStatus(data);
     return data;
   }
@@ -143,8 +142,8 @@
   }
 
   // ------------------------------------------------------------ verdicts, undo, skip
-  function send(path, body) {
-    S.chain = S.chain.then(() => LS.postJSON(api + path, body));  // in order: an undo never overtakes its verdict
+  function send(which, body) {
+    S.chain = S.chain.then(() => LS.postJSON(urls[which], body));  // in order: an undo never overtakes its verdict
     return S.chain;
   }
   function take(c) {
@@ -159,7 +158,7 @@
     const wasCurrent = S.current === c;
     take(c);
     if (S.mode === "single" && wasCurrent) { show(S.current, t0); refill(); } else { markTile(c, value); refill(); }
-    send("reviews/", body).then(reply => {
+    send("reviews", body).then(reply => {
       updateCounts(reply.counts);
       if (reply.rerank_job) watchJob(reply.rerank_job);
     }).catch(e => {
@@ -176,7 +175,7 @@
     if (S.current) S.buffer.unshift(S.current);
     S.current = last.c;
     if (S.mode === "grid") renderGrid(); else show(S.current);
-    send("undo/", { galaxy_id: last.c.id }).then(reply => { updateCounts(reply.counts); toast("Undone: " + last.c.source_id); })
+    send("undo", { galaxy_id: last.c.id }).then(reply => { updateCounts(reply.counts); toast("Undone: " + last.c.source_id); })
       .catch(e => { toast("Undo failed: " + e.message, "error"); S.chain = Promise.resolve(); });
   }
   function skip() { if (!S.current) return; S.buffer.push(S.current); advance(performance.now()); }
@@ -186,17 +185,10 @@
     S.jobId = job.id;
     const box = $("rerank-box"), bar = $("rerank-progress");
     box.hidden = false; LS.renderProgress(bar, job);
-    const finished = ["succeeded", "failed", "cancelled"];
-    async function tick() {
-      try {
-        const res = await fetch("/api/jobs/" + job.id + "/", { credentials: "same-origin" });
-        job = await res.json(); LS.renderProgress(bar, job);
-      } catch (e) { /* server busy: next tick */ }
-      if (!finished.includes(job.status)) { setTimeout(tick, 600); return; }
+    LS.pollJob(job.id, j => LS.renderProgress(bar, j), { every: 600, first: 400 }).then(job => {
       S.jobId = null; box.hidden = true;
       if (job.status === "succeeded") reorder(job); else toast("Re-ranking " + job.status + ": " + (job.message || ""), "error");
-    }
-    setTimeout(tick, 400);
+    });
   }
   async function reorder(job) {
     try {
@@ -219,7 +211,7 @@
   }
   function rerankNow() {
     if (!canReview) return;
-    LS.postJSON(api + "ranking/", {}).then(reply => watchJob(reply.job)).catch(e => toast("Re-rank failed: " + e.message, "error"));
+    LS.postJSON(urls.ranking, {}).then(reply => watchJob(reply.job)).catch(e => toast("Re-rank failed: " + e.message, "error"));
   }
   async function restart() {
     S.current = null; S.buffer = []; S.images.clear();

@@ -1,22 +1,70 @@
-// Latent Sky shared front-end helpers: CSRF-aware fetch and live job progress.
+// Latent Sky shared front-end helpers: URLs from the page, CSRF-aware fetch, job polling,
+// live job progress and bokeh plots.  Every page loads this file first; pages carry no inline
+// script (Content-Security-Policy: script-src 'self').
 "use strict";
 window.LS = window.LS || {};
+
+// URLs reversed by the server (webapp/context_processors.py), from the #ls-urls json_script.
+LS.urls = (() => {
+  const node = document.getElementById("ls-urls");
+  return node ? JSON.parse(node.textContent) : {};
+})();
+// A URL template from the server with "{id}" where the id goes.
+LS.fill = (template, id) => template.replace("{id}", encodeURIComponent(id));
+// LS.url("galaxy_api", 42) gives /api/galaxies/42/.
+LS.url = function (name, id) {
+  const template = LS.urls[name];
+  if (template === undefined) throw new Error("no URL named " + name + " on this page");
+  return id === undefined ? template : LS.fill(template, id);
+};
 
 LS.csrf = function () {
   const m = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
   return m ? decodeURIComponent(m[1]) : "";
 };
 
-LS.postJSON = async function (url, body) {
-  const res = await fetch(url, {
-    method: "POST", credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": LS.csrf(), "Accept": "application/json" },
-    body: JSON.stringify(body || {}),
-  });
+async function readReply(res) {
   let data = null;
   try { data = await res.json(); } catch (e) { data = { error: res.statusText }; }
   if (!res.ok) { const err = new Error(data.error || res.statusText); err.status = res.status; err.data = data; throw err; }
   return data;
+}
+
+// GET a JSON endpoint; a non-2xx reply throws an Error with .status and .data (the JSON error).
+LS.getJSON = async function (url) {
+  return readReply(await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }));
+};
+
+LS.postJSON = async function (url, body) {
+  return readReply(await fetch(url, {
+    method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": LS.csrf(), "Accept": "application/json" },
+    body: JSON.stringify(body || {}),
+  }));
+};
+
+LS.FINISHED = new Set(["succeeded", "failed", "cancelled"]);
+
+// Poll one job until it finishes: onUpdate(job) after every reply (a failed request is retried
+// on the next tick).  Resolves with the finished job.
+LS.pollJob = function (jobId, onUpdate, { every = 2000, first = every } = {}) {
+  return new Promise(resolve => {
+    async function tick() {
+      try {
+        const job = await LS.getJSON(LS.url("job_api", jobId));
+        if (onUpdate) onUpdate(job);
+        if (LS.FINISHED.has(job.status)) { resolve(job); return; }
+      } catch (e) { /* server busy or restarting: next tick */ }
+      setTimeout(tick, every);
+    }
+    setTimeout(tick, first);
+  });
+};
+
+// Several jobs at once (ids), or every active job (no ids): the jobs list reply.
+LS.getJobs = function (ids) {
+  const q = ids && ids.length ? "?ids=" + ids.join(",") : "?active=1";
+  return LS.getJSON(LS.url("jobs_api") + q);
 };
 
 LS.renderProgress = function (el, job) {
@@ -28,30 +76,25 @@ LS.renderProgress = function (el, job) {
   el.dataset.status = job.status;
 };
 
-// Poll /api/jobs/ for every progress bar on the page that is not finished yet.
+// Poll the jobs API for every progress bar on the page that is not finished yet.
 LS.watchJobs = function () {
-  const finished = new Set(["succeeded", "failed", "cancelled"]);
   async function tick() {
-    const bars = [...document.querySelectorAll(".progress[data-job-id]")].filter(b => !finished.has(b.dataset.status));
+    const bars = [...document.querySelectorAll(".progress[data-job-id]")].filter(b => !LS.FINISHED.has(b.dataset.status));
     const badge = document.getElementById("active-jobs-badge");
     try {
       const ids = [...new Set(bars.map(b => b.dataset.jobId))];
-      const url = ids.length ? "/api/jobs/?ids=" + ids.join(",") : "/api/jobs/?active=1";
-      const res = await fetch(url, { credentials: "same-origin" });
-      if (res.ok) {
-        const data = await res.json();
-        for (const job of data.jobs) {
-          document.querySelectorAll('.progress[data-job-id="' + job.id + '"]').forEach(el => LS.renderProgress(el, job));
-          document.querySelectorAll('[data-job-row="' + job.id + '"], [data-live-job="' + job.id + '"]').forEach(row => {
-            const msg = row.querySelector(".job-message"); if (msg) msg.textContent = job.message || "";
-            const st = row.querySelector(".job-status"); if (st) st.textContent = job.status;
-            const at = row.querySelector(".job-attempts"); if (at) at.textContent = job.attempts;
-          });
-          if (finished.has(job.status)) document.dispatchEvent(new CustomEvent("ls:job-finished", { detail: job }));
-        }
-        if (badge && !ids.length) {
-          const active = data.jobs.length; badge.hidden = active === 0; badge.textContent = active;
-        }
+      const data = await LS.getJobs(ids);
+      for (const job of data.jobs) {
+        document.querySelectorAll('.progress[data-job-id="' + job.id + '"]').forEach(el => LS.renderProgress(el, job));
+        document.querySelectorAll('[data-job-row="' + job.id + '"], [data-live-job="' + job.id + '"]').forEach(row => {
+          const msg = row.querySelector(".job-message"); if (msg) msg.textContent = job.message || "";
+          const st = row.querySelector(".job-status"); if (st) st.textContent = job.status;
+          const at = row.querySelector(".job-attempts"); if (at) at.textContent = job.attempts;
+        });
+        if (LS.FINISHED.has(job.status)) document.dispatchEvent(new CustomEvent("ls:job-finished", { detail: job }));
+      }
+      if (badge && !ids.length) {
+        const active = data.jobs.length; badge.hidden = active === 0; badge.textContent = active;
       }
     } catch (e) { /* server restarting: try again next tick */ }
     setTimeout(tick, bars.length ? 1000 : 4000);
@@ -59,29 +102,50 @@ LS.watchJobs = function () {
   tick();
 };
 
+// The bokeh model called `name` in any document on the page (each plot is its own document).
+LS.bokehModel = function (name) {
+  for (const doc of (window.Bokeh && Bokeh.documents) || []) {
+    const model = doc.get_model_by_name(name);
+    if (model) return model;
+  }
+  return null;
+};
+
 // Live loss curve on a job page: refresh the Bokeh source named "loss".
 LS.watchLoss = function (jobId) {
-  async function tick() {
-    try {
-      const res = await fetch("/api/jobs/" + jobId + "/", { credentials: "same-origin" });
-      const job = await res.json();
-      const pts = (job.metrics && job.metrics.loss) || [];
-      const doc = window.Bokeh && Bokeh.documents && Bokeh.documents[0];
-      const src = doc && doc.get_model_by_name("loss");
-      if (src) src.data = { step: pts.map(p => p[0]), loss: pts.map(p => p[1]) };
-      if (["succeeded", "failed", "cancelled"].includes(job.status)) return;
-    } catch (e) { /* retry */ }
-    setTimeout(tick, 2000);
-  }
-  tick();
+  return LS.pollJob(jobId, job => {
+    const pts = (job.metrics && job.metrics.loss) || [];
+    const src = LS.bokehModel("loss");
+    if (src) src.data = { step: pts.map(p => p[0]), loss: pts.map(p => p[1]) };
+  }, { every: 2000, first: 0 });
+};
+
+// Bokeh plots: {% bokeh_plot %} writes a div[data-bokeh-item] and the json_item in a
+// json_script block.  Resolves once every plot on the page is drawn.
+LS.embedPlots = function () {
+  const nodes = [...document.querySelectorAll("[data-bokeh-item]")];
+  if (!nodes.length || !window.Bokeh) return Promise.resolve([]);
+  return Promise.all(nodes.map(node =>
+    Bokeh.embed.embed_item(JSON.parse(document.getElementById(node.dataset.bokehItem).textContent), node)));
 };
 
 document.addEventListener("DOMContentLoaded", () => {
   if (document.querySelector(".topbar .mainnav")) LS.watchJobs();
-  const live = document.querySelector("[data-live-job]");
-  if (live && window.Bokeh) LS.watchLoss(live.dataset.liveJob);
+  LS.plotsReady = LS.embedPlots().then(() => {
+    const live = document.querySelector("[data-live-job]");
+    if (live && window.Bokeh) LS.watchLoss(live.dataset.liveJob);
+  });
+  // A form with data-confirm asks first ("Delete this collection?").
+  document.querySelectorAll("form[data-confirm]").forEach(form =>
+    form.addEventListener("submit", ev => { if (!confirm(form.dataset.confirm)) ev.preventDefault(); }));
+  // A page with [data-reload-on-job] reloads when a job finishes: "any" job, or "row": one of
+  // the jobs shown in a [data-live-job-row] on the page.
+  const reload = document.querySelector("[data-reload-on-job]");
   document.addEventListener("ls:job-finished", (ev) => {
     const live = document.querySelector('[data-live-job="' + ev.detail.id + '"]');
-    if (live && !live.dataset.reloaded) { live.dataset.reloaded = "1"; setTimeout(() => location.reload(), 600); }
+    if (live && !live.dataset.reloaded) { live.dataset.reloaded = "1"; setTimeout(() => location.reload(), 600); return; }
+    if (!reload) return;
+    if (reload.dataset.reloadOnJob === "any") setTimeout(() => location.reload(), 800);
+    else if (document.querySelector('[data-live-job-row="' + ev.detail.id + '"]')) setTimeout(() => location.reload(), 600);
   });
 });

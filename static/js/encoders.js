@@ -56,11 +56,10 @@
   function liveJobs() {
     const rows = [...document.querySelectorAll("[data-live-job-row]")];
     if (!rows.length) return;
-    const ids = rows.map((r) => r.dataset.liveJobRow).join(",");
+    const ids = rows.map((r) => r.dataset.liveJobRow);
     async function tick() {
       try {
-        const res = await fetch("/api/jobs/?ids=" + ids, { credentials: "same-origin" });
-        const jobs = (await res.json()).jobs || [];
+        const jobs = (await LS.getJobs(ids)).jobs || [];
         let running = 0;
         for (const job of jobs) {
           const row = document.querySelector(`[data-live-job-row="${job.id}"]`);
@@ -69,7 +68,7 @@
           bar.style.width = (job.progress * 100).toFixed(1) + "%";
           bar.className = "bar status-" + job.status;
           row.querySelector(".muted").textContent = job.message || job.status;
-          if (!["succeeded", "failed", "cancelled"].includes(job.status)) running += 1;
+          if (!LS.FINISHED.has(job.status)) running += 1;
         }
         if (!running) { setTimeout(() => location.reload(), 800); return; }
       } catch (e) { /* network hiccup: try again */ }
@@ -82,17 +81,10 @@
   function liveEpochs() {
     const node = document.getElementById("job-epochs");
     if (!node) return;
-    async function tick() {
-      try {
-        const res = await fetch("/api/jobs/" + node.dataset.job + "/", { credentials: "same-origin" });
-        const job = await res.json();
-        const done = ((job.metrics && job.metrics.epoch_loss) || []).length;
-        node.textContent = done + " / " + (node.dataset.epochs || "?");
-        if (["succeeded", "failed", "cancelled"].includes(job.status)) return;
-      } catch (e) { /* try again */ }
-      setTimeout(tick, 2000);
-    }
-    setTimeout(tick, 2000);
+    LS.pollJob(node.dataset.job, job => {
+      const done = ((job.metrics && job.metrics.epoch_loss) || []).length;
+      node.textContent = done + " / " + (node.dataset.epochs || "?");
+    }, { every: 2000 });
   }
 
   document.addEventListener("DOMContentLoaded", () => { shortcuts(); estimate(); liveJobs(); liveEpochs(); });

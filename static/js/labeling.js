@@ -47,8 +47,7 @@
   function refill() {
     if (state.fetching) return state.fetching;
     const url = boot.urls.queue + "?n=" + PREFETCH + "&exclude=" + knownIds().join(",");
-    state.fetching = fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(r => r.json().then(d => { if (!r.ok) throw new Error(d.error || r.statusText); return d; }))
+    state.fetching = LS.getJSON(url)
       .then(data => {
         const known = new Set(knownIds());
         data.items.filter(it => !known.has(it.galaxy_id)).forEach(it => { preloadItem(it); state.queue.push(it); });

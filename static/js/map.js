@@ -1,6 +1,6 @@
 // Latent map page, part 1: loads points into the bokeh figures (plots_map.py), colour layers,
 // density/mosaic overlays, views, go-to and keyboard shortcuts (panel + selection: map_panels.js).
-// Bokeh callbacks (CustomJS in plots_map.py) call window.LatentMapPage.on*().
+// Bokeh events reach window.LatentMapPage.on*() through JS callbacks attached here (hookEvents).
 "use strict";
 
 (function () {
@@ -12,13 +12,7 @@
   window.LatentMapPage = M;
 
   // ------------------------------------------------------------------ fetch helpers
-  async function getJSON(url) {
-    const res = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
-    let data = null;
-    try { data = await res.json(); } catch (e) { data = { error: res.statusText }; }
-    if (!res.ok) { const err = new Error(data.error || res.statusText); err.status = res.status; throw err; }
-    return data;
-  }
+  const getJSON = LS.getJSON;
 
   function parseBinary(buf, spec, count) {
     const ctor = { f4: Float32Array, f8: Float64Array, i4: Int32Array, u4: Uint32Array };
@@ -256,6 +250,24 @@
   }
 
   // ------------------------------------------------------------------ bokeh event hooks
+  // Plain JS callbacks, not CustomJS: CustomJS compiles its code with `new Function`, which the
+  // Content-Security-Policy forbids (no 'unsafe-eval').  Assigning js_event_callbacks (rather than
+  // mutating it) is what subscribes the figure to the event.
+  function onBokehEvent(model, name, fn) {
+    const old = model.js_event_callbacks;
+    const callbacks = old instanceof Map ? new Map(old) : new Map(Object.entries(old || {}));
+    callbacks.set(name, [...(callbacks.get(name) || []), fn]);
+    model.js_event_callbacks = callbacks;
+  }
+  function hookEvents() {
+    for (const [fig, which] of [[M.fig, "map"], [M.sky, "sky"]]) {
+      if (!fig) continue;
+      onBokehEvent(fig, "rangesupdate", () => M.onRanges(which));
+      onBokehEvent(fig, "tap", ev => M.onTap(ev, which));
+    }
+    M.src.selected.properties.indices.change.connect(() => M.onSelect());
+  }
+
   M.onRanges = function (which) {
     clearTimeout(M.timers[which]);
     M.timers[which] = setTimeout(() => {
@@ -397,6 +409,7 @@
   async function start() {
     await embed();
     while (!models()) await new Promise(r => setTimeout(r, 20));
+    hookEvents();
     performance.mark("map:bokeh-ready");
     document.addEventListener("keydown", onKey);
     $("colour-select").addEventListener("change", ev => setLayer(ev.target.value).catch(showError));

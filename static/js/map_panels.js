@@ -13,12 +13,12 @@ window.LatentMapPanels = function (M, { meta, $, getJSON, esc, fmt, reselect }) 
     content.innerHTML = `<p class="muted">Loading galaxy ${id}…</p>`;
     try {
       const [nb, g] = await Promise.all([
-        getJSON(`${meta.urls.neighbours}${id}?k=12&map=${meta.map_id}&set=${meta.set_id}`),
-        getJSON(`/api/galaxies/${id}/`)]);
+        getJSON(`${LS.fill(meta.urls.neighbours, id)}?k=12&map=${meta.map_id}&set=${meta.set_id}`),
+        getJSON(LS.url("galaxy_api", id))]);
       const metaRows = Object.entries(g.metadata || {}).map(([k, v]) => `<tr><th class="mono">${esc(k)}</th><td class="mono">${esc(String(v))}</td></tr>`).join("");
       content.innerHTML = `
         <div class="side-galaxy" data-galaxy="${g.id}">
-          <a href="${g.url}"><img src="/thumbs/${g.id}.png?size=160" width="160" height="160" alt="${esc(g.source_id)}"></a>
+          <a href="${g.url}"><img src="${LS.url("thumbnail", g.id)}?size=160" width="160" height="160" alt="${esc(g.source_id)}"></a>
           <div><h2 class="mono">${esc(g.source_id)}</h2>
             <div class="muted small">${esc(g.survey)} · RA ${fmt(g.ra, 5)}° · Dec ${fmt(g.dec, 5)}°</div>
             <div class="toolbar"><a class="button small" href="${g.url}">Open page</a>
@@ -29,7 +29,7 @@ window.LatentMapPanels = function (M, { meta, $, getJSON, esc, fmt, reselect }) 
         <h3>12 nearest neighbours <span class="muted small">1 − cosine</span></h3>
         <div class="grid neighbour-grid" id="neighbour-grid">${nb.results.map(r => `
           <a class="cell" href="${r.url}" title="${esc(r.source_id)}" data-id="${r.id}">
-            <img src="/thumbs/${r.id}.png?size=96" width="96" height="96" alt="${esc(r.source_id)}" loading="lazy">
+            <img src="${LS.url("thumbnail", r.id)}?size=96" width="96" height="96" alt="${esc(r.source_id)}" loading="lazy">
             <span class="caption"><span class="mono">${esc(r.source_id)}</span><span class="dist">${r.distance.toFixed(3)}</span></span></a>`).join("")}</div>`;
       const ringed = nb.results.filter(r => r.x !== undefined);
       M.highlight.data = { x: [nb.galaxy.x, ...ringed.map(r => r.x)].filter(v => v !== undefined),
@@ -57,7 +57,7 @@ window.LatentMapPanels = function (M, { meta, $, getJSON, esc, fmt, reselect }) 
     drawer.hidden = ids.length === 0;
     $("selection-count").textContent = ids.length.toLocaleString();
     $("selection-grid").innerHTML = ids.slice(0, SELECTION_THUMBS).map(id =>
-      `<a class="cell" href="/galaxies/${id}/" data-id="${id}"><img src="/thumbs/${id}.png?size=72" width="72" height="72" alt="galaxy ${id}" loading="lazy"></a>`).join("") +
+      `<a class="cell" href="${LS.url("galaxy", id)}" data-id="${id}"><img src="${LS.url("thumbnail", id)}?size=72" width="72" height="72" alt="galaxy ${id}" loading="lazy"></a>`).join("") +
       (ids.length > SELECTION_THUMBS ? `<div class="more muted">+${(ids.length - SELECTION_THUMBS).toLocaleString()} more</div>` : "");
     $("more-like-these").href = `${meta.urls.search}?set=${meta.set_id}&ids=${ids.slice(0, 500).join(",")}`;
     if (ids.length) { loadCollections(); loadTasks(); }
@@ -110,7 +110,7 @@ window.LatentMapPanels = function (M, { meta, $, getJSON, esc, fmt, reselect }) 
     const task = $("task-select").value;
     if (!task) return toast("Choose a labeling task first", false);
     try {
-      const data = await LS.postJSON(`/api/tasks/${task}/enqueue`, { galaxy_ids: [...M.selectedIds] });
+      const data = await LS.postJSON(LS.url("task_enqueue_api", task), { galaxy_ids: [...M.selectedIds] });
       toast(`${esc(data.message || data.enqueued + " galaxies queued")} · <a href="${data.label_url}">label now</a>`);
     } catch (e) { toast(esc(e.message), false); }
   }

@@ -16,7 +16,7 @@ from tests.labeling.factories import make_embedding_set, make_task
 from webapp.labeling.models import Label, Task
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-CURVE_LABELS = "() => { const d = Bokeh.documents[0]; const s = d && d.get_model_by_name('learning_curve');" \
+CURVE_LABELS = "() => { const s = window.Bokeh && LS.bokehModel('learning_curve');" \
                " return s ? Array.from(s.data.labels) : null; }"
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from bokeh.embed import components
+from bokeh.embed import json_item
 from bokeh.models import ColumnDataSource, HoverTool
 from bokeh.plotting import figure
 
@@ -50,8 +50,7 @@ def discovery_curve(user, score_set) -> dict | None:
     fig.legend.border_line_color = "#26314a"
     fig.legend.label_text_color = "#e6ebf5"
     _dark(fig)
-    script, div = components(fig)
-    return {"script": script, "div": div}
+    return json_item(fig)
 
 
 def score_histogram(score_set, bins: int = 40) -> dict:
@@ -65,5 +64,4 @@ def score_histogram(score_set, bins: int = 40) -> dict:
     fig.quad(left="left", right="right", bottom=0, top="count", source=source, color="#7aa2ff", alpha=0.8)
     fig.add_tools(HoverTool(tooltips=[("rank", "@left{0.00}–@right{0.00}"), ("galaxies", "@count")]))
     _dark(fig)
-    script, div = components(fig)
-    return {"script": script, "div": div}
+    return json_item(fig)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bokeh.embed import json_item
 from bokeh.layouts import row
-from bokeh.models import (BoxSelectTool, ColorBar, ColumnDataSource, CustomJS, HoverTool, LassoSelectTool,
+from bokeh.models import (BoxSelectTool, ColorBar, ColumnDataSource, HoverTool, LassoSelectTool,
                           LinearColorMapper, PanTool, Range1d, ResetTool, WheelZoomTool)
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
@@ -27,14 +27,6 @@ TOOLTIP = """
   <div class="map-tip-id">#@id{0}</div>
 </div>
 """
-# Each callback hands the event to map.js (window.LatentMapPage), which owns the logic.
-_CALL = "if (window.LatentMapPage) window.LatentMapPage.{method}({args});"
-
-
-def _hook(method: str, args: str = "cb_obj") -> CustomJS:
-    return CustomJS(code=_CALL.format(method=method, args=args))
-
-
 def _tools(prefix: str):
     hover = HoverTool(name=f"{prefix}_hover", tooltips=TOOLTIP, point_policy="snap_to_data",
                       attachment="horizontal")
@@ -92,9 +84,7 @@ def map_figures(bounds: list[float], sky_bounds: list[float] | None) -> dict:
     latent.add_layout(ColorBar(color_mapper=mapper, name="colorbar", visible=False, width=10,
                                background_fill_color=BACKGROUND, major_label_text_color=TEXT,
                                title_text_color=TEXT), "right")
-    latent.js_on_event("rangesupdate", _hook("onRanges", "'map'"))
-    latent.js_on_event("tap", _hook("onTap", "cb_obj, 'map'"))
-    points.selected.js_on_change("indices", _hook("onSelect"))
+    # Range, tap and selection events are hooked by map.js (no CustomJS: the CSP has no 'unsafe-eval').
     children = [latent]
     if sky_bounds:
         sky = _sky_figure(points, mapper, sky_bounds)
@@ -118,6 +108,4 @@ def _sky_figure(points, mapper, sky_bounds):
                   name="sky_overlay_glyph")
     scatter = _scatter(sky, points, "ra", "dec", mapper, "sky_points")
     sky.select_one(HoverTool).renderers = [scatter]
-    sky.js_on_event("rangesupdate", _hook("onRanges", "'sky'"))
-    sky.js_on_event("tap", _hook("onTap", "cb_obj, 'sky'"))
     return sky

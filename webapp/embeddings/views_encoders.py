@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from bokeh.embed import components
+from bokeh.embed import json_item
 from django.contrib import messages
 from django.db.models import Prefetch
 from django.http import FileResponse, Http404, JsonResponse
@@ -34,19 +34,11 @@ def _encoders():
 
 
 def _charts(encoders) -> dict:
-    """{encoder id: {"script", "divs": [...]}} with one bar chart per evaluated survey."""
-    figures, owners = [], []
+    """{encoder id: [json_item, ...]} with one bar chart per evaluated survey."""
+    charts: dict = {}
     for encoder in encoders:
         for report in (encoder.metrics or {}).get("evaluation", {}).values():
-            figures.append(plots.evaluation_bars(report))
-            owners.append(encoder.pk)
-    if not figures:
-        return {}
-    script, divs = components(figures)
-    charts: dict = {}
-    for owner, div in zip(owners, divs):
-        charts.setdefault(owner, {"divs": []})["divs"].append(div)
-    charts["script"] = script
+            charts.setdefault(encoder.pk, []).append(json_item(plots.evaluation_bars(report)))
     return charts
 
 
@@ -55,7 +47,7 @@ def encoder_list(request):
     active = Job.objects.filter(kind__in=ENCODER_JOB_KINDS, status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
     charts = _charts(encoders)
     return render(request, "embeddings/encoder_list.html", {
-        "encoders": encoders, "charts": charts, "chart_script": charts.get("script", ""),
+        "encoders": encoders, "charts": charts,
         "active_jobs": active.order_by("-created_at")[:10]})
 
 
@@ -63,12 +55,11 @@ def encoder_detail(request, encoder_id):
     encoder = get_object_or_404(_encoders(), pk=encoder_id)
     charts = _charts([encoder])
     epoch_points = (encoder.train_job.metrics or {}).get("epoch_loss", []) if encoder.train_job else []
-    loss_script, loss_div = components(plots.epoch_loss_chart(epoch_points)) if epoch_points else ("", "")
+    loss_plot = json_item(plots.epoch_loss_chart(epoch_points)) if epoch_points else None
     jobs = Job.objects.filter(kind__in=ENCODER_JOB_KINDS, params__encoder_id=encoder.pk).order_by("-created_at")[:20]
     stopped = (encoder.metrics or {}).get("stopped")
     return render(request, "embeddings/encoder_detail.html", {
-        "encoder": encoder, "charts": charts.get(encoder.pk, {}).get("divs", []),
-        "chart_script": charts.get("script", ""), "loss_script": loss_script, "loss_div": loss_div,
+        "encoder": encoder, "charts": charts.get(encoder.pk, []), "loss_plot": loss_plot,
         "evaluation": (encoder.metrics or {}).get("evaluation", {}), "jobs": jobs, "stopped": stopped,
         "embed_form": EmbedForm(encoder=encoder, initial={"surveys": [s.slug for s in encoder.surveys.all()]}),
         "config_json": json.dumps(encoder.config, indent=1, default=str),

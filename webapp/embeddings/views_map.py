@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from PIL import Image
 
 from webapp.accounts.roles import has_role, role_required
+from webapp.context_processors import url_template
 from webapp.embeddings import plots_map
 from webapp.embeddings.models import ArtifactStatus, Collection, EmbeddingSet, LatentMap
 from webapp.embeddings.services import map_data, mosaic
@@ -66,9 +67,8 @@ def map_detail(request, map_id, view=None):
     meta = map_meta(request, lm)
     if not meta["sky_bounds"]:
         view = "map"
-    from bokeh import __version__ as bokeh_version
     return render(request, "embeddings/map.html", {
-        "bokeh_version": bokeh_version, "lm": lm, "es": lm.embedding_set, "meta": meta,
+        "lm": lm, "es": lm.embedding_set, "meta": meta,
         "bokeh_item": plots_map.map_figures(meta["bounds"], meta["sky_bounds"]), "view": view,
         "other_maps": lm.embedding_set.maps.filter(status=ArtifactStatus.READY).exclude(pk=lm.pk)[:10]})
 
@@ -105,11 +105,11 @@ def map_meta(request, lm: LatentMap) -> dict:
                  "density": reverse("embeddings:map_api_density", args=[lm.pk]),
                  "mosaic": reverse("embeddings:map_api_mosaic", args=[lm.pk]),
                  "layers": reverse("embeddings:map_api_layers", args=[lm.pk]),
-                 "neighbours": "/api/search/neighbours/",
+                 "neighbours": url_template("embeddings:search_api_neighbours", True),
                  "galaxies": reverse("embeddings:search_api_galaxies"),
                  "collections": reverse("embeddings:collection_api_list"),
                  "search": reverse("embeddings:search_home"),
-                 "tasks": "/api/tasks/"},
+                 "tasks": reverse("labeling:api_task_list")},
     }
 
 

@@ -1,7 +1,7 @@
 """Bokeh figures for the task page: learning curve, confusion matrix, reliability diagram."""
 from __future__ import annotations
 
-from bokeh.embed import components
+from bokeh.embed import json_item
 from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper, Range1d
 from bokeh.plotting import figure
 from bokeh.transform import transform
@@ -27,8 +27,7 @@ def _style(fig):
 
 
 def _embed(fig) -> dict:
-    script, div = components(_style(fig))
-    return {"script": script, "div": div}
+    return json_item(_style(fig))
 
 
 def _nan(value):

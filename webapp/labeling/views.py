@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from webapp.accounts.roles import has_role, role_required
@@ -124,8 +125,10 @@ def label_page(request, task_id):
     keys = {c.get("key"): i for i, c in enumerate(task.classes or []) if c.get("key")}
     boot = {"task": task_dict(task), "keys": keys, "progress": stats.round_progress(task),
             "user": stats.user_progress(task, request.user),
-            "urls": {"queue": f"/api/tasks/{task.pk}/queue", "label": f"/api/tasks/{task.pk}/labels",
-                     "undo": f"/api/tasks/{task.pk}/undo", "task": f"/tasks/{task.pk}/"}}
+            "urls": {"queue": reverse("labeling:api_queue", args=[task.pk]),
+                     "label": reverse("labeling:api_label", args=[task.pk]),
+                     "undo": reverse("labeling:api_undo", args=[task.pk]),
+                     "task": reverse("labeling:task_detail", args=[task.pk])}}
     return render(request, "labeling/label.html", {
         "task": task, "boot": boot, "classes": task.classes,
         "strategy_label": STRATEGY_LABELS.get(task.strategy, task.strategy), "serving": serving_round(task)})

@@ -1,18 +1,35 @@
 """Template helpers available in every template (registered as builtins in settings)."""
+import itertools
+
 from django import template
-from django.utils.safestring import mark_safe
+from django.templatetags.static import static
+from django.utils.html import format_html, format_html_join, json_script
 
 register = template.Library()
 
+# The map page loads only what it uses (core + WebGL); other pages load the usual bundles.
 BOKEH_FILES = ("bokeh", "bokeh-gl", "bokeh-widgets", "bokeh-tables", "bokeh-api")
+_plot_ids = itertools.count(1)
 
 
 @register.simple_tag
-def bokeh_js():
-    """Script tags for the BokehJS bundled with the installed bokeh (no CDN)."""
-    from bokeh import __version__
-    tags = [f'<script src="/static/bokeh/static/js/{name}.min.js?v={__version__}"></script>' for name in BOKEH_FILES]
-    return mark_safe("\n".join(tags))
+def bokeh_js(*names):
+    """Script tags for the BokehJS bundled with the installed bokeh (no CDN).
+
+    ``{% static %}`` names: hashed by the manifest storage, so a bokeh upgrade busts caches."""
+    return format_html_join("\n", '<script src="{}"></script>',
+                            ((static(f"bokeh/static/js/{name}.min.js"),) for name in names or BOKEH_FILES))
+
+
+@register.simple_tag
+def bokeh_plot(item, css_class="bokeh-plot"):
+    """A bokeh ``json_item`` as a div plus its JSON in a json_script block (never an inline
+    script); static/js/app.js embeds every ``[data-bokeh-item]`` with Bokeh.embed.embed_item."""
+    if not item:
+        return ""
+    script_id = f"bokeh-item-{next(_plot_ids)}"
+    return format_html('<div class="{}" data-bokeh-item="{}"></div>{}', css_class, script_id,
+                       json_script(item, script_id))
 
 
 @register.filter
