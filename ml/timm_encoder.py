@@ -236,8 +236,9 @@ def _strip_prefix(state: dict, anchor: str) -> tuple[dict, str]:
     """Drop a wrapper prefix ('encoder.', 'model.encoder.', 'module.', ...) found via the anchor key."""
     if anchor in state:
         return state, ""
-    hits = [k[: -len(anchor)] for k in state if k.endswith("." + anchor)]
-    if len(hits) != 1:
+    # 'encoder.conv1.weight' but also 'encoder.layer1.0.conv1.weight' end with 'conv1.weight': the shortest wins
+    hits = sorted({k[: -len(anchor)] for k in state if k.endswith("." + anchor)}, key=len)
+    if not hits:
         return state, ""
     prefix = hits[0]
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, prefix
@@ -245,10 +246,12 @@ def _strip_prefix(state: dict, anchor: str) -> tuple[dict, str]:
 
 def encoder_from_weights(path: str | Path, arch: str, image_size: int | None = None, n_bands: int | None = None,
                          greyscale: bool = False, mean: list | None = None, std: list | None = None,
-                         imagenet_norm: bool = False, pooling: str = "") -> tuple[TimmEncoder, dict]:
+                         imagenet_norm: bool = False, pooling: str = "",
+                         images_label: str = "") -> tuple[TimmEncoder, dict]:
     """A TimmEncoder with the file's weights, and a report {arch, prefix, dropped, in_chans}.
 
-    ``n_bands``: bands of the survey images (default: the weights' channels). With
+    ``n_bands``: bands of the survey images (default: the weights' channels), described in a
+    channel-mismatch error by ``images_label`` (e.g. "survey sdss has 3 bands g,r,i"). With
     ``greyscale`` the bands are averaged into every input channel. ``imagenet_norm`` takes the
     architecture's pretrained mean/std (for ImageNet weights) instead of Zoobot's none.
     CheckpointError says what is wrong: unknown architecture, unreadable file, missing or
@@ -269,8 +272,9 @@ def encoder_from_weights(path: str | Path, arch: str, image_size: int | None = N
     in_chans = int(first.shape[1])
     bands = int(n_bands or in_chans)
     if not greyscale and bands != in_chans:
-        raise CheckpointError(f"the weights expect {in_chans} channel{'s' if in_chans > 1 else ''} but the images "
-                              f"have {bands} band{'s' if bands > 1 else ''}; choose greyscale to average the bands "
+        label = images_label or f"the images have {bands} band{'s' if bands > 1 else ''}"
+        raise CheckpointError(f"the weights expect {in_chans} channel{'s' if in_chans > 1 else ''}; {label}; "
+                              "choose greyscale to average the bands "
                               "(as Zoobot's greyscale models were trained), or use weights for "
                               f"{bands} channel{'s' if bands > 1 else ''}")
     pretrained = timm.get_pretrained_cfg(arch)
