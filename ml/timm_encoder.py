@@ -130,6 +130,11 @@ class TimmEncoder(nn.Module):
     def feature_dim(self) -> int:
         return self.config.feature_dim
 
+    @property
+    def backbone(self) -> nn.Module:
+        """The trainable network (what fine-tuning optimises), as GalaxyEncoder.backbone."""
+        return self.net
+
     def config_dict(self) -> dict:
         """What ml.checkpoints stores as ``encoder_config``."""
         return self.config.to_dict()

@@ -215,3 +215,20 @@ def test_timm_checkpoint_round_trips_through_load_encoder(tmp_path):
         expected = net((x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
                        / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         np.testing.assert_allclose(loaded(x).numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_timm_encoder_has_a_random_baseline_and_fine_tunes():
+    """The evaluation job's random-encoder baseline and the labeling fine-tune work on timm encoders."""
+    from ml.encoders import encoder_from_config
+    from ml.timm_encoder import TimmConfig, TimmEncoder, timm_preprocess
+    from ml.transfer import FinetuneConfig, finetune_encoder
+    model = TimmEncoder(TimmConfig(arch="resnet18", image_size=SIZE))
+    baseline = encoder_from_config(model.config, seed=1)
+    assert type(baseline) is TimmEncoder and baseline.config == model.config
+    assert encoder_from_config(model.config_dict(), seed=1).state_dict()["net.conv1.weight"].equal(
+        baseline.state_dict()["net.conv1.weight"])
+    images = np.random.default_rng(0).random((8, 3, 16, 16), dtype=np.float32)
+    tuned, report = finetune_encoder(model, timm_preprocess(model.config, ["R", "G", "B"]), images,
+                                     np.arange(8) % 2, 2, FinetuneConfig(epochs=1, batch_size=4),
+                                     device=torch.device("cpu"))
+    assert type(tuned) is TimmEncoder and len(report["losses"]) == 1
