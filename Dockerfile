@@ -5,9 +5,10 @@ ARG TORCH_SPEC="torch==2.13.0"
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 LATENTSKY_DATA_DIR=/data LATENTSKY_STATIC_ROOT=/app/staticfiles
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends libpq5 && rm -rf /var/lib/apt/lists/*
-COPY requirements.lock .
-# torch first so that a CUDA build from TORCH_SPEC satisfies the lock's torch==2.13.0.
-RUN pip install $TORCH_SPEC && pip install -r requirements.lock
+COPY requirements.lock requirements-nodeps.txt ./
+# torch first so that a CUDA build from TORCH_SPEC satisfies the lock's torch==2.13.0;
+# timm last, without its torchvision requirement (see requirements-nodeps.txt).
+RUN pip install $TORCH_SPEC && pip install -r requirements.lock && pip install --no-deps -r requirements-nodeps.txt
 COPY . .
 # Static files with content-hashed names and their manifest (whitenoise serves them; a new
 # image busts browser caches).  Into the image, not the /data volume, which would hide them.

@@ -18,11 +18,13 @@ help:
 
 venv: $(STAMP)
 
-# Installs exactly the lock (requirements-dev.lock is a superset of requirements.lock).
-$(STAMP): requirements.lock requirements-dev.lock
+# Installs exactly the lock (requirements-dev.lock is a superset of requirements.lock), then
+# timm without its torchvision requirement (requirements-nodeps.txt pins it exactly).
+$(STAMP): requirements.lock requirements-dev.lock requirements-nodeps.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
 # The resolver is pip's; use the project venv's pip when there is one (any pip >= 23 works).

@@ -3,7 +3,7 @@
 Format ``latentsky-encoder/1`` (a dict; only tensors, numbers, strings, lists and dicts,
 so it loads with ``torch.load(weights_only=True)`` and cannot run code on load):
   format            "latentsky-encoder/1"
-  encoder_config    ml.encoders.EncoderConfig as a dict
+  encoder_config    ml.encoders.EncoderConfig as a dict, or ml.timm_encoder.TimmConfig (kind "timm")
   preprocess        ml.augment.PreprocessConfig as a dict (how raw pixels are normalised)
   model             GalaxyEncoder state_dict (backbone.* and projector.*)
   train_config      ml.contrastive.TrainConfig as a dict (absent in exported encoders)
@@ -53,7 +53,9 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def encoder_payload(model: GalaxyEncoder, preprocess: PreprocessConfig) -> dict:
-    return {"format": FORMAT, "encoder_config": config_to_dict(model.config),
+    # a TimmEncoder (ml.timm_encoder) writes its own config, marked kind="timm"
+    config = model.config_dict() if hasattr(model, "config_dict") else config_to_dict(model.config)
+    return {"format": FORMAT, "encoder_config": config,
             "preprocess": preprocess.to_dict(),
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
@@ -71,6 +73,9 @@ def parse_checkpoint(data: dict) -> tuple[GalaxyEncoder, PreprocessConfig]:
                               f"{list(REQUIRED)} (see ml.checkpoints.export_encoder)")
     if data["format"] != FORMAT:
         raise CheckpointError(f"checkpoint format {data['format']!r} is not {FORMAT!r}")
+    if isinstance(data["encoder_config"], dict) and data["encoder_config"].get("kind") == "timm":
+        from ml.timm_encoder import parse_timm_checkpoint  # imports timm only for timm encoders
+        return parse_timm_checkpoint(data)
     try:
         config = config_from_dict(dict(data["encoder_config"]))
         preprocess = PreprocessConfig.from_dict(dict(data["preprocess"]))

@@ -172,7 +172,18 @@ def _init_weights(module: nn.Module) -> None:
 
 
 def encoder_from_config(config: EncoderConfig | dict, seed: int | None = None) -> GalaxyEncoder:
-    """A freshly initialised encoder; with ``seed`` the initial weights are reproducible."""
+    """A freshly initialised encoder; with ``seed`` the initial weights are reproducible.
+
+    A timm config (ml.timm_encoder.TimmConfig, ``kind == "timm"``) gives the same timm
+    architecture with random weights (e.g. the random-encoder baseline of an evaluation).
+    """
+    if getattr(config, "kind", None) == "timm" or (isinstance(config, dict) and config.get("kind") == "timm"):
+        from ml.timm_encoder import TimmConfig, TimmEncoder
+        timm_config = TimmConfig.from_dict(dict(config)) if isinstance(config, dict) else config
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            return TimmEncoder(timm_config).eval()
     if isinstance(config, dict):
         config = config_from_dict(config)
     if seed is None:

@@ -119,9 +119,22 @@ class TrainEncoderForm(forms.Form):
 class UploadEncoderForm(forms.Form):
     name = forms.CharField(max_length=100)
     checkpoint = forms.FileField(help_text="A Latent Sky encoder checkpoint (.pt) — see “Checkpoints trained "
-                                           "elsewhere” on this page.")
+                                           "elsewhere” on this page — or, with a timm architecture below, a timm "
+                                           "state dict (safetensors or .pth), e.g. a Zoobot encoder.")
     surveys = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, required=False,
                                         help_text="Surveys it was trained on (optional; used for evaluation).")
+    # timm / Zoobot weights (ml/timm_encoder.py); empty timm_arch = a Latent Sky checkpoint
+    timm_arch = forms.CharField(max_length=120, required=False, label="timm architecture",
+                                help_text="Only for timm weights: convnext_nano, efficientnet_b0, resnet18, … "
+                                          "(Zoobot's hf_hub:mwalmsley/zoobot-encoder-convnext_nano works too; "
+                                          "nothing is downloaded).")
+    image_size = forms.IntegerField(required=False, min_value=16, max_value=1024, label="input size (px)",
+                                    help_text="Default: the architecture's (224, as Zoobot trains).")
+    greyscale = forms.BooleanField(required=False, label="average the bands (greyscale weights)")
+    imagenet_norm = forms.BooleanField(required=False, label="ImageNet mean/std",
+                                       help_text="For ImageNet weights; Zoobot's take pixels in [0, 1] as they are.")
+    crop_fraction = forms.FloatField(required=False, min_value=0.05, max_value=1.0, initial=1.0,
+                                     label="centre crop fraction")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -135,6 +148,15 @@ class UploadEncoderForm(forms.Form):
         if upload.size == 0:
             raise forms.ValidationError("The file is empty.")
         return upload
+
+    def timm_options(self):
+        """services.encoders.TimmOptions from the timm fields (call after is_valid)."""
+        from webapp.embeddings.services.encoders import TimmOptions
+
+        data = self.cleaned_data
+        return TimmOptions(image_size=data.get("image_size"), greyscale=bool(data.get("greyscale")),
+                           imagenet_norm=bool(data.get("imagenet_norm")),
+                           crop_fraction=data.get("crop_fraction") or 1.0)
 
 
 class EmbedForm(forms.Form):

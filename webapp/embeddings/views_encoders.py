@@ -83,9 +83,14 @@ def encoder_train(request):
 def encoder_upload(request):
     form = UploadEncoderForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
         try:
-            encoder = service.register_upload(form.cleaned_data["checkpoint"], form.cleaned_data["name"],
-                                              form.cleaned_data["surveys"], user=request.user)
+            if data["timm_arch"].strip():
+                encoder = service.register_timm(data["checkpoint"], data["timm_arch"].strip(), data["name"],
+                                                data["surveys"], form.timm_options(), user=request.user)
+            else:
+                encoder = service.register_upload(data["checkpoint"], data["name"], data["surveys"],
+                                                  user=request.user)
         except (CheckpointError, service.SurveyProblem) as exc:
             form.add_error("checkpoint", f"This checkpoint cannot be used: {exc}")
         else:

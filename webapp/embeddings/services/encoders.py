@@ -6,6 +6,10 @@ in one place.
 """
 from __future__ import annotations
 
+import os
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -149,38 +153,106 @@ def register_upload(uploaded, name: str, survey_slugs=(), user=None) -> Encoder:
     against the config, a forward pass, loaded without executing pickled code), and only
     then moved under the new encoder's directory. A bad file leaves no row and no file.
     """
-    import os
-    import uuid
-
     from ml.checkpoints import load_encoder
-    from ml.encoders import config_to_dict
 
     surveys = resolve_surveys(survey_slugs) if survey_slugs else []
-    staging = abspath(f"encoders/uploads/{uuid.uuid4().hex}.pt.partial")
+    with _staged(uploaded, ".pt") as staging:
+        model, preprocess, raw = load_encoder(staging)
+        if surveys:
+            resolve_surveys(survey_slugs, image_kind=preprocess.image_kind, bands=preprocess.bands)
+        train = dict(raw.get("train_config") or {})
+        return _add_encoder(staging, model, preprocess, name, str(train.get("method") or "external"), surveys, user,
+                            getattr(uploaded, "name", ""), train=train,
+                            epochs=int((raw.get("state") or {}).get("epoch", 0) or 0))
+
+
+@dataclass
+class TimmOptions:
+    """How imported timm weights are fed (see ml.timm_encoder); defaults follow Zoobot."""
+    image_size: int | None = None  # network input side; None = the architecture's default (224)
+    greyscale: bool = False  # average the survey's bands into the channel(s) of greyscale weights
+    imagenet_norm: bool = False  # ImageNet mean/std (ImageNet weights); Zoobot's weights take [0, 1] as is
+    crop_fraction: float = 1.0  # centre fraction of the stored cutout fed to the network
+    bands: list | None = None  # survey band names when no survey is given (default R, G, B)
+
+
+def register_timm(uploaded, arch: str, name: str, survey_slugs=(), options: TimmOptions | None = None,
+                  user=None) -> Encoder:
+    """Build timm ``arch`` with the uploaded state dict (safetensors or .pth) and add it as a ready Encoder.
+
+    The weights' channel count is read from their first convolution and checked against the
+    surveys' bands; the app's checkpoint (config inside) is written and loaded back through
+    ml.checkpoints.load_encoder before any row exists. A bad file, an unknown architecture,
+    mismatched keys or the wrong channel count raise CheckpointError/SurveyProblem and leave
+    no row and no file.
+    """
+    from ml.checkpoints import export_encoder, load_encoder
+    from ml.timm_encoder import encoder_from_weights, timm_preprocess
+
+    options = options or TimmOptions()
+    surveys = resolve_surveys(survey_slugs) if survey_slugs else []
+    if surveys:
+        first = surveys[0]
+        if first.image_kind != "rgb":
+            raise SurveyProblem(f"timm/Zoobot weights take colour images scaled to [0, 1]; {first.slug} holds "
+                                f"{first.image_kind} images")
+        bands = list(first.bands)
+        where = f"survey {first.slug} has {len(bands)} band{'s' if len(bands) > 1 else ''} {','.join(bands)}"
+    else:
+        bands = list(options.bands or ["R", "G", "B"])
+        where = f"the images have {len(bands)} band{'s' if len(bands) > 1 else ''} {','.join(bands)}"
+    with _staged(uploaded, ".weights") as staging:
+        model, report = encoder_from_weights(staging, arch, image_size=options.image_size, n_bands=len(bands),
+                                             greyscale=options.greyscale, imagenet_norm=options.imagenet_norm,
+                                             images_label=where)
+        preprocess = timm_preprocess(model.config, bands, options.crop_fraction)
+        checkpoint = staging.with_name(staging.name + ".pt")
+        try:
+            export_encoder(model, preprocess, checkpoint)
+            model, preprocess, _ = load_encoder(checkpoint)  # exactly what the embed job will load
+            if surveys:
+                resolve_surveys(survey_slugs, image_kind=preprocess.image_kind, bands=preprocess.bands)
+            return _add_encoder(checkpoint, model, preprocess, name, "timm", surveys, user,
+                                getattr(uploaded, "name", ""), timm=report)
+        finally:
+            checkpoint.unlink(missing_ok=True)
+
+
+@contextmanager
+def _staged(uploaded, suffix: str):
+    """The upload streamed to encoders/uploads/<random><suffix>.partial, removed afterwards."""
+    staging = abspath(f"encoders/uploads/{uuid.uuid4().hex}{suffix}.partial")
     staging.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(staging, "wb") as handle:
             for chunk in uploaded.chunks():
                 handle.write(chunk)
-        model, preprocess, raw = load_encoder(staging)
-        if surveys:
-            resolve_surveys(survey_slugs, image_kind=preprocess.image_kind, bands=preprocess.bands)
-        train = dict(raw.get("train_config") or {})
-        with transaction.atomic():
-            encoder = Encoder.objects.create(
-                name=name[:100], method=str(train.get("method") or "external")[:20], source=Encoder.Source.UPLOADED,
-                created_by=user if getattr(user, "is_authenticated", False) else None,
-                status=ArtifactStatus.BUILDING, epochs_done=int((raw.get("state") or {}).get("epoch", 0) or 0),
-                config={"train": train, "encoder": {**config_to_dict(model.config), "feature_dim": model.feature_dim},
-                        "preprocess": preprocess.to_dict(), "uploaded_file": getattr(uploaded, "name", ""),
-                        "parameters": sum(p.numel() for p in model.parameters())})
-            encoder.surveys.set(surveys)
-            encoder.checkpoint_path = checkpoint_relpath(encoder, "encoder.pt")
-            final = abspath(encoder.checkpoint_path)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging, final)
-            encoder.status = ArtifactStatus.READY
-            encoder.save(update_fields=["checkpoint_path", "status"])
-        return encoder
+        yield staging
     finally:
         staging.unlink(missing_ok=True)
+
+
+def _add_encoder(checkpoint: Path, model, preprocess, name: str, method: str, surveys, user, uploaded_name: str,
+                 train: dict | None = None, epochs: int = 0, **extra) -> Encoder:
+    """Create the ready Encoder row and move the checked checkpoint under it, in one transaction."""
+    if hasattr(model, "config_dict"):
+        encoder_config = model.config_dict()
+    else:
+        from ml.encoders import config_to_dict
+        encoder_config = config_to_dict(model.config)
+    with transaction.atomic():
+        encoder = Encoder.objects.create(
+            name=name[:100], method=method[:20], source=Encoder.Source.UPLOADED,
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+            status=ArtifactStatus.BUILDING, epochs_done=epochs,
+            config={"train": dict(train or {}), "encoder": {**encoder_config, "feature_dim": model.feature_dim},
+                    "preprocess": preprocess.to_dict(), "uploaded_file": uploaded_name,
+                    "parameters": sum(p.numel() for p in model.parameters()), **extra})
+        encoder.surveys.set(surveys)
+        encoder.checkpoint_path = checkpoint_relpath(encoder, "encoder.pt")
+        final = abspath(encoder.checkpoint_path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(checkpoint, final)
+        encoder.status = ArtifactStatus.READY
+        encoder.save(update_fields=["checkpoint_path", "status"])
+    return encoder
