@@ -24,7 +24,7 @@ from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.security import SessionAuth
-from pydantic import ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from webapp.accounts.roles import has_role, role_rank
 
@@ -39,8 +39,9 @@ class Error(Schema):
     error: str
 
 
-class Out(Schema):
-    """Base of response schemas: declared fields are checked, extra keys pass through unchanged."""
+class Out(BaseModel):
+    """Base of response (and query) schemas: declared fields are checked, extra keys pass through
+    unchanged.  A pydantic model, not ninja's Schema, whose ORM-attribute reading drops extras."""
     model_config = ConfigDict(extra="allow")
 
 
@@ -186,8 +187,12 @@ def install_error_handlers(api, statuses: list[tuple[type[Exception], int]]) -> 
     api.add_exception_handler(Http404, lambda request, exc: error(404, str(exc) or "not found"))
     api.add_exception_handler(Exception, _reraise)
     for exc_class, status in statuses:
-        api.add_exception_handler(exc_class, lambda request, exc, status=status: error(
-            status, str(exc).strip("'\"")))
+        api.add_exception_handler(exc_class, lambda request, exc, status=status: error(status, message(exc)))
+
+
+def message(exc: Exception) -> str:
+    """The exception's sentence (a KeyError's str() would add quotes around it)."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
 
 def id_list(text: str | None, name: str, limit: int = 500) -> list[int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Literal
 
 from django.shortcuts import get_object_or_404
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 
 from webapp.accounts.roles import has_role
 from webapp.anomalies.models import AnomalyScore, ScoreSet
@@ -149,7 +149,7 @@ def api_start_scoring(request, body: ScoringIn):
     es = EmbeddingSet.objects.filter(pk=body.embedding_set_id).first()
     if es is None:
         return error(404, f"no embedding set {body.embedding_set_id!r}")
-    return 202, {"job": start_scoring(es, request.user, body.methods, body.combine, body.name).as_dict()}
+    return Status(202, {"job": start_scoring(es, request.user, body.methods, body.combine, body.name).as_dict()})
 
 
 @router.get(SETS + "{int:score_set_id}/queue/", response={200: Candidates, 400: Error, 404: Error},
@@ -180,10 +180,10 @@ def api_review(request, score_set_id: int, body: ReviewIn):
     interest, artifact = reviews.parse_verdict(body.dict(exclude_unset=True))
     row = reviews.record_verdict(request.user, score_set, body.galaxy_id, interest, artifact)
     job = reviews.maybe_rerank(request.user, score_set, body.rerank_every)
-    return 201, {"review": {"id": row.pk, "galaxy_id": row.galaxy_id, "kind": row.kind,
+    return Status(201, {"review": {"id": row.pk, "galaxy_id": row.galaxy_id, "kind": row.kind,
                             "interest": row.interest, "at": row.created_at.isoformat()},
                  "counts": reviews.review_counts(request.user, score_set),
-                 "rerank_job": job.as_dict() if job else None}
+                 "rerank_job": job.as_dict() if job else None})
 
 
 @router.post(SETS + "{int:score_set_id}/undo/", response={200: VerdictUndoOut, 400: Error, 403: Error, 404: Error,
@@ -211,7 +211,7 @@ def api_ranking(request, score_set_id: int):
 def api_rerank(request, score_set_id: int):
     score_set = _ready_set(score_set_id)
     pending = pending_ranking(request.user, score_set)
-    return 202, {"job": (pending.job if pending else request_rerank(request.user, score_set)).as_dict()}
+    return Status(202, {"job": (pending.job if pending else request_rerank(request.user, score_set)).as_dict()})
 
 
 @router.get("/anomalies/galaxies/{int:galaxy_id}/", response=GalaxyScores, url_name="api_galaxy_scores",

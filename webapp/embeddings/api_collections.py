@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 
 from webapp.apikit import Error, Out, role
 from webapp.embeddings.models import Collection
@@ -63,8 +63,8 @@ def _mine(request, collection_id) -> Collection:
 def _add(request, collection, body):
     collection, added, created = svc.add_to_collection(request.user, body.galaxy_ids,
                                                        name=getattr(body, "name", None), collection=collection)
-    return (201 if created else 200), {"collection": svc.collection_dict(collection), "added": added,
-                                       "created": created}
+    return Status(201 if created else 200, {"collection": svc.collection_dict(collection), "added": added,
+                                       "created": created})
 
 
 @router.get("/collections/", response=CollectionList, url_name="collection_api_list", summary="My collections")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.urls import reverse
-from ninja import Field, Router
+from ninja import Field, Router, Schema, Status
 from pydantic import ConfigDict
 
 from webapp.apikit import Error, Out, error, role
@@ -11,7 +11,6 @@ from webapp.embeddings.models import ArtifactStatus, Encoder
 from webapp.embeddings.services import encoders as service
 from webapp.embeddings.views_encoders import _encoders
 from webapp.jobs.models import Job
-from ninja import Schema
 
 router = Router()
 
@@ -96,8 +95,8 @@ def encoder_as_dict(encoder: Encoder) -> dict:
 
 
 def _queued(job: Job):
-    return 202, {"job_id": job.pk, "job_url": reverse("jobs:detail", args=[job.pk]),
-                 "api_url": reverse("jobs:api_detail", args=[job.pk])}
+    return Status(202, {"job_id": job.pk, "job_url": reverse("jobs:detail", args=[job.pk]),
+                 "api_url": reverse("jobs:api_detail", args=[job.pk])})
 
 
 @router.get("/encoders/", response=EncoderList, url_name="encoder_api_list",

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 
 from webapp.apikit import Error, Out, error, id_list, role
 from webapp.catalog.models import Galaxy
@@ -294,9 +294,9 @@ def api_queue(request, task_id: int, q: Query[QueueQuery]):
 def api_label(request, task_id: int, body: LabelIn):
     task = get_object_or_404(Task, pk=task_id)
     label = label_service.record_label(task, body.galaxy_id, request.user, body.kind, body.class_index, body.value)
-    return 201, {"label_id": label.pk, "galaxy_id": label.galaxy_id, "kind": label.kind,
+    return Status(201, {"label_id": label.pk, "galaxy_id": label.galaxy_id, "kind": label.kind,
                  "class_index": label.class_index, "value": label.value,
-                 **_counters_if_available(task, request.user)}
+                 **_counters_if_available(task, request.user)})
 
 
 @router.post(TASK + "/undo", response={200: UndoOut, 400: Error, 403: Error, 404: Error, 409: Error},
@@ -326,7 +326,7 @@ def api_rounds(request, task_id: int):
 def api_start_round(request, task_id: int):
     task = get_object_or_404(Task, pk=task_id)
     rnd = round_service.start_round(task, request.user)
-    return 202, {"round": round_dict(rnd), "job_url": f"/api/jobs/{rnd.job_id}/"}
+    return Status(202, {"round": round_dict(rnd), "job_url": f"/api/jobs/{rnd.job_id}/"})
 
 
 @router.get(TASK + "/catalogue", response={200: TablePage, 400: Error, 404: Error}, url_name="api_catalogue",
@@ -350,5 +350,5 @@ def api_labels(request, task_id: int, q: Query[PageQuery]):
 def api_finetune(request, task_id: int, body: FinetuneIn):
     task = get_object_or_404(Task, pk=task_id)
     job = finetune_service.start_finetune(task, request.user, body.config)
-    return 202, {"job_id": job.pk, "job_url": f"/api/jobs/{job.pk}/",
-                 "message": "fine-tune -> embed -> switch jobs queued"}
+    return Status(202, {"job_id": job.pk, "job_url": f"/api/jobs/{job.pk}/",
+                 "message": "fine-tune -> embed -> switch jobs queued"})
