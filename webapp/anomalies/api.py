@@ -181,9 +181,9 @@ def api_review(request, score_set_id: int, body: ReviewIn):
     row = reviews.record_verdict(request.user, score_set, body.galaxy_id, interest, artifact)
     job = reviews.maybe_rerank(request.user, score_set, body.rerank_every)
     return Status(201, {"review": {"id": row.pk, "galaxy_id": row.galaxy_id, "kind": row.kind,
-                            "interest": row.interest, "at": row.created_at.isoformat()},
-                 "counts": reviews.review_counts(request.user, score_set),
-                 "rerank_job": job.as_dict() if job else None})
+                                   "interest": row.interest, "at": row.created_at.isoformat()},
+                       "counts": reviews.review_counts(request.user, score_set),
+                       "rerank_job": job.as_dict() if job else None})
 
 
 @router.post(SETS + "{int:score_set_id}/undo/", response={200: VerdictUndoOut, 400: Error, 403: Error, 404: Error,

@@ -64,7 +64,7 @@ def _add(request, collection, body):
     collection, added, created = svc.add_to_collection(request.user, body.galaxy_ids,
                                                        name=getattr(body, "name", None), collection=collection)
     return Status(201 if created else 200, {"collection": svc.collection_dict(collection), "added": added,
-                                       "created": created})
+                                           "created": created})
 
 
 @router.get("/collections/", response=CollectionList, url_name="collection_api_list", summary="My collections")

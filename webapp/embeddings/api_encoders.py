@@ -96,7 +96,7 @@ def encoder_as_dict(encoder: Encoder) -> dict:
 
 def _queued(job: Job):
     return Status(202, {"job_id": job.pk, "job_url": reverse("jobs:detail", args=[job.pk]),
-                 "api_url": reverse("jobs:api_detail", args=[job.pk])})
+                       "api_url": reverse("jobs:api_detail", args=[job.pk])})
 
 
 @router.get("/encoders/", response=EncoderList, url_name="encoder_api_list",

@@ -10,16 +10,15 @@ import json
 from bokeh.embed import components
 from django.contrib import messages
 from django.db.models import Prefetch
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from ml.checkpoints import CheckpointError
-from webapp.accounts.roles import has_role, role_required
+from webapp.accounts.roles import role_required
 from webapp.catalog.models import Survey
 from webapp.embeddings import plots_encoders as plots
-from webapp.embeddings.forms import EmbedForm, TrainEncoderForm, UploadEncoderForm, validate_train_params
+from webapp.embeddings.forms import EmbedForm, TrainEncoderForm, UploadEncoderForm
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder
 from webapp.embeddings.services import encoders as service
 from webapp.jobs.models import Job

@@ -295,8 +295,8 @@ def api_label(request, task_id: int, body: LabelIn):
     task = get_object_or_404(Task, pk=task_id)
     label = label_service.record_label(task, body.galaxy_id, request.user, body.kind, body.class_index, body.value)
     return Status(201, {"label_id": label.pk, "galaxy_id": label.galaxy_id, "kind": label.kind,
-                 "class_index": label.class_index, "value": label.value,
-                 **_counters_if_available(task, request.user)})
+                       "class_index": label.class_index, "value": label.value,
+                       **_counters_if_available(task, request.user)})
 
 
 @router.post(TASK + "/undo", response={200: UndoOut, 400: Error, 403: Error, 404: Error, 409: Error},
@@ -351,4 +351,4 @@ def api_finetune(request, task_id: int, body: FinetuneIn):
     task = get_object_or_404(Task, pk=task_id)
     job = finetune_service.start_finetune(task, request.user, body.config)
     return Status(202, {"job_id": job.pk, "job_url": f"/api/jobs/{job.pk}/",
-                 "message": "fine-tune -> embed -> switch jobs queued"})
+                       "message": "fine-tune -> embed -> switch jobs queued"})
