@@ -94,7 +94,7 @@ def test_points_in_a_box_and_capped_views_are_stable_samples(role_clients, lm):
 @pytest.mark.parametrize("query,message", [
     ("bbox=1,2,3", "bbox must be four numbers"),
     ("bbox=0,0,0,5", "non-zero width"),
-    ("limit=0", "limit must be between"),
+    ("limit=0", "limit must be at least 1"),
     ("limit=abc", "limit must be an integer"),
     ("fields=x,colour", "unknown field(s) ['colour']"),
     ("format=xml", "format must be"),

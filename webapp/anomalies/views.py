@@ -1,7 +1,7 @@
 """Anomaly pages: score sets (home), the review queue, reviewed lists and their exports.
 
 Pages are thin: the review page is driven by static/js/anomalies.js over the JSON API
-(views_api.py); lists and exports read webapp.anomalies.services.export.
+(api.py); lists and exports read webapp.anomalies.services.export.
 """
 from __future__ import annotations
 

@@ -1,16 +1,16 @@
 from django.urls import path
 
+from webapp.api import app_urls
 from webapp.catalog import views, views_ingest
+from webapp.catalog.api import router as api_router
 
 app_name = "catalog"
 urlpatterns = [
     path("surveys/", views.survey_list, name="survey_list"),
     path("galaxies/<int:galaxy_id>/", views.galaxy_detail, name="galaxy_detail"),
     path("thumbs/<int:galaxy_id>.png", views.thumbnail, name="thumbnail"),
-    path("api/surveys/", views.api_survey_list, name="api_survey_list"),
-    path("api/surveys/<slug:slug>/galaxies/", views.api_survey_galaxies, name="api_survey_galaxies"),
-    path("api/galaxies/<int:galaxy_id>/", views.api_galaxy_detail, name="api_galaxy_detail"),
     path("ingest/", views_ingest.ingest_new, name="ingest"),
+    *app_urls(api_router),
 ]
 # Keep these last: "surveys/<slug>/" would otherwise shadow fixed paths such as "surveys/ingest/".
 urlpatterns += [

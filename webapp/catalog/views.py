@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -59,19 +59,19 @@ def _sample_strips(surveys) -> dict[int, list]:
 
 # ----------------------------------------------------------------- grid
 
-def _grid_query(request, survey):
-    """(page, context) for the grid and its API; raises BrowseError on bad input."""
+def _grid_query(survey, filter_texts: list[str], sort: str | None, per, page_no):
+    """(page, context) for the grid page and its API; raises BrowseError on bad input."""
     key_kinds = browse.metadata_keys(survey)
-    filters = [browse.parse_filter(f) for f in request.GET.getlist("f") if f.strip()]
-    sort_key, descending = browse.parse_sort(request.GET.get("sort"))
+    filters = [browse.parse_filter(f) for f in filter_texts if f.strip()]
+    sort_key, descending = browse.parse_sort(sort)
     qs = browse.galaxies(survey, filters, sort_key, descending, key_kinds)
     try:
-        per_page = int(request.GET.get("per", PER_PAGE_DEFAULT))
+        per_page = int(PER_PAGE_DEFAULT if per is None else per)
     except ValueError:
         raise browse.BrowseError("per must be an integer") from None
     if not 1 <= per_page <= 500:
         raise browse.BrowseError("per must be between 1 and 500")
-    page = Paginator(qs, per_page).get_page(request.GET.get("page"))
+    page = Paginator(qs, per_page).get_page(page_no)
     return page, {"filters": filters, "sort_key": sort_key, "descending": descending,
                   "key_kinds": key_kinds, "per_page": per_page}
 
@@ -93,7 +93,8 @@ def survey_grid(request, slug):
     context = {"survey": survey, "error": ""}
     status = 200
     try:
-        page, extra = _grid_query(request, survey)
+        page, extra = _grid_query(survey, request.GET.getlist("f"), request.GET.get("sort"),
+                                  request.GET.get("per"), request.GET.get("page"))
     except browse.BrowseError as exc:
         context["error"], status = str(exc), 400
         page, extra = Paginator(Galaxy.objects.none(), PER_PAGE_DEFAULT).get_page(1), {
@@ -203,34 +204,3 @@ def survey_prerender(request, slug):
                      title=f"Render thumbnails: {survey.name}")
     messages.info(request, f"Rendering thumbnails of {survey.name} (job {job.pk}).")
     return redirect("jobs:detail", job_id=job.pk)
-
-
-# ----------------------------------------------------------------- JSON API
-
-def api_survey_list(request):
-    return JsonResponse({"surveys": [browse.survey_dict(s) for s in Survey.objects.all()]})
-
-
-def api_survey_galaxies(request, slug):
-    survey = get_object_or_404(Survey, slug=slug)
-    try:
-        page, extra = _grid_query(request, survey)
-    except browse.BrowseError as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    return JsonResponse({
-        "survey": survey.slug, "count": page.paginator.count, "page": page.number,
-        "num_pages": page.paginator.num_pages, "per_page": extra["per_page"],
-        "sort": ("-" if extra["descending"] else "") + extra["sort_key"],
-        "filters": [str(f) for f in extra["filters"]], "metadata_keys": extra["key_kinds"],
-        "results": [browse.galaxy_dict(g, survey) for g in page.object_list],
-    })
-
-
-def api_galaxy_detail(request, galaxy_id):
-    galaxy = get_object_or_404(Galaxy.objects.select_related("survey").only(
-        *browse.GALAXY_FIELDS, *[f"survey__{f.name}" for f in Survey._meta.concrete_fields]), pk=galaxy_id)
-    ra_hms, dec_dms = browse.sexagesimal(galaxy.ra, galaxy.dec)
-    data = browse.galaxy_dict(galaxy, galaxy.survey)
-    data.update({"ra_hms": ra_hms, "dec_dms": dec_dms, "viewer_url": galaxy.survey.viewer_url(galaxy),
-                 "bands": galaxy.survey.bands})
-    return JsonResponse(data)

@@ -1,7 +1,9 @@
-"""Encoders: list, detail, train form, checkpoint upload, embed/evaluate/resume actions, JSON API."""
+"""Encoders: list, detail, train form, checkpoint upload, embed/evaluate/resume actions, JSON API (api_encoders.py)."""
 from django.urls import path
 
+from webapp.api import app_urls
 from webapp.embeddings import views_encoders as views
+from webapp.embeddings.api_encoders import router as api_router
 
 urlpatterns = [
     path("encoders/", views.encoder_list, name="encoder_list"),
@@ -12,8 +14,5 @@ urlpatterns = [
     path("encoders/<int:encoder_id>/evaluate", views.encoder_evaluate, name="encoder_evaluate"),
     path("encoders/<int:encoder_id>/resume", views.encoder_resume, name="encoder_resume"),
     path("encoders/<int:encoder_id>/checkpoint.pt", views.encoder_download, name="encoder_download"),
-    # JSON API (described in openapi_encoders.py)
-    path("api/encoders/", views.api_encoders, name="encoder_api_list"),
-    path("api/encoders/<int:encoder_id>/", views.api_encoder_detail, name="encoder_api_detail"),
-    path("api/encoders/<int:encoder_id>/embed", views.api_encoder_embed, name="encoder_api_embed"),
+    *app_urls(api_router),  # JSON API (api_encoders.py)
 ]

@@ -1,4 +1,4 @@
-"""Collections pages and JSON API (services/collections.py does the work).
+"""Collections pages (services/collections.py does the work; the JSON API is api_collections.py).
 
 Writes need the viewer role (every signed-in person with a role); a collection is visible
 and editable only by its owner: anyone else gets 404, as if it did not exist.
@@ -6,14 +6,13 @@ and editable only by its owner: anyone else gets 404, as if it did not exist.
 from __future__ import annotations
 
 import csv
-import json
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.roles import role_required
 from webapp.catalog.models import Galaxy
@@ -27,22 +26,6 @@ PREVIEW = 8
 
 def _mine(request, collection_id) -> Collection:
     return get_object_or_404(Collection, pk=collection_id, owner=request.user)
-
-
-def _body(request) -> dict:
-    if request.content_type == "application/json":
-        try:
-            data = json.loads(request.body or b"{}")
-        except ValueError:
-            raise svc.CollectionError("the request body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise svc.CollectionError("the JSON body must be an object")
-        return data
-    return {"name": request.POST.get("name"), "galaxy_ids": request.POST.get("galaxy_ids", "")}
-
-
-def _json_error(exc, status=400):
-    return JsonResponse({"error": str(exc)}, status=status)
 
 
 # ----------------------------------------------------------------- pages
@@ -129,58 +112,3 @@ def collection_export(request, collection_id):
               .only("id", "source_id", "ra", "dec", "survey__slug").order_by("survey_id", "image_index").iterator()):
         writer.writerow([g.pk, g.survey.slug, g.source_id, g.ra, g.dec])
     return response
-
-
-# ----------------------------------------------------------------- JSON API
-
-@require_http_methods(["GET", "POST"])
-def api_collections(request):
-    """GET: my collections.  POST {"name", "galaxy_ids"}: add to (or create) my collection."""
-    if request.method == "GET":
-        mine = Collection.objects.filter(owner=request.user).annotate(count=Count("galaxies")).order_by("name")
-        return JsonResponse({"collections": [svc.collection_dict(c, c.count) for c in mine]})
-    return _add(request, None)
-
-
-@role_required("viewer")
-def _add(request, collection):
-    try:
-        data = _body(request)
-        collection, added, created = svc.add_to_collection(request.user, data.get("galaxy_ids"),
-                                                           name=data.get("name"), collection=collection)
-    except svc.CollectionError as exc:
-        return _json_error(exc)
-    return JsonResponse({"collection": svc.collection_dict(collection), "added": added, "created": created},
-                        status=201 if created else 200)
-
-
-@require_GET
-def api_collection_detail(request, collection_id):
-    collection = _mine(request, collection_id)
-    ids = list(Collection.galaxies.through.objects.filter(collection_id=collection.pk)
-               .order_by("id").values_list("galaxy_id", flat=True))
-    return JsonResponse({**svc.collection_dict(collection, len(ids)), "galaxy_ids": ids})
-
-
-@require_POST
-def api_collection_add(request, collection_id):
-    return _add(request, _mine(request, collection_id))
-
-
-@require_POST
-@role_required("viewer")
-def api_collection_remove(request, collection_id):
-    collection = _mine(request, collection_id)
-    try:
-        removed = svc.remove_from_collection(collection, _body(request).get("galaxy_ids"))
-    except svc.CollectionError as exc:
-        return _json_error(exc)
-    return JsonResponse({"collection": svc.collection_dict(collection), "removed": removed})
-
-
-@require_POST
-@role_required("viewer")
-def api_collection_delete(request, collection_id):
-    collection = _mine(request, collection_id)
-    collection.delete()
-    return JsonResponse({"deleted": collection_id})

@@ -1,4 +1,4 @@
-"""Encoder pages and JSON API: list, detail, train form, checkpoint upload, embed, evaluate, resume.
+"""Encoder pages: list, detail, train form, checkpoint upload, embed, evaluate, resume (JSON API: api_encoders.py).
 
 Reading is open to every logged-in user; everything that starts a job or adds a model
 needs the curator role (403 otherwise). Views validate, call one service, respond.
@@ -10,16 +10,15 @@ import json
 from bokeh.embed import json_item
 from django.contrib import messages
 from django.db.models import Prefetch
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from ml.checkpoints import CheckpointError
-from webapp.accounts.roles import has_role, role_required
+from webapp.accounts.roles import role_required
 from webapp.catalog.models import Survey
 from webapp.embeddings import plots_encoders as plots
-from webapp.embeddings.forms import EmbedForm, TrainEncoderForm, UploadEncoderForm, validate_train_params
+from webapp.embeddings.forms import EmbedForm, TrainEncoderForm, UploadEncoderForm
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder
 from webapp.embeddings.services import encoders as service
 from webapp.jobs.models import Job
@@ -152,92 +151,3 @@ def encoder_download(request, encoder_id):
         raise Http404("This encoder has no finished checkpoint.")
     return FileResponse(open(path, "rb"), as_attachment=True, filename=f"latentsky-encoder-{encoder.pk}.pt",
                         content_type="application/octet-stream")
-
-
-# ----------------------------------------------------------------- JSON API
-
-def encoder_as_dict(encoder: Encoder) -> dict:
-    config = encoder.config or {}
-    return {
-        "id": encoder.pk, "name": encoder.name, "method": encoder.method, "source": encoder.source,
-        "status": encoder.status, "epochs_done": encoder.epochs_done,
-        "epochs": (config.get("train") or {}).get("epochs"), "training_seconds": encoder.training_seconds,
-        "dim": (config.get("encoder") or {}).get("feature_dim"), "surveys": [s.slug for s in encoder.surveys.all()],
-        "config": config, "metrics": encoder.metrics, "train_job_id": encoder.train_job_id,
-        "created_at": encoder.created_at.isoformat(),
-        "embedding_sets": [{"id": es.pk, "name": es.name, "n": es.n, "dim": es.dim, "status": es.status,
-                            "checksum": es.checksum, "surveys": [s.slug for s in es.surveys.all()]}
-                           for es in encoder.embedding_sets.all()],
-        "url": reverse("embeddings:encoder_detail", args=[encoder.pk]),
-    }
-
-
-def _error(message: str, status: int) -> JsonResponse:
-    return JsonResponse({"error": message}, status=status)
-
-
-def _json_body(request) -> dict:
-    try:
-        body = json.loads(request.body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"the request body is not JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise ValueError("the request body must be a JSON object")
-    return body
-
-
-def _job_reply(job: Job) -> JsonResponse:
-    return JsonResponse({"job_id": job.pk, "job_url": reverse("jobs:detail", args=[job.pk]),
-                         "api_url": reverse("jobs:api_detail", args=[job.pk])}, status=202)
-
-
-def api_encoders(request):
-    if request.method == "POST":
-        return _api_train(request)
-    if request.method != "GET":
-        return _error("use GET to list or POST to train", 405)
-    return JsonResponse({"encoders": [encoder_as_dict(e) for e in _encoders()]})
-
-
-def _api_train(request):
-    if not has_role(request.user, "curator"):
-        return _error("Training an encoder needs the curator role.", 403)
-    try:
-        params = _json_body(request)
-    except ValueError as exc:
-        return _error(str(exc), 400)
-    allowed = {"surveys", "name", "method", "preset", "epochs", "seed", "batch_size", "image_size", "crop_fraction",
-               "lr", "temperature", "augment", "embed_after", "evaluate"}
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        return _error(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}", 400)
-    problems = validate_train_params(params)
-    if problems:
-        return _error("; ".join(problems), 400)
-    return _job_reply(service.launch_training(dict(params), user=request.user))
-
-
-def api_encoder_detail(request, encoder_id):
-    encoder = _encoders().filter(pk=encoder_id).first()
-    if encoder is None:
-        return _error(f"no encoder {encoder_id}", 404)
-    return JsonResponse(encoder_as_dict(encoder))
-
-
-@require_POST
-def api_encoder_embed(request, encoder_id):
-    if not has_role(request.user, "curator"):
-        return _error("Embedding surveys needs the curator role.", 403)
-    encoder = Encoder.objects.filter(pk=encoder_id).first()
-    if encoder is None:
-        return _error(f"no encoder {encoder_id}", 404)
-    if encoder.status != ArtifactStatus.READY:
-        return _error(f"encoder {encoder.pk} is {encoder.status}; only ready encoders embed", 409)
-    try:
-        body = _json_body(request)
-    except ValueError as exc:
-        return _error(str(exc), 400)
-    form = EmbedForm({"surveys": body.get("surveys") or []}, encoder=encoder)
-    if not form.is_valid():
-        return _error(" ".join(e for errs in form.errors.values() for e in errs), 400)
-    return _job_reply(service.launch_embedding(encoder, form.cleaned_data["surveys"], user=request.user))

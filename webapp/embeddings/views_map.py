@@ -1,30 +1,25 @@
-"""Latent map and sky view pages, their JSON/binary API, and the curator's map/index actions.
+"""Latent map and sky view pages and the curator's map/index actions (JSON/binary API: api_map.py).
 
 The page ships empty bokeh figures (plots_map.py) plus a JSON description of the map;
 static/js/map.js then fetches points (binary), density images and mosaics for the view.
 """
 from __future__ import annotations
 
-import io
-
-import numpy as np
 from bokeh.palettes import Category10_10, Category20_20, Viridis256
 from django.contrib import messages
 from django.db.models import Prefetch
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
-from PIL import Image
+from django.views.decorators.http import require_POST
 
 from webapp.accounts.roles import has_role, role_required
 from webapp.context_processors import url_template
 from webapp.embeddings import plots_map
 from webapp.embeddings.models import ArtifactStatus, Collection, EmbeddingSet, LatentMap
-from webapp.embeddings.services import map_data, mosaic
+from webapp.embeddings.services import map_data
 from webapp.embeddings.services.search import index_description
 from webapp.embeddings.services.sky import sky_index
-from webapp.embeddings.services.vectors import load_embedding_set
 from webapp.jobs.models import Job
 
 # Distinct colours for categorical layers (Category10 then the light half of Category20).
@@ -153,111 +148,3 @@ def _launch(request, kind: str, label: str):
     job = create_job(kind, {"embedding_set_id": es.pk}, user=request.user, title=f"{label}: {es}")
     messages.info(request, f"{label} for {es} queued (job {job.pk}); progress shows below.")
     return redirect("embeddings:map_home")
-
-
-# ----------------------------------------------------------------- JSON API
-
-@require_GET
-def api_maps(request):
-    maps = LatentMap.objects.select_related("embedding_set").order_by("-created_at", "-id")[:200]
-    return JsonResponse({"maps": [map_dict(lm) for lm in maps]})
-
-
-def map_dict(lm: LatentMap) -> dict:
-    return {"id": lm.pk, "embedding_set": lm.embedding_set_id, "name": str(lm.embedding_set), "n": lm.n,
-            "status": lm.status, "seconds": lm.seconds, "params": lm.params,
-            "created_at": lm.created_at.isoformat(), "url": f"/maps/{lm.pk}/"}
-
-
-@require_GET
-def api_map_detail(request, map_id):
-    lm = _ready_map(map_id)
-    return JsonResponse({**map_dict(lm), **map_meta(request, lm)})
-
-
-@require_GET
-def api_points(request, map_id):
-    """Points of a view: binary (format=bin) or JSON, paged by offset/limit in priority order."""
-    lm = _ready_map(map_id)
-    fmt = request.GET.get("format", "json")
-    try:
-        if fmt not in ("json", "bin"):
-            raise map_data.MapDataError("format must be 'json' or 'bin'")
-        bbox = map_data.parse_bbox(request.GET.get("bbox"))
-        default = (lm.n if lm.n <= map_data.POINT_BUDGET else map_data.VIEW_LIMIT) if fmt == "bin" else 10_000
-        limit = map_data.parse_int(request.GET.get("limit"), "limit", default, 1, map_data.MAX_LIMIT)
-        offset = map_data.parse_int(request.GET.get("offset"), "offset", 0, 0, 10**9)
-        fields = map_data.parse_fields(request.GET.get("fields"))
-        layer = request.GET.get("layer") or None
-        rows, total = map_data.rows_in_view(lm, bbox, limit, offset)
-        arrays = map_data.point_arrays(lm, rows, fields, layer)
-    except map_data.MapDataError as exc:
-        return _bad(exc)
-    if fmt == "bin":
-        body, spec = map_data.pack_binary(arrays)
-        return HttpResponse(body, content_type="application/octet-stream", headers={
-            "X-Count": str(len(rows)), "X-Total": str(total), "X-Fields": spec, "Cache-Control": "private, no-cache"})
-    return JsonResponse({"count": len(rows), "total": total, "offset": offset, "limit": limit,
-                         "next_offset": offset + len(rows) if offset + len(rows) < total else None,
-                         "points": map_data.json_arrays(arrays)})
-
-
-@require_GET
-def api_layers(request, map_id):
-    """The colour menu, or with ?key= one layer's legend (categories and counts, or range)."""
-    lm = _ready_map(map_id)
-    es = lm.embedding_set
-    key = request.GET.get("key")
-    if not key:
-        return JsonResponse({"layers": map_data.layer_menu(es), "default": default_layer(es, map_data.layer_menu(es))})
-    try:
-        v = map_data.layer_values(es, key)
-    except map_data.MapDataError as exc:
-        return _bad(exc)
-    finite = int(np.isfinite(v.codes).sum())
-    return JsonResponse({"key": v.key, "label": v.label, "kind": v.kind, "group": v.group, "unit": v.unit,
-                         "categories": v.categories, "counts": v.counts, "low": v.low, "high": v.high,
-                         "missing": int(len(v.codes) - finite)})
-
-
-@require_GET
-def api_density(request, map_id):
-    """Point counts on a grid over the view: PNG (log-shaded) or JSON; space=map or sky."""
-    lm = _ready_map(map_id)
-    try:
-        bbox = map_data.parse_bbox(request.GET.get("bbox"))
-        bins = map_data.parse_int(request.GET.get("bins"), "bins", 256, 8, map_data.MAX_BINS)
-        counts, box = map_data.density(lm, bbox, bins, request.GET.get("space", "map"))
-    except map_data.MapDataError as exc:
-        return _bad(exc)
-    if request.GET.get("format", "png") == "json":
-        return JsonResponse({"bbox": list(box), "shape": list(counts.shape), "counts": counts.astype(int).tolist(),
-                             "note": "counts[row][col]; row 0 is the lowest y"})
-    rgba = map_data.shade(counts)
-    if request.GET.get("flip") == "x":  # sky view: RA grows to the left
-        rgba = rgba[:, ::-1]
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(buf, format="PNG", compress_level=1)
-    return HttpResponse(buf.getvalue(), content_type="image/png", headers={
-        "Cache-Control": IMAGE_CACHE, "X-Bbox": ",".join(f"{v:.6g}" for v in box)})
-
-
-@require_GET
-def api_mosaic(request, map_id):
-    """Cutouts at their map positions over the view (JPEG, or the cell list as JSON)."""
-    lm = _ready_map(map_id)
-    try:
-        bbox = map_data.parse_bbox(request.GET.get("bbox")) or tuple(map_data.map_bounds(lm))
-        cells = map_data.parse_int(request.GET.get("cells"), "cells", 24, 2, mosaic.MAX_CELLS)
-        tile = map_data.parse_int(request.GET.get("tile"), "tile", 48, 16, 128)
-    except map_data.MapDataError as exc:
-        return _bad(exc)
-    grid = mosaic.grid(lm, bbox, cells)
-    if request.GET.get("format") == "json":
-        ids, _, _ = load_embedding_set(lm.embedding_set)
-        return JsonResponse({"bbox": list(grid.bbox), "nx": grid.nx, "ny": grid.ny, "cell": grid.cell,
-                             "cells": [{"ix": int(c[0]), "iy": int(c[1]), "id": int(ids[r])}
-                                       for c, r in zip(grid.cells, grid.rows)]})
-    data = mosaic.render_jpeg(lm, grid, tile)
-    return HttpResponse(data, content_type="image/jpeg", headers={
-        "Cache-Control": IMAGE_CACHE, "X-Bbox": ",".join(f"{v:.6g}" for v in grid.bbox)})

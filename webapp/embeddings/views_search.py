@@ -1,4 +1,4 @@
-"""Similarity search pages and JSON API: by galaxy, by RA/Dec, by uploaded image, "more like these".
+"""Similarity search pages (the JSON API is api_search.py): by galaxy, by RA/Dec, by uploaded image, "more like these".
 
 Views validate input, call services/search.py (faiss), services/sky.py (astropy cross-match)
 or services/upload.py (decode + embed), and render.  Every error is a 400 (bad input) or
@@ -8,13 +8,10 @@ The galaxy page's "Similar galaxies" panel lives here too (registered in apps.py
 from __future__ import annotations
 
 import base64
-from functools import wraps
 
 import numpy as np
 from django.conf import settings
-from django.http import JsonResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET, require_POST
 
 from webapp.catalog.models import Galaxy, Survey
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet
@@ -69,21 +66,6 @@ def resolve_set(value, galaxy_id: int | None = None) -> EmbeddingSet:
     return es
 
 
-def json_errors(view):
-    """Bad input -> 400, unknown ids -> 404, no encoder -> 503, all as {"error": message}."""
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        try:
-            return view(request, *args, **kwargs)
-        except (search.GalaxyNotInSet, NotFound) as exc:
-            return JsonResponse({"error": str(exc)}, status=404)
-        except (search.SearchError, sky.SkyError, upload.UploadError) as exc:
-            return JsonResponse({"error": str(exc)}, status=400)
-        except upload.EncoderUnavailable as exc:
-            return JsonResponse({"error": str(exc)}, status=503)
-    return wrapped
-
-
 def _k(request, default=DEFAULT_K) -> int:
     return search.check_k(request.GET.get("k") or request.POST.get("k") or default)
 
@@ -107,41 +89,7 @@ def _set_dict(es) -> dict:
     return {"id": es.pk, "name": str(es), "n": es.n, "dim": es.dim, "index": search.index_description(es)}
 
 
-# ----------------------------------------------------------------- JSON API
-
-@require_GET
-@json_errors
-def api_neighbours(request, galaxy_id):
-    es = resolve_set(request.GET.get("set"), galaxy_id)
-    results = search.nearest(es, galaxy_id, _k(request, PANEL_K))
-    cards = search.galaxy_cards(results + [{"id": galaxy_id}])  # one query for the results and the galaxy
-    if not cards or cards[-1]["id"] != galaxy_id:
-        raise NotFound(f"galaxy {galaxy_id} does not exist")
-    if request.GET.get("map"):
-        cards = _with_map_coords(es, cards, request.GET["map"])
-    return JsonResponse({"embedding_set": _set_dict(es), "galaxy": cards[-1], "results": cards[:-1]})
-
-
-@require_GET
-@json_errors
-def api_similar(request):
-    ids = parse_ids(request.GET.get("ids"))
-    if not ids:
-        raise search.SearchError("give the positives as ids=1,2,3")
-    es = resolve_set(request.GET.get("set"), ids[0])
-    results = search.more_like_these(es, ids, _k(request), request.GET.get("mode", "mean"))
-    return JsonResponse({"embedding_set": _set_dict(es), "positives": ids,
-                         "results": _with_map_coords(es, search.galaxy_cards(results), request.GET.get("map"))})
-
-
-@require_GET
-@json_errors
-def api_sky(request):
-    es = resolve_set(request.GET.get("set"))
-    match, results = sky_query(es, request.GET.get("ra"), request.GET.get("dec"),
-                               request.GET.get("max_sep"), _k(request))
-    return JsonResponse({"embedding_set": _set_dict(es), "match": match, "results": results})
-
+# ----------------------------------------------------------------- shared with the JSON API (api_search.py)
 
 def sky_query(es, ra_text, dec_text, max_sep_text, k) -> tuple[dict, list[dict]]:
     ra = sky.parse_angle(ra_text, "RA")
@@ -164,14 +112,6 @@ def sky_query(es, ra_text, dec_text, max_sep_text, k) -> tuple[dict, list[dict]]
 
 def _arc(arcsec: float) -> str:
     return f"{arcsec:.1f}″" if arcsec < 60 else f"{arcsec / 60:.1f}′" if arcsec < 3600 else f"{arcsec / 3600:.2f}°"
-
-
-@require_POST
-@json_errors
-def api_upload(request):
-    es, survey, prepared, results = upload_query(request)
-    return JsonResponse({"embedding_set": _set_dict(es), "survey": survey.slug, "format": prepared.file_format,
-                         "notes": prepared.notes, "results": search.galaxy_cards(results)})
 
 
 def upload_query(request):
@@ -202,20 +142,6 @@ def _upload_survey(es, slug) -> Survey:
                                      f"({', '.join(s.slug for s in surveys)})")
         return chosen[0]
     return surveys[0]
-
-
-@require_GET
-@json_errors
-def api_galaxies(request):
-    """Cards (source id, survey, position, thumbnail) for ids=1,2,3 or source=<catalogue id>;
-    with set=, only galaxies of that embedding set."""
-    ids = parse_ids(request.GET.get("ids"))
-    if request.GET.get("source"):
-        ids += list(Galaxy.objects.filter(source_id=request.GET["source"].strip()).values_list("id", flat=True)[:20])
-    if request.GET.get("set"):
-        _, _, row_of = load_embedding_set(resolve_set(request.GET["set"]))
-        ids = [g for g in ids if g in row_of]
-    return JsonResponse({"results": search.galaxy_cards([{"id": g} for g in ids])})
 
 
 # ----------------------------------------------------------------- page

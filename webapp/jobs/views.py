@@ -44,25 +44,3 @@ def job_cancel(request, job_id):
     if request.headers.get("accept", "").startswith("application/json"):
         return JsonResponse(Job.objects.get(pk=job.pk).as_dict())
     return redirect("jobs:detail", job_id=job.pk)
-
-
-def api_job_list(request):
-    jobs = Job.objects.select_related("launched_by")
-    ids = request.GET.get("ids")
-    if ids:
-        try:
-            wanted = [int(x) for x in ids.split(",") if x][:200]
-        except ValueError:
-            return JsonResponse({"error": "ids must be comma-separated integers"}, status=400)
-        jobs = jobs.filter(pk__in=wanted)
-    elif request.GET.get("active"):
-        jobs = jobs.filter(status__in=[Job.Status.QUEUED, Job.Status.RUNNING])
-    jobs = jobs.order_by("-created_at", "-id")[:100]
-    return JsonResponse({"jobs": [j.as_dict() for j in jobs]})
-
-
-def api_job_detail(request, job_id):
-    job = get_object_or_404(Job.objects.select_related("launched_by"), pk=job_id)
-    data = job.as_dict()
-    data["metrics"] = job.metrics
-    return JsonResponse(data)
