@@ -24,13 +24,10 @@ import torch
 from ml.atomic import atomic_open
 from ml.augment import PreprocessConfig
 from ml.encoders import GalaxyEncoder, config_from_dict, config_to_dict
+from ml.checkpoint_format import CheckpointError, check_preprocess  # noqa: F401 (re-exported)
 
 FORMAT = "latentsky-encoder/1"
 REQUIRED = ("format", "encoder_config", "preprocess", "model")
-
-
-class CheckpointError(ValueError):
-    """The file is not a usable Latent Sky encoder checkpoint; the message says why."""
 
 
 def save_atomic(payload: dict, path: str | Path) -> None:
@@ -81,7 +78,7 @@ def parse_checkpoint(data: dict) -> tuple[GalaxyEncoder, PreprocessConfig]:
         preprocess = PreprocessConfig.from_dict(dict(data["preprocess"]))
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"bad config in checkpoint: {exc}") from None
-    _check_preprocess(preprocess, config.in_channels)
+    check_preprocess(preprocess, config.in_channels)
     model = GalaxyEncoder(config)
     try:
         result = model.load_state_dict(dict(data["model"]), strict=False)
@@ -98,18 +95,6 @@ def parse_checkpoint(data: dict) -> tuple[GalaxyEncoder, PreprocessConfig]:
     if not torch.isfinite(probe).all():
         raise CheckpointError("the encoder produces NaN/inf on a blank image; the weights are broken")
     return model, preprocess
-
-
-def _check_preprocess(pre: PreprocessConfig, channels: int) -> None:
-    if pre.image_kind not in ("flux", "rgb"):
-        raise CheckpointError(f"preprocess.image_kind {pre.image_kind!r} must be 'flux' or 'rgb'")
-    for name in ("bands", "sky_sigma", "softening", "offset", "scale"):
-        if len(getattr(pre, name)) != channels:
-            raise CheckpointError(f"preprocess.{name} has {len(getattr(pre, name))} entries for {channels} bands")
-    if any(float(s) <= 0 for s in pre.softening + pre.scale):
-        raise CheckpointError("preprocess softening and scale must be positive")
-    if not 0 < pre.crop_fraction <= 1:
-        raise CheckpointError(f"preprocess.crop_fraction {pre.crop_fraction} must be in (0, 1]")
 
 
 def load_encoder(path: str | Path) -> tuple[GalaxyEncoder, PreprocessConfig, dict]:

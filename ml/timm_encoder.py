@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from ml.augment import PreprocessConfig
-from ml.checkpoints import CheckpointError, _check_preprocess
+from ml.checkpoint_format import CheckpointError, check_preprocess
 from ml.timm_import import load_timm
 
 KIND = "timm"
@@ -338,7 +338,7 @@ def parse_timm_checkpoint(data: dict) -> tuple[TimmEncoder, PreprocessConfig]:
         preprocess = PreprocessConfig.from_dict(dict(data["preprocess"]))
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"bad config in checkpoint: {exc}") from None
-    _check_preprocess(preprocess, config.n_bands)
+    check_preprocess(preprocess, config.n_bands)
     if preprocess.image_kind != "rgb":
         raise CheckpointError("a timm encoder takes rgb images scaled to [0, 1]")
     try:

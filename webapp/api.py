@@ -42,6 +42,10 @@ for tag, router in [("catalog", catalog_router), ("jobs", jobs_router), ("encode
                     ("map", map_router), ("search", search_router), ("collections", collections_router),
                     ("anomalies", anomalies_router), ("labeling", labeling_router)]:
     api.add_router("", router, tags=[tag])
+# Which routers each app's URL namespace serves (composed with its pages in webapp/urls.py).
+APP_ROUTERS = {"catalog": [catalog_router], "jobs": [jobs_router],
+               "embeddings": [encoders_router, map_router, search_router, collections_router],
+               "anomalies": [anomalies_router], "labeling": [labeling_router]}
 
 # Service errors are ValueError subclasses with a readable message: bad input (400) unless listed.
 install_error_handlers(api, [

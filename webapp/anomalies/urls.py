@@ -1,8 +1,6 @@
 from django.urls import path
 
 from webapp.anomalies import views
-from webapp.anomalies.api import router as api_router
-from webapp.api import app_urls
 
 app_name = "anomalies"
 urlpatterns = [
@@ -12,5 +10,4 @@ urlpatterns = [
     path("anomalies/<int:score_set_id>/reviewed/", views.reviewed, name="reviewed"),
     path("anomalies/<int:score_set_id>/export.csv", views.export_list, {"fmt": "csv"}, name="export_csv"),
     path("anomalies/<int:score_set_id>/export.vot", views.export_list, {"fmt": "votable"}, name="export_votable"),
-    *app_urls(api_router),
 ]

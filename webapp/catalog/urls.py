@@ -1,8 +1,6 @@
 from django.urls import path
 
-from webapp.api import app_urls
 from webapp.catalog import views, views_ingest
-from webapp.catalog.api import router as api_router
 
 app_name = "catalog"
 urlpatterns = [
@@ -10,7 +8,6 @@ urlpatterns = [
     path("galaxies/<int:galaxy_id>/", views.galaxy_detail, name="galaxy_detail"),
     path("thumbs/<int:galaxy_id>.png", views.thumbnail, name="thumbnail"),
     path("ingest/", views_ingest.ingest_new, name="ingest"),
-    *app_urls(api_router),
 ]
 # Keep these last: "surveys/<slug>/" would otherwise shadow fixed paths such as "surveys/ingest/".
 urlpatterns += [

@@ -1,9 +1,7 @@
 """Encoders: list, detail, train form, checkpoint upload, embed/evaluate/resume actions, JSON API (api_encoders.py)."""
 from django.urls import path
 
-from webapp.api import app_urls
 from webapp.embeddings import views_encoders as views
-from webapp.embeddings.api_encoders import router as api_router
 
 urlpatterns = [
     path("encoders/", views.encoder_list, name="encoder_list"),
@@ -14,5 +12,4 @@ urlpatterns = [
     path("encoders/<int:encoder_id>/evaluate", views.encoder_evaluate, name="encoder_evaluate"),
     path("encoders/<int:encoder_id>/resume", views.encoder_resume, name="encoder_resume"),
     path("encoders/<int:encoder_id>/checkpoint.pt", views.encoder_download, name="encoder_download"),
-    *app_urls(api_router),  # JSON API (api_encoders.py)
 ]

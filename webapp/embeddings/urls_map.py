@@ -5,8 +5,6 @@ as the current area (webapp/accounts/context.py).
 """
 from django.urls import path
 
-from webapp.api import app_urls
-from webapp.embeddings import api_collections, api_map, api_search
 from webapp.embeddings import views_collections as coll
 from webapp.embeddings import views_map as maps
 from webapp.embeddings import views_search as search
@@ -24,6 +22,4 @@ urlpatterns = [
     path("collections/<int:collection_id>/rename", coll.collection_rename, name="collection_rename"),
     path("collections/<int:collection_id>/delete", coll.collection_delete, name="collection_delete"),
     path("collections/<int:collection_id>/export.csv", coll.collection_export, name="collection_export"),
-    # JSON / binary API (api_map.py, api_search.py, api_collections.py)
-    *app_urls(api_map.router), *app_urls(api_search.router), *app_urls(api_collections.router),
 ]

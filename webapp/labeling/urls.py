@@ -1,8 +1,6 @@
 from django.urls import path
 
-from webapp.api import app_urls
 from webapp.labeling import views
-from webapp.labeling.api import router as api_router
 
 app_name = "labeling"
 urlpatterns = [
@@ -14,5 +12,4 @@ urlpatterns = [
     path("tasks/<int:task_id>/rounds", views.round_start, name="round_start"),
     path("tasks/<int:task_id>/finetune", views.finetune_start, name="finetune_start"),
     path("tasks/<int:task_id>/export", views.task_export, name="export"),
-    *app_urls(api_router),
 ]
