@@ -63,9 +63,10 @@ def synthetic_embeddings(n: int, d: int = 64, latent: int = 16, seed: int = 0
 
 
 def run_curves(x, y, strategies, seeds, cfg: HeadConfig, initial, batch, budget, initial_strategy):
-    """{strategy: [curve per seed]}, each curve [(n_labels, acc, bal_acc)]; prints progress lines."""
+    """{strategy: [curve per seed]}, each curve [(n_labels, acc, bal_acc)]; prints progress lines.
+    ``seeds``: a count (seeds 0..n-1) or a list of seeds."""
     curves: dict[str, list] = {}
-    for seed in range(seeds):
+    for seed in (range(seeds) if isinstance(seeds, int) else seeds):
         eval_idx = np.random.default_rng(1000 + seed).choice(len(x), len(x) // 5, replace=False)
         for strategy in strategies:
             t0 = time.perf_counter()

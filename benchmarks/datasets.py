@@ -15,8 +15,22 @@
                                                      # trained on sdss_like, one shared space
 
 Everything is cached under var/bench/ (gitignored): decoded GZ1 pixels, simulated surveys
-and trained encoders + embeddings, keyed by a hash of the data and the TrainConfig, so a
-second benchmark reuses the first one's encoder instead of training again.
+and trained encoders + embeddings, keyed by a hash of the data, the TrainConfig AND the source
+code that produced them (ml/**/*.py for encoders, the simulator for simulations, the ingest
+pixel decoder for GZ1 pixels), so a second benchmark reuses the first one's encoder instead of
+training again, and a cached encoder from older code is never reused silently.
+
+The tuning / reporting split (benchmark protocol, /work/shared/DESIGN.md) is defined here and
+nowhere else:
+
+    SIM_SEEDS["tuning"] == (0, 1, 2), SIM_SEEDS["reporting"] == (3, 4, 5)   # simulated populations
+    gz1_split_mask(gz1, "tuning")   # GZ1 half A: bool (N,); "reporting" -> half B (disjoint)
+
+Defaults and recipes are chosen by comparing runs on the tuning split only; the README quotes
+the reporting split. GZ1 halves are stratified by class and assigned by a salted hash of the
+objID, so they do not depend on row order. The SSL encoders never see labels: the GZ1 encoder
+trains on the pixels of ALL GZ1 images (both halves), and probes, kNN, active-learning pools
+and anomaly reviews of a split use only that split's galaxies.
 """
 from __future__ import annotations
 
@@ -38,6 +52,7 @@ from ml.augment import AugmentConfig  # noqa: E402
 from ml.train import TrainConfig  # noqa: E402
 
 CACHE = ROOT / "var" / "bench"
+ML_DIR = ROOT / "ml"
 GZ1_DIR = ROOT.parent / "shared" / "data" / "gz1_sdss"
 GZ1_CROP = 0.4  # the galaxy fills about the central 40% of a 423 px GZ1 JPEG (as the ingest preset)
 
@@ -49,6 +64,68 @@ GZ1_RECIPE = TrainConfig(method="simclr", preset="small", image_size=32, crop_fr
 SIM_RECIPE = TrainConfig(method="simclr", preset="small", image_size=32, crop_fraction=0.75, epochs=30,
                          batch_size=256, temperature=0.2, seed=0)
 QUICK_EPOCHS = 4
+
+# ------------------------------------------------------------------ tuning / reporting split
+SPLITS = ("tuning", "reporting")
+SIM_SEEDS = {"tuning": (0, 1, 2), "reporting": (3, 4, 5)}   # ml.simulate seeds: one population each
+SIM_N = 2000                                                # galaxies per simulated population
+GZ1_HALVES = {"tuning": "A", "reporting": "B"}
+GZ1_SPLIT_SALT = "latentsky-gz1-split-v1"                   # changing it re-draws the halves
+
+
+def gz1_halves(objids: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """'A' or 'B' per row, stratified by GZ1 class: within each class, rows sorted by
+    sha256(salt + objID) alternate A, B, A, B... (halves differ by at most one per class)."""
+    out = np.empty(len(objids), dtype="<U1")
+    for cls in np.unique(classes):
+        rows = np.flatnonzero(classes == cls)
+        order = sorted(rows, key=lambda i: hashlib.sha256(f"{GZ1_SPLIT_SALT}:{objids[i]}".encode()).hexdigest())
+        for rank, i in enumerate(order):
+            out[i] = "AB"[rank % 2]
+    return out
+
+
+def gz1_split_mask(gz1: "GZ1Data", split: str) -> np.ndarray:
+    """(N,) bool: rows of ``gz1`` in the split's half (tuning: A, reporting: B)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
+    return gz1_halves(gz1.objids, gz1.classes) == GZ1_HALVES[split]
+
+
+def split_info(split: str) -> dict:
+    """What a result file records about its split."""
+    return {"split": split, "sim_seeds": list(SIM_SEEDS[split]), "sim_n": SIM_N,
+            "gz1_half": GZ1_HALVES[split], "gz1_split_salt": GZ1_SPLIT_SALT,
+            "gz1_encoder": "trained without labels on the pixels of all GZ1 images (halves A and B); "
+                           "probes, kNN, pools and reviews use only this split's half"}
+
+
+# ------------------------------------------------------------------ source hashes (cache keys)
+
+def source_hash(*patterns: str, base: Path | None = None) -> str:
+    """sha256 over the relative paths and bytes of the files matching ``patterns`` (globs under
+    ``base``, default ML_DIR), sorted: changes whenever that code changes."""
+    base = ML_DIR if base is None else base
+    files = sorted({p for pattern in patterns for p in base.glob(pattern) if p.is_file()})
+    h = hashlib.sha256()
+    for path in files:
+        h.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def ml_source_hash() -> str:
+    """Hash of every ml/**/*.py: part of the key of every cached encoder and embedding."""
+    return source_hash("**/*.py")
+
+
+def sim_source_hash() -> str:
+    """Hash of the simulator (ml/simulate*.py, ml/sim_*.py, ml/vocab.py): part of the sim cache key."""
+    return source_hash("simulate*.py", "sim_*.py", "vocab.py")
+
+
+def decode_source_hash() -> str:
+    """Hash of the ingest pixel decoder the GZ1 cache uses."""
+    return source_hash("webapp/catalog/services/ingest_pixels.py", base=ROOT)
 
 
 @dataclass
@@ -97,7 +174,7 @@ def load_gz1(size: int = 64, crop_fraction: float = GZ1_CROP, limit: int | None 
     table = GZ1_DIR / "smallCSV_class.csv"
     if not table.exists():
         return None
-    cache = CACHE / f"gz1-{size}-{crop_fraction}.npz"
+    cache = CACHE / f"gz1-{size}-{crop_fraction}-{decode_source_hash()}.npz"
     if not cache.exists():
         _decode_gz1(table, size, crop_fraction, cache)
     with np.load(cache) as data:
@@ -129,11 +206,11 @@ def _decode_gz1(table: Path, size: int, crop_fraction: float, cache: Path) -> No
 
 # ------------------------------------------------------------------ simulated surveys
 
-def load_sim(n: int = 2000, seed: int = 0, processes: int = 2) -> SimData:
+def load_sim(n: int = SIM_N, seed: int = 0, processes: int = 2) -> SimData:
     """One simulated population seen by the SDSS-like and DES-like surveys (cached)."""
     from ml import simulate
 
-    cache = CACHE / f"sim-{n}-{seed}.npz"
+    cache = CACHE / f"sim-{n}-{seed}-{sim_source_hash()}.npz"
     if not cache.exists():
         _say(f"simulating {n} galaxies in two surveys (about {n * 0.06 / processes:.0f} s)…")
         cfg = simulate.SimConfig(n=n, seed=seed, processes=processes)
@@ -159,21 +236,27 @@ def _digest(*parts) -> str:
     return h.hexdigest()[:16]
 
 
+def ssl_cache_key(name: str, train_images: np.ndarray, config: TrainConfig, image_kind: str, bands) -> str:
+    """Key of a cached encoder: the name, config, image kind, bands, a sample of the training
+    pixels, their count, and the hash of the ml/ source (so older code is never reused)."""
+    return _digest(name, asdict(config), image_kind, list(bands), train_images[:: max(1, len(train_images) // 64)],
+                   len(train_images), ml_source_hash())
+
+
 def ssl_embeddings(name: str, train_images: np.ndarray, embed: dict, config: TrainConfig,
                    image_kind: str, bands=("g", "r", "i"), verbose: bool = True) -> dict:
     """Train an encoder on ``train_images`` with ``config`` (or reuse the cached one) and embed
     each array of ``embed`` ({key: (N, C, H, W)}) -> {key: (N, D) float32 unit vectors}.
 
     Cached in var/bench/ssl/<name>-<hash>.{pt,npz}; the hash covers the training pixels,
-    the config and the embedded pixels. Returns also "_meta": training seconds and epochs.
+    the config, the ml/ source (ssl_cache_key) and the embedded pixels. Returns also "_meta": training seconds and epochs.
     """
     from ml.checkpoints import load_encoder
     from ml.embed import embed_array
     from ml.sources import ArraySource
     from ml.train import train
 
-    key = _digest(name, asdict(config), image_kind, list(bands), train_images[:: max(1, len(train_images) // 64)],
-                  len(train_images))
+    key = ssl_cache_key(name, train_images, config, image_kind, bands)
     checkpoint = CACHE / "ssl" / f"{name}-{key}.pt"
     vectors_key = _digest(key, *[(k, v.shape, v[:: max(1, len(v) // 64)]) for k, v in sorted(embed.items())])
     vectors_path = CACHE / "ssl" / f"{name}-{key}-{vectors_key}.npz"
@@ -182,7 +265,7 @@ def ssl_embeddings(name: str, train_images: np.ndarray, embed: dict, config: Tra
             out = {k: data[k] for k in data.files if k != "_meta"}
             out["_meta"] = json.loads(str(data["_meta"]))
         return out
-    meta = {"config": asdict(config), "checkpoint": str(checkpoint)}
+    meta = {"config": asdict(config), "checkpoint": str(checkpoint), "ml_source_hash": ml_source_hash()}
     started = time.monotonic()
 
     def report(event):
@@ -215,8 +298,9 @@ def gz1_embeddings(quick: bool = False, size: int = 64, **overrides) -> np.ndarr
     return ssl_embeddings("gz1", gz1.images, {"gz1": gz1.images}, config, "rgb", ("R", "G", "B"))["gz1"]
 
 
-def sim_embeddings(n: int = 2000, seed: int = 0, quick: bool = False, **overrides) -> dict:
-    """{survey: (N, D)} for both simulated surveys, encoder trained on the SDSS-like one only."""
+def sim_embeddings(n: int = SIM_N, seed: int = 0, quick: bool = False, **overrides) -> dict:
+    """{survey: (N, D)} for both simulated surveys of population ``seed``, encoder trained on the
+    SDSS-like images of that population only (no labels)."""
     sim = load_sim(n, seed)
     config = recipe(SIM_RECIPE, quick, **overrides)
     out = ssl_embeddings(f"sim{n}-{seed}", sim.images["sdss_like"], sim.images, config, "flux")

@@ -2,16 +2,14 @@
 
 A real celery worker runs the re-rank job, as in production.
 """
-import json
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.anomalies.factories import make_score_set
+from tests.benchmark_record import record_result
 from tests.integration.conftest import celery_worker_proc, worker_env  # noqa: F401  (fixtures)
 from webapp.anomalies.models import Review
 
@@ -90,9 +88,6 @@ def test_score_three_with_the_keyboard_and_see_the_queue_re_rank(page, live_serv
     page.screenshot(path=str(screenshot_dir / "anomaly_grid.png"), full_page=True)
 
 
-RESULT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "anomaly_review_switch.json"
-
-
 def test_next_candidate_is_on_screen_within_100_ms_through_a_session(page, live_server, login, make_user, scored):
     """Switch time over 24 keyboard verdicts at a quick person's pace (one every 0.4 s): from the
     key event to the first animation frame with the next composite loaded. The page prefetches
@@ -119,13 +114,11 @@ def test_next_candidate_is_on_screen_within_100_ms_through_a_session(page, live_
     figures = {"n": len(ordered), "median_ms": round(statistics.median(ordered), 1),
                "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))], 1), "max_ms": round(ordered[-1], 1)}
     if os.environ.get("LATENTSKY_RECORD_RESULTS"):
-        RESULT.write_text(json.dumps({
-            "name": "anomaly_review_switch", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+        record_result("anomaly_review_switch", {
             "command": "LATENTSKY_ENV=test LATENTSKY_RECORD_RESULTS=1 .venv/bin/python -m pytest "
                        "tests/e2e/test_anomalies.py -k within_100_ms",
             "what": "key event -> first animation frame with the next candidate's composite loaded, headless "
                     "Chromium against the Django live server (SQLite), one verdict every 0.4 s, 32 px cutouts "
                     "rendered at 320 px",
-            **figures, "timings_ms": [round(t, 1) for t in timings]}, indent=2) + "\n")
+            **figures, "timings_ms": [round(t, 1) for t in timings]})
     assert figures["median_ms"] < 100 and figures["p90_ms"] < 100, figures

@@ -1,15 +1,13 @@
 """Labeling in a real browser: create a task, label five galaxies from the keyboard, undo,
 train a round on a real worker, and watch the learning curve gain a point per round; and
 the answer -> next galaxy switch time over a whole session (prefetched queue)."""
-import json
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import pytest
 
+from tests.benchmark_record import record_result
 from tests.catalog.factories import make_survey
 from tests.integration.conftest import celery_worker_proc, worker_env  # noqa: F401  (fixtures)
 from tests.labeling.factories import make_embedding_set, make_task
@@ -109,9 +107,6 @@ def test_create_label_from_keyboard_train_and_see_the_curve(page, live_server, l
     page.screenshot(path=str(screenshot_dir / "task_page.png"), full_page=True)
 
 
-RESULT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "labeling_switch.json"
-
-
 def test_next_galaxy_is_on_screen_within_100_ms_through_a_session(page, live_server, login, make_user, data):
     """Switch time over 24 keyboard answers (classes, unsure, skip) at a quick person's pace,
     one every 0.4 s: from the key event to the first animation frame with the next galaxy's
@@ -143,12 +138,10 @@ def test_next_galaxy_is_on_screen_within_100_ms_through_a_session(page, live_ser
                "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))], 1), "max_ms": round(ordered[-1], 1)}
     print("answer -> next galaxy:", figures)
     if os.environ.get("LATENTSKY_RECORD_RESULTS"):
-        RESULT.write_text(json.dumps({
-            "name": "labeling_switch", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+        record_result("labeling_switch", {
             "command": "LATENTSKY_RECORD_RESULTS=1 pytest tests/e2e/test_labeling.py -k within_100_ms",
             "what": "key event -> first animation frame with the next galaxy's composite loaded, headless "
                     "Chromium against the Django live server (SQLite), one answer every 0.4 s (classes, "
                     "unsure, skip), 32 px cutouts shown at 480 px, queue prefetched 10 at a time",
-            **figures, "timings_ms": [round(t, 1) for t in timings]}, indent=2) + "\n")
+            **figures, "timings_ms": [round(t, 1) for t in timings]})
     assert figures["median_ms"] < 100 and figures["p90_ms"] < 100, figures
