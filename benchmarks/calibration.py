@@ -155,8 +155,9 @@ def main():
         "classification": cls, "regression": reg,
         "seconds": round(time.perf_counter() - t0, 1),
         "goals": {"ece_after_calibration_untouched": {
-            "value": goal, "target": f"< {GOAL_TARGET} (mlp_ensemble, {GOAL_LABELS} labels, mean over seeds)",
-            "met": bool(goal < GOAL_TARGET)}},
+            "value": goal, "target": f"< {GOAL_TARGET}", "met": bool(goal < GOAL_TARGET)}},
+        "goal_scope": f"ECE after calibration on untouched rows: mlp_ensemble head, {GOAL_LABELS} labels, "
+                      "mean over seeds",
     }
     path = write_result("calibration" + ("_quick" if args.quick else ""), payload)
     print(f"wrote {path} in {payload['seconds']} s")
