@@ -17,7 +17,7 @@ calibrated by a fit on the other folds.  Metrics carry "ece_before_calibration",
 the rest) with the number of galaxies behind it.
 
 Across surveys (Dominguez Sanchez et al. 2019): the base head learns from survey A's
-labels; each other survey with labels gets ``ml.heads.adapt_head`` (per-survey
+labels; each other survey with labels gets ``ml.adapt.adapt_head`` (per-survey
 alignment + head retraining with A's rows mixed in).  "before" is the base head on B's
 labelled galaxies (it never saw them); "after" is the adapted head, cross-validated on
 B's labels.  Surveys without labels are predicted by the base head directly.
@@ -30,10 +30,11 @@ from typing import Callable
 import numpy as np
 
 from ml.active import entropy
+from ml.adapt import AdaptConfig, adapt_head
 from ml.calibration import (calibrated_log_probs, cross_fit_sigma_scale, cross_fit_temperature,
                             fit_sigma_scale, fit_temperature)
 from ml.folds import kfold, stratified_kfold
-from ml.heads import AdaptConfig, Head, HeadConfig, adapt_head, fit_classifier, fit_regressor
+from ml.heads import Head, HeadConfig, fit_classifier, fit_regressor
 from ml.metrics import (classification_intervals, classification_summary, confusion_matrix,
                         expected_calibration_error, interval_coverage, regression_intervals,
                         reliability_diagram, rmse)
