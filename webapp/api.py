@@ -22,8 +22,9 @@ from webapp.catalog.api import router as catalog_router
 from webapp.embeddings.api_collections import router as collections_router
 from webapp.embeddings.api_encoders import router as encoders_router
 from webapp.embeddings.api_map import router as map_router
-from webapp.embeddings.api_search import NotFound, router as search_router
+from webapp.embeddings.api_search import router as search_router
 from webapp.embeddings.services import search, upload
+from webapp.embeddings.services.queries import NotFound
 from webapp.jobs.api import router as jobs_router
 from webapp.labeling.api import router as labeling_router
 from webapp.labeling.services.finetune import FinetuneError
