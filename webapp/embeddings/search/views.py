@@ -1,4 +1,4 @@
-"""Similarity search pages (the JSON API is api_search.py): by galaxy, by RA/Dec, by uploaded image, "more like these".
+"""Similarity search pages (the JSON API is api.py): by galaxy, by RA/Dec, by uploaded image, "more like these".
 
 Views read the request, call services/queries.py (which checks the query and calls
 services/search.py, sky.py or upload.py) and render.  Every error is a 400 (bad input) or
