@@ -9,7 +9,7 @@
 
 For each dataset and feature space: how many interesting objects appear among the first
 50 / 100 / 200 reviewed, ranking by each raw score alone (iforest, kNN distance, LOF, GMM,
-their rank-combinations) and with simulated feedback (ml.anomaly.simulate_review_session:
+their rank-combinations) and with simulated feedback (ml.ranking.simulate_review_session:
 the queue is re-ranked after every 10 verdicts, as the web app does with its default N).
   simulated   lenses, rings and mergers are interesting (the user scores them 5); planted
               artifacts (satellite trails, cosmic rays, saturated stars) are tagged artifact
@@ -40,8 +40,8 @@ from common import goal as common_goal
 from common import print_table, write_result  # noqa: F401  (puts the repo root on sys.path)
 import datasets
 from ml import vocab
-from ml.anomaly import (AnomalyConfig, FeedbackConfig, combine_scores, count_interesting, score_all,
-                        simulate_review_session)
+from ml.anomaly import AnomalyConfig, combine_scores, score_all
+from ml.ranking import FeedbackConfig, count_interesting, simulate_review_session
 
 CUTOFFS = (50, 100, 200)
 RERANK_EVERY = 10  # the web app's default N

@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from common import print_table, write_result  # noqa: F401  (sets sys.path)
-from ml.anomaly import (AnomalyConfig, FeedbackConfig, combine_scores, count_interesting,
-                        score_all, simulate_review_session)
+from ml.anomaly import AnomalyConfig, combine_scores, score_all
+from ml.ranking import FeedbackConfig, count_interesting, simulate_review_session
 
 KIND_SCORE = {"ordinary": 0.0, "interesting": 5.0, "artifact": 0.0, "oddball": 1.0}
 

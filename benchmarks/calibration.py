@@ -33,6 +33,7 @@ import numpy as np
 
 from common import print_table, write_result  # noqa: F401  (sets sys.path)
 from active_learning_synthetic import synthetic_embeddings
+from ml import validation
 from ml.calibration import apply_temperature, calibrated_log_probs
 from ml.heads import HeadConfig
 from ml.metrics import expected_calibration_error, interval_coverage
@@ -41,7 +42,7 @@ from webapp.labeling.services import training
 N_GALAXIES = 12000       # synthetic survey per seed
 N_UNTOUCHED = 4000       # evaluation rows: never labelled, never used to fit the head or T
 LABEL_COUNTS = (50, 150, 400, 1000)
-ECE_BINS = training.ECE_BINS
+ECE_BINS = validation.ECE_BINS
 GOAL_LABELS = 400
 GOAL_TARGET = 0.05
 
@@ -149,7 +150,7 @@ def main():
                     "calibration saw; does the round's reported (cross-fitted) ECE match that truth?",
         "data": f"synthetic 6-class embeddings (active_learning_synthetic.py), N={N_GALAXIES}, d=64, "
                 f"{N_UNTOUCHED} untouched evaluation rows per seed, seeds {list(seeds)}",
-        "validation_config": training.VALIDATION.__dict__,
+        "validation_config": validation.VALIDATION.__dict__,
         "summary": summary, "regression_summary": reg_summary,
         "untouched_inside_reported_interval": covered,
         "classification": cls, "regression": reg,

@@ -14,7 +14,7 @@ learns every training object's survey-A label ("all labels"). On survey B's eval
 objects we then measure:
   direct                the source head on B's embeddings as they are;
   direct + align        per-survey standardisation of B's embeddings (unlabelled, costs no labels);
-  adapted (n labels)    ml.heads.adapt_head with n random B labels from the training objects,
+  adapted (n labels)    ml.adapt.adapt_head with n random B labels from the training objects,
                         for n = 25, 50, 100, 300: fine-tuning or refit, standardise or CORAL;
   target only (n)       a fresh head on the same n B labels (what adaptation must beat);
   B ceiling             a head on every training object's B label.
@@ -33,7 +33,8 @@ from threadpoolctl import threadpool_limits
 
 import datasets
 from common import print_table, write_result
-from ml.heads import AdaptConfig, Head, HeadConfig, adapt_head, alignment, feature_stats, fit_classifier
+from ml.adapt import AdaptConfig, adapt_head, alignment
+from ml.heads import Head, HeadConfig, feature_stats, fit_classifier
 from ml.metrics import accuracy, balanced_accuracy
 
 TARGET_LABELS = (25, 50, 100, 300)

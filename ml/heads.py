@@ -27,7 +27,7 @@ Regressors (`fit_regressor` -> `RegHead`, predict -> (mean, sigma) in target uni
 
 Saving: `state_dict()` is {"config": dict, "n_classes"/"task", "temperature", "arrays":
 {name: np.ndarray}} (no pickle: np.savez + JSON can hold it); `Head.from_state` rebuilds.
-Domain transfer (survey A -> B with a few B labels): `adapt_head` + `AdaptConfig` at the end.
+Domain transfer (survey A -> B with a few B labels) builds on these heads: ml/adapt.py.
 """
 from __future__ import annotations
 
@@ -41,8 +41,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.linear_model import BayesianRidge, LogisticRegression
 
 from ml.calibration import apply_temperature, calibrated_log_probs, fit_temperature
-
-Progress = Callable[[int, int, str], None] | None
+from ml.progress import Progress
 
 
 @dataclass
@@ -92,7 +91,7 @@ def feature_stats(x: np.ndarray, with_cov: bool = False) -> dict[str, np.ndarray
     return stats
 
 
-def _prepare(arrays: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+def prepare(arrays: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """Raw embeddings (N, D) -> aligned (if adapted to another survey) and standardised, float32."""
     x = np.asarray(x, dtype=np.float32)
     if "align_a" in arrays:
@@ -139,7 +138,7 @@ def n_steps(n_rows: int, cfg: HeadConfig) -> int:
 def train_members(params: dict[str, torch.Tensor], x: np.ndarray, y: np.ndarray,
                   sample_p: np.ndarray, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                   cfg: HeadConfig, steps: int, lr: float, gen: torch.Generator,
-                  progress: Progress = None) -> dict[str, torch.Tensor]:
+                  progress: Progress | None = None) -> dict[str, torch.Tensor]:
     """AdamW on all members at once. Each member draws its own batch of rows with
     probabilities sample_p (N,) (uniform, class-balanced or source/target mixing).
     loss_fn(out (M, B, O), y (M, B)) returns the SUM over members of their mean losses, so a
@@ -180,11 +179,11 @@ def predict_members(params: dict[str, torch.Tensor], x: np.ndarray, cfg: HeadCon
     return torch.cat(chunks, dim=1).numpy()
 
 
-def _params_to_arrays(params: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+def params_to_arrays(params: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     return {f"net_{k}": v.numpy().copy() for k, v in params.items()}
 
 
-def _arrays_to_params(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+def arrays_to_params(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k[4:]: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in arrays.items()
             if k.startswith("net_")}
 
@@ -210,11 +209,11 @@ class Head:
 
     def member_logits(self, x: np.ndarray, mc_samples: int = 0) -> np.ndarray:
         """Uncalibrated logits (M, N, K) float32 (M = 1 for logistic; M * S with MC passes)."""
-        xs = _prepare(self.arrays, x)
+        xs = prepare(self.arrays, x)
         if self.cfg.kind == "logistic":
             return (xs @ self.arrays["coef"].T + self.arrays["intercept"])[None]   # (1, N, K)
         with torch_threads(self.cfg.threads):
-            return predict_members(_arrays_to_params(self.arrays), xs, self.cfg, mc_samples,
+            return predict_members(arrays_to_params(self.arrays), xs, self.cfg, mc_samples,
                                    self.cfg.seed + 1)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -270,9 +269,10 @@ def _ce_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(out.flatten(0, 1), y.flatten()) * m
 
 
-def _fit_classifier_arrays(xs, y, n_classes, cfg, arrays, row_weight=None, init=None,
-                           steps=None, lr=None, progress: Progress = None) -> dict[str, np.ndarray]:
-    """Fit (or warm-start from `init` params) on standardised rows; returns arrays with weights."""
+def fit_classifier_arrays(xs, y, n_classes, cfg, arrays, row_weight=None, init=None,
+                          steps=None, lr=None, progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """Fit (or warm-start from `init` params) on standardised rows; returns arrays with weights.
+    ml.adapt calls it with source and target rows mixed (row_weight) and a warm start."""
     y = np.asarray(y, dtype=np.int64)
     if cfg.kind == "logistic":
         return {**arrays, **_logistic_arrays(xs, y, n_classes, cfg, row_weight)}
@@ -284,12 +284,12 @@ def _fit_classifier_arrays(xs, y, n_classes, cfg, arrays, row_weight=None, init=
         p = class_balanced_p(y, n_classes, cfg.class_weight, row_weight)
         params = train_members(params, xs, y, p, _ce_loss, cfg, steps or n_steps(len(y), cfg),
                                lr or cfg.lr, gen, progress)
-    return {**arrays, **_params_to_arrays(params)}
+    return {**arrays, **params_to_arrays(params)}
 
 
 def fit_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: HeadConfig | None = None,
                    x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
-                   x_all: np.ndarray | None = None, progress: Progress = None) -> Head:
+                   x_all: np.ndarray | None = None, progress: Progress | None = None) -> Head:
     """Train a classification head on labelled embeddings x (N, D), y (N,) in [0, n_classes).
 
     x_val, y_val: a held-out labelled split; when given, a temperature is fitted on it.
@@ -298,7 +298,7 @@ def fit_classifier(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: HeadConfig
     """
     cfg = cfg or HeadConfig()
     stats = feature_stats(x if x_all is None else x_all)
-    arrays = _fit_classifier_arrays(_prepare(stats, x), y, n_classes, cfg, stats, progress=progress)
+    arrays = fit_classifier_arrays(prepare(stats, x), y, n_classes, cfg, stats, progress=progress)
     head = Head(cfg, n_classes, arrays)
     if x_val is not None and y_val is not None and len(y_val):
         head.temperature = fit_temperature(head.member_logits(x_val), y_val)
@@ -314,10 +314,10 @@ class RegHead:
         self.cfg, self.arrays, self.sigma_scale = cfg, arrays, sigma_scale
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        xs, a = _prepare(self.arrays, x), self.arrays
+        xs, a = prepare(self.arrays, x), self.arrays
         if self.cfg.kind == "mlp_ensemble":
             with torch_threads(self.cfg.threads):
-                out = predict_members(_arrays_to_params(a), xs, self.cfg)       # (M, N, 2)
+                out = predict_members(arrays_to_params(a), xs, self.cfg)       # (M, N, 2)
             mu, var = out[..., 0], _softplus_var(out[..., 1])
             mean = mu.mean(axis=0)
             total_var = (var + mu ** 2).mean(axis=0) - mean ** 2   # mixture: aleatoric + epistemic
@@ -353,7 +353,7 @@ def _gaussian_nll(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def fit_regressor(x: np.ndarray, y: np.ndarray, cfg: HeadConfig | None = None,
                   x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
-                  x_all: np.ndarray | None = None, progress: Progress = None) -> RegHead:
+                  x_all: np.ndarray | None = None, progress: Progress | None = None) -> RegHead:
     """Train a regression head on x (N, D), y (N,) float. With a validation split, sigma is
     rescaled so validation z-scores have unit RMS (the MLE of a single variance factor)."""
     cfg = cfg or HeadConfig()
@@ -362,14 +362,14 @@ def fit_regressor(x: np.ndarray, y: np.ndarray, cfg: HeadConfig | None = None,
     scaled = cfg.target_scaling == "standard"
     arrays["y_mean"] = np.float32(y.mean() if scaled else 0.0)
     arrays["y_scale"] = np.float32(y.std() if scaled and y.std() > 0 else 1.0)
-    xs, ys = _prepare(arrays, x), ((y - arrays["y_mean"]) / arrays["y_scale"]).astype(np.float32)
+    xs, ys = prepare(arrays, x), ((y - arrays["y_mean"]) / arrays["y_scale"]).astype(np.float32)
     if cfg.kind == "mlp_ensemble":
         gen = torch.Generator().manual_seed(cfg.seed)
         with torch_threads(cfg.threads):
             params = init_members([xs.shape[1], *cfg.hidden, 2], cfg.n_members, gen)
             params = train_members(params, xs, ys, np.full(len(ys), 1.0 / len(ys)), _gaussian_nll,
                                    cfg, n_steps(len(ys), cfg), cfg.lr, gen, progress)
-        arrays.update(_params_to_arrays(params))
+        arrays.update(params_to_arrays(params))
     elif cfg.kind in ("logistic", "linear"):   # the linear family: Bayesian ridge regression
         model = BayesianRidge().fit(xs, ys)
         arrays.update(coef=model.coef_.astype(np.float32), intercept=np.float32(model.intercept_),
@@ -382,89 +382,3 @@ def fit_regressor(x: np.ndarray, y: np.ndarray, cfg: HeadConfig | None = None,
         mean, sigma = head.predict(x_val)
         head.sigma_scale = float(np.sqrt(np.mean(((np.asarray(y_val) - mean) / sigma) ** 2)))
     return head
-
-
-# ------------------------------------------------------------- survey A -> B transfer
-@dataclass
-class AdaptConfig:
-    method: str = "finetune"    # "finetune": warm-start the source MLP, train on target labels mixed
-                                #   with source rows; "refit": fresh head on source + up-weighted
-                                #   target (logistic always refits: warm starts are moot when convex)
-    align: str = "standardise"  # "none" | "standardise" (per-survey mean/std) | "coral" (Sun et al.
-                                #   2016: match full covariances); maps target embeddings into the
-                                #   source frame, fitted on unlabelled target rows, so costs no labels
-    target_weight: float = 0.0  # refit: weight of a target label vs a source label; 0 = auto, so
-                                #   that all target labels together weigh as much as the source set
-    source_mix: float = 0.5     # finetune: fraction of each batch drawn from source rows (when given),
-                                #   which keeps the source boundary where target labels are sparse
-    steps: int = 200            # finetune optimizer steps: a few hundred target labels fit in 200
-    lr_factor: float = 0.3      # finetune learning rate = head lr * lr_factor: stay near the source
-
-
-def alignment(source: dict[str, np.ndarray], target: dict[str, np.ndarray], kind: str
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Affine map x_target @ A + b into the source frame, from feature_stats of both surveys.
-    A (D, D) float32, b (D,) float32."""
-    if kind == "standardise":
-        ratio = source["scale"] / target["scale"]
-        a = np.diag(ratio)
-    elif kind == "coral":   # whiten with the target covariance, re-colour with the source one
-        a = _sym_power(target["cov"], -0.5) @ _sym_power(source["cov"], 0.5)
-    else:
-        raise ValueError(f"unknown alignment {kind!r}")
-    return a.astype(np.float32), (source["mean"] - target["mean"] @ a).astype(np.float32)
-
-
-def _sym_power(c: np.ndarray, power: float) -> np.ndarray:
-    vals, vecs = np.linalg.eigh(np.asarray(c, dtype=np.float64))
-    vals = np.maximum(vals, 1e-8 * vals.max())          # Ledoit-Wolf covs are PD; guard anyway
-    return (vecs * vals ** power) @ vecs.T
-
-
-def adapt_head(head: Head, x_target: np.ndarray, y_target: np.ndarray, cfg: AdaptConfig | None = None,
-               x_source: np.ndarray | None = None, y_source: np.ndarray | None = None,
-               x_target_all: np.ndarray | None = None, x_val: np.ndarray | None = None,
-               y_val: np.ndarray | None = None, progress: Progress = None) -> Head:
-    """Carry a head trained on survey A over to survey B with a few B labels (y_target).
-
-    x_source/y_source: source-survey rows and their labels (optional; without labels the head
-    learns from target labels only, starting from the source weights; x_source alone still
-    gives the alignment statistics, and CORAL requires it). x_target_all: unlabelled survey-B rows for
-    the alignment statistics (default x_target). x_val/y_val: target split for the temperature.
-    The returned Head takes RAW survey-B embeddings (the alignment is stored inside it).
-    """
-    cfg = cfg or AdaptConfig()
-    arrays = {k: v for k, v in head.arrays.items() if not k.startswith("align_")}
-    if cfg.align != "none":
-        coral = cfg.align == "coral"
-        if x_source is None and coral:
-            raise ValueError("CORAL needs the source survey's embeddings (x_source, labels optional)")
-        source = feature_stats(x_source, coral) if x_source is not None else arrays
-        target = feature_stats(x_target if x_target_all is None else x_target_all, coral)
-        arrays["align_a"], arrays["align_b"] = alignment(source, target, cfg.align)
-    x_fit, y_fit = _prepare(arrays, x_target), np.asarray(y_target, dtype=np.int64)
-    row_weight = None
-    finetune = cfg.method == "finetune" and head.cfg.kind == "mlp_ensemble"
-    if x_source is not None and y_source is not None:
-        n_s, n_t = len(y_source), len(y_fit)
-        src_frame = {k: arrays[k] for k in ("mean", "scale")}       # source rows need no alignment
-        x_fit = np.concatenate([_prepare(src_frame, x_source), x_fit])
-        y_fit = np.concatenate([np.asarray(y_source, dtype=np.int64), y_fit])
-        if finetune:
-            w_s, w_t = cfg.source_mix / n_s, (1 - cfg.source_mix) / n_t
-        else:
-            w_s, w_t = 1.0, cfg.target_weight or n_s / n_t
-        row_weight = np.concatenate([np.full(n_s, w_s), np.full(n_t, w_t)])
-        row_weight *= len(row_weight) / row_weight.sum()            # mean 1: C keeps its meaning
-    if finetune:
-        arrays = _fit_classifier_arrays(x_fit, y_fit, head.n_classes, head.cfg, arrays, row_weight,
-                                        init=_arrays_to_params(arrays), steps=cfg.steps,
-                                        lr=head.cfg.lr * cfg.lr_factor, progress=progress)
-    else:
-        arrays = {k: v for k, v in arrays.items() if not k.startswith("net_")}
-        arrays = _fit_classifier_arrays(x_fit, y_fit, head.n_classes, head.cfg, arrays, row_weight,
-                                        progress=progress)
-    adapted = Head(head.cfg, head.n_classes, arrays, head.temperature)
-    if x_val is not None and y_val is not None and len(y_val):
-        adapted.temperature = fit_temperature(adapted.member_logits(x_val), y_val)
-    return adapted

@@ -19,11 +19,12 @@ from webapp.anomalies.api import router as anomalies_router
 from webapp.anomalies.services.reviews import NothingToUndo
 from webapp.apikit import JsonBody, Login, _reraise, install_error_handlers, required_role
 from webapp.catalog.api import router as catalog_router
-from webapp.embeddings.api_collections import router as collections_router
-from webapp.embeddings.api_encoders import router as encoders_router
-from webapp.embeddings.api_map import router as map_router
-from webapp.embeddings.api_search import NotFound, router as search_router
+from webapp.embeddings.collections.api import router as collections_router
+from webapp.embeddings.encoders.api import router as encoders_router
+from webapp.embeddings.maps.api import router as map_router
+from webapp.embeddings.search.api import router as search_router
 from webapp.embeddings.services import search, upload
+from webapp.embeddings.services.queries import NotFound
 from webapp.jobs.api import router as jobs_router
 from webapp.labeling.api import router as labeling_router
 from webapp.labeling.services.finetune import FinetuneError
@@ -32,7 +33,24 @@ from webapp.labeling.services.rounds import RoundError
 
 PREFIX = "api/"
 
-api = NinjaAPI(
+# OpenAPI operationIds are "<module>_<function>" (ninja's default), and generated clients name
+# their methods by them.  These modules moved into sub-packages by concern; their operations
+# keep the ids they were published with.
+OPERATION_ID_MODULES = {
+    "webapp.embeddings.collections.api": "webapp.embeddings.api_collections",
+    "webapp.embeddings.encoders.api": "webapp.embeddings.api_encoders",
+    "webapp.embeddings.maps.api": "webapp.embeddings.api_map",
+    "webapp.embeddings.search.api": "webapp.embeddings.api_search",
+}
+
+
+class LatentSkyAPI(NinjaAPI):
+    def get_openapi_operation_id(self, operation) -> str:
+        module = operation.view_func.__module__
+        return (OPERATION_ID_MODULES.get(module, module) + "_" + operation.view_func.__name__).replace(".", "_")
+
+
+api = LatentSkyAPI(
     title="Latent Sky API", version="1.0",
     description="JSON API of Latent Sky. Every endpoint needs a logged-in session (cookie); writes also "
                 "need the CSRF token in X-CSRFToken. Errors are {\"error\": message} with the status.",

@@ -1,4 +1,4 @@
-// Latent map page, part 1: loads points into the bokeh figures (plots_map.py), colour layers,
+// Latent map page, part 1: loads points into the bokeh figures (webapp/embeddings/maps/plots.py), colour layers,
 // density/mosaic overlays, views, go-to and keyboard shortcuts (panel + selection: map_panels.js).
 // Bokeh events reach window.LatentMapPage.on*() through JS callbacks attached here (hookEvents).
 "use strict";

@@ -1,9 +1,10 @@
-"""services/training.py: validation split, cross-validation, calibration and adaptation on tiny arrays."""
+"""services/training.py (with ml/validation.py): validation split, cross-validation, calibration and adaptation on tiny arrays."""
 import numpy as np
 import pytest
 
 from ml.calibration import calibrated_log_probs
 from ml.heads import HeadConfig
+from ml import validation
 from ml.metrics import expected_calibration_error
 from webapp.labeling.services import training
 
@@ -19,9 +20,9 @@ def blobs(n, k=3, d=6, seed=0, shift=0.0, noise=1.0):
 
 def test_holdout_is_stable_and_about_one_in_five():
     ids = np.arange(1, 20001)
-    held = training.is_holdout(ids)
+    held = validation.is_holdout(ids)
     assert 0.18 < held.mean() < 0.22
-    np.testing.assert_array_equal(training.is_holdout(ids[::-1]), held[::-1])   # depends on the id only
+    np.testing.assert_array_equal(validation.is_holdout(ids[::-1]), held[::-1])   # depends on the id only
 
 
 def test_head_config_rejects_unknown_keys_by_name():
@@ -78,13 +79,13 @@ def test_reported_ece_is_cross_fitted_on_rows_the_temperature_never_saw(monkeypa
     """The round's ECE is the ECE of out-of-fold calibrated probabilities: each scored row's
     temperature came from other rows, and before/after are on the same untouched rows."""
     captured = []
-    real = training.cross_fit_temperature
+    real = validation.cross_fit_temperature
 
     def spy(logits, y, split, **kw):
         captured.append((np.asarray(logits).copy(), np.asarray(y).copy(), real(logits, y, split, **kw)))
         return captured[-1][2]
 
-    monkeypatch.setattr(training, "cross_fit_temperature", spy)
+    monkeypatch.setattr(validation, "cross_fit_temperature", spy)
     x, y = blobs(300, noise=3.0, seed=1)
     cfg = HeadConfig(kind="logistic", logistic_c=1e4)               # overconfident head
     for n_labels in (60, 300):                                     # CV (out-of-fold logits) and hold-out

@@ -10,7 +10,7 @@ class EmbeddingsConfig(AppConfig):
         # "Similar galaxies" panel.
         from webapp.catalog.views import register_detail_panel
         from webapp.embeddings.services.colours import catalogue_layers, register_colour_provider
-        from webapp.embeddings.views_search import neighbours_panel
+        from webapp.embeddings.search.views import neighbours_panel
 
         register_colour_provider(catalogue_layers)
         register_detail_panel(neighbours_panel)

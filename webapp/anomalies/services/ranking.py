@@ -1,6 +1,6 @@
 """The `anomaly_rerank` job: a person's queue, re-ordered by what they found interesting.
 
-Fits ml.anomaly.PersonalRanker (by default kernel regression of the person's 0-5 scores
+Fits ml.ranking.PersonalRanker (by default kernel regression of the person's 0-5 scores
 over their nearest scored galaxies in the embedding, or a random forest when the score
 set's config asks for it; optimistic UCB acquisition; artifact look-alike penalty) on
 top of the score set's combined anomaly rank.  Params: {"ranking_id"} (a PersonalRanking row created by
@@ -16,7 +16,7 @@ import time
 import numpy as np
 from django.db import transaction
 
-from ml.anomaly import FeedbackConfig, PersonalRanker
+from ml.ranking import FeedbackConfig, PersonalRanker
 from ml.atomic import save_npz_atomic
 from webapp.anomalies.models import PersonalRanking, Review, ScoreSet
 from webapp.anomalies.services.files import load_scores, new_file
@@ -142,7 +142,7 @@ def compute_ranking(ranking: PersonalRanking, progress=None) -> PersonalRanking:
 def verdict_arrays(user, row_of: dict[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The person's current verdicts on galaxies of this set: rows (M,), interest (M,), artifact (M,).
 
-    An artifact tag without a score counts as interest 0 (ml.anomaly treats it so anyway)."""
+    An artifact tag without a score counts as interest 0 (ml.ranking treats it so anyway)."""
     verdicts = [(row_of[g], v) for g, v in latest_verdicts(user).items() if g in row_of]
     rows = np.array([r for r, _ in verdicts], dtype=np.int64)
     interest = np.array([0.0 if v.interest is None else float(v.interest) for _, v in verdicts])

@@ -25,6 +25,7 @@ from ml.checkpoints import load_encoder
 from ml.embed import embed_array
 from ml.encoders import encoder_from_config
 from ml.evaluate import EvalConfig, compare, pca_features, pixel_features, summary_rows
+from ml.progress import Progress, span
 from webapp.catalog.models import Survey
 from webapp.catalog.services.store_cache import read_images
 from webapp.embeddings.models import ArtifactStatus, Encoder
@@ -76,7 +77,7 @@ def _int_or_none(value):
 
 
 def evaluate_on_survey(encoder: Encoder, survey: Survey, column: str, max_galaxies: int = MAX_GALAXIES,
-                       seed: int = 0, progress=None) -> dict:
+                       seed: int = 0, progress: Progress | None = None) -> dict:
     """Embed a (seeded) sample of the survey three ways and probe each against the labels."""
     started = time.monotonic()
     rng = np.random.default_rng(seed)
@@ -108,7 +109,7 @@ def _say(progress, fraction, message):
         progress(fraction, 1.0, message)
 
 
-def run_evaluate_job(job: Job, progress) -> dict:
+def run_evaluate_job(job: Job, progress: Progress) -> dict:
     params = job.params
     encoder = Encoder.objects.get(pk=params["encoder_id"])
     if encoder.status != ArtifactStatus.READY:
@@ -124,9 +125,9 @@ def run_evaluate_job(job: Job, progress) -> dict:
                          "gz_label, Galaxy Zoo gz1_class, or params['label'] = 'metadata:<key>')")
     results = {}
     for i, (survey, column) in enumerate(plan):
-        sub = progress.sub(i / len(plan), (i + 1) / len(plan)) if hasattr(progress, "sub") else progress
         results[survey.slug] = evaluate_on_survey(encoder, survey, column, int(params.get("max_galaxies", MAX_GALAXIES)),
-                                                  int(params.get("seed", 0)), sub)
+                                                  int(params.get("seed", 0)),
+                                                  span(progress, i / len(plan), (i + 1) / len(plan)))
     encoder.refresh_from_db()
     metrics = dict(encoder.metrics or {})
     metrics["evaluation"] = {**metrics.get("evaluation", {}), **results}

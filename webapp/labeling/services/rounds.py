@@ -20,7 +20,7 @@ from django.db.models import Max
 from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
-from ml.heads import AdaptConfig
+from ml.adapt import AdaptConfig
 from webapp.embeddings.models import ArtifactStatus
 from webapp.jobs.models import Job
 from webapp.labeling.models import Label, Prediction, Round, Task

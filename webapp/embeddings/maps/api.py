@@ -17,7 +17,7 @@ from webapp.apikit import Error, Out
 from webapp.embeddings.models import LatentMap
 from webapp.embeddings.services import map_data, mosaic
 from webapp.embeddings.services.vectors import load_embedding_set
-from webapp.embeddings.views_map import IMAGE_CACHE, _ready_map, default_layer, map_meta
+from webapp.embeddings.maps.views import IMAGE_CACHE, _ready_map, default_layer, map_meta
 
 router = Router()
 BBOX = "x0,y0,x1,y1 in map (or sky) coordinates; the whole map when absent"

@@ -9,7 +9,7 @@ from webapp.apikit import Error, Out, error, role
 from webapp.embeddings.forms import EmbedForm, validate_train_params
 from webapp.embeddings.models import ArtifactStatus, Encoder
 from webapp.embeddings.services import encoders as service
-from webapp.embeddings.views_encoders import _encoders
+from webapp.embeddings.encoders.views import _encoders
 from webapp.jobs.models import Job
 
 router = Router()

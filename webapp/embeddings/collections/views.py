@@ -1,4 +1,4 @@
-"""Collections pages (services/collections.py does the work; the JSON API is api_collections.py).
+"""Collections pages (services/collections.py does the work; the JSON API is api.py).
 
 Writes need the viewer role (every signed-in person with a role); a collection is visible
 and editable only by its owner: anyone else gets 404, as if it did not exist.

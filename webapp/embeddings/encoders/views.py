@@ -1,4 +1,4 @@
-"""Encoder pages: list, detail, train form, checkpoint upload, embed, evaluate, resume (JSON API: api_encoders.py).
+"""Encoder pages: list, detail, train form, checkpoint upload, embed, evaluate, resume (JSON API: api.py).
 
 Reading is open to every logged-in user; everything that starts a job or adds a model
 needs the curator role (403 otherwise). Views validate, call one service, respond.
@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 from ml.checkpoints import CheckpointError
 from webapp.accounts.roles import role_required
 from webapp.catalog.models import Survey
-from webapp.embeddings import plots_encoders as plots
+from webapp.embeddings.encoders import plots
 from webapp.embeddings.forms import EmbedForm, TrainEncoderForm, UploadEncoderForm
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder
 from webapp.embeddings.services import encoders as service

@@ -1,7 +1,7 @@
-"""Encoders: list, detail, train form, checkpoint upload, embed/evaluate/resume actions, JSON API (api_encoders.py)."""
+"""Encoders: list, detail, train form, checkpoint upload, embed/evaluate/resume actions, JSON API (api.py)."""
 from django.urls import path
 
-from webapp.embeddings import views_encoders as views
+from webapp.embeddings.encoders import views
 
 urlpatterns = [
     path("encoders/", views.encoder_list, name="encoder_list"),

@@ -1,6 +1,6 @@
-"""Latent map and sky view pages and the curator's map/index actions (JSON/binary API: api_map.py).
+"""Latent map and sky view pages and the curator's map/index actions (JSON/binary API: api.py).
 
-The page ships empty bokeh figures (plots_map.py) plus a JSON description of the map;
+The page ships empty bokeh figures (plots.py) plus a JSON description of the map;
 static/js/map.js then fetches points (binary), density images and mosaics for the view.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from webapp.accounts.roles import has_role, role_required
 from webapp.context_processors import url_template
-from webapp.embeddings import plots_map
+from webapp.embeddings.maps import plots
 from webapp.embeddings.models import ArtifactStatus, Collection, EmbeddingSet, LatentMap
 from webapp.embeddings.services import map_data
 from webapp.embeddings.services.search import index_description
@@ -64,7 +64,7 @@ def map_detail(request, map_id, view=None):
         view = "map"
     return render(request, "embeddings/map.html", {
         "lm": lm, "es": lm.embedding_set, "meta": meta,
-        "bokeh_item": plots_map.map_figures(meta["bounds"], meta["sky_bounds"]), "view": view,
+        "bokeh_item": plots.map_figures(meta["bounds"], meta["sky_bounds"]), "view": view,
         "other_maps": lm.embedding_set.maps.filter(status=ArtifactStatus.READY).exclude(pk=lm.pk)[:10]})
 
 
@@ -95,7 +95,7 @@ def map_meta(request, lm: LatentMap) -> dict:
         "layers": menu, "default_layer": default_layer(es, menu),
         "focus": focus, "collection_ids": collection_ids,
         "can_label": has_role(request.user, "labeler"),
-        "palettes": {"numeric": list(Viridis256), "categorical": CATEGORICAL, "missing": plots_map.MISSING},
+        "palettes": {"numeric": list(Viridis256), "categorical": CATEGORICAL, "missing": plots.MISSING},
         "urls": {"points": reverse("embeddings:map_api_points", args=[lm.pk]),
                  "density": reverse("embeddings:map_api_density", args=[lm.pk]),
                  "mosaic": reverse("embeddings:map_api_mosaic", args=[lm.pk]),

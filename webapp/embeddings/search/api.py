@@ -1,5 +1,5 @@
 """Similarity search JSON API: neighbours of a galaxy, more like these, by RA/Dec, by uploaded image,
-and galaxy cards.  Helpers shared with the search page live in views_search.py."""
+and galaxy cards.  The query helpers shared with the search page are services/queries.py."""
 from __future__ import annotations
 
 from typing import Literal
@@ -10,11 +10,10 @@ from ninja.files import UploadedFile
 from webapp.apikit import Error, Out
 from webapp.catalog.models import Galaxy
 from webapp.embeddings.services import search
+from webapp.embeddings.services.queries import (DEFAULT_K, PANEL_K, NotFound, check_body_size, parse_ids,
+                                                resolve_set, set_dict, sky_query, upload_query, with_map_coords)
 from webapp.embeddings.services.vectors import load_embedding_set
-from webapp.embeddings.views_search import (DEFAULT_K, PANEL_K, NotFound, _set_dict, _with_map_coords, parse_ids,
-                                            resolve_set, sky_query, upload_query)
 
-__all__ = ["router", "NotFound"]
 router = Router()
 SET = "embedding set id; default: the newest ready set (containing the galaxy)"
 K = dict(ge=1, le=search.MAX_K)
@@ -111,8 +110,8 @@ def api_neighbours(request, galaxy_id: int, q: Query[NeighboursQuery]):
     if not cards or cards[-1]["id"] != galaxy_id:
         raise NotFound(f"galaxy {galaxy_id} does not exist")
     if q.map:
-        cards = _with_map_coords(es, cards, q.map)
-    return {"embedding_set": _set_dict(es), "galaxy": cards[-1], "results": cards[:-1]}
+        cards = with_map_coords(es, cards, q.map)
+    return {"embedding_set": set_dict(es), "galaxy": cards[-1], "results": cards[:-1]}
 
 
 @router.get("/search/similar", response={200: Similar, **ERRORS}, url_name="search_api_similar",
@@ -123,8 +122,8 @@ def api_similar(request, q: Query[SimilarQuery]):
         raise search.SearchError("give the positives as ids=1,2,3")
     es = resolve_set(q.set, ids[0])
     results = search.more_like_these(es, ids, q.k, q.mode)
-    return {"embedding_set": _set_dict(es), "positives": ids,
-            "results": _with_map_coords(es, search.galaxy_cards(results), q.map)}
+    return {"embedding_set": set_dict(es), "positives": ids,
+            "results": with_map_coords(es, search.galaxy_cards(results), q.map)}
 
 
 @router.get("/search/sky", response={200: SkyMatch, **ERRORS}, url_name="search_api_sky",
@@ -132,7 +131,7 @@ def api_similar(request, q: Query[SimilarQuery]):
 def api_sky(request, q: Query[SkyQuery]):
     es = resolve_set(q.set)
     match, results = sky_query(es, q.ra, q.dec, q.max_sep, q.k)
-    return {"embedding_set": _set_dict(es), "match": match, "results": results}
+    return {"embedding_set": set_dict(es), "match": match, "results": results}
 
 
 @router.post("/search/upload", response={200: UploadResult, 413: Error, 503: Error, **ERRORS},
@@ -144,8 +143,10 @@ def api_upload(request, image: UploadedFile | None = File(None, description="FIT
                survey: str | None = Form(None, description="preprocess like this survey of the set"),
                crop: float | None = Form(None, description="keep this central fraction", gt=0, le=1),
                k: int = Form(DEFAULT_K, **K)):
-    es, survey_row, prepared, results = upload_query(request)
-    return {"embedding_set": _set_dict(es), "survey": survey_row.slug, "format": prepared.file_format,
+    check_body_size(request.META.get("CONTENT_LENGTH"))
+    es, survey_row, prepared, results = upload_query(image, set, survey, crop,
+                                                     request.GET.get("k") or k)  # ?k= wins, as on the page
+    return {"embedding_set": set_dict(es), "survey": survey_row.slug, "format": prepared.file_format,
             "notes": prepared.notes, "results": search.galaxy_cards(results)}
 
 

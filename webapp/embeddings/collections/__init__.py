@@ -1,0 +1,1 @@
+"""Collections: pages and JSON API (the work is in services/collections.py)."""
