@@ -35,6 +35,24 @@ def _isolated_data_dir(request, tmp_path, settings):
 
 
 @pytest.fixture
+def fast_password_hashing(settings):
+    """MD5 password hashing: role_clients creates four users, and PBKDF2 would spend about a
+    second per test on them.  Opt in with pytest.mark.usefixtures("fast_password_hashing")."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def role_groups(transactional_db):
+    """The role groups, put back: a transactional test flushes every table afterwards, the groups
+    that a data migration created included, and make_user() and the role checks need them."""
+    from django.contrib.auth.models import Group
+    from webapp.accounts.roles import ROLES
+
+    for role in ROLES:
+        Group.objects.get_or_create(name=role)
+
+
+@pytest.fixture
 def make_user(db, django_user_model):
     from django.contrib.auth.models import Group
 

@@ -1,31 +1,22 @@
 """Anomaly pages and JSON: roles on every write endpoint, pages, queue JSON, exports, panel."""
 import io
-import json
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.anomalies.factories import make_score_set
+from tests.http import post_json
 from webapp.anomalies.models import PersonalRanking, Review
 from webapp.anomalies.services import reviews
 from webapp.jobs.models import Job
 
-pytestmark = [pytest.mark.unit, pytest.mark.django_db]
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 
 @pytest.fixture
 def scored():
     return make_score_set()
-
-
-def post(client, url, body):
-    return client.post(url, json.dumps(body), content_type="application/json")
 
 
 def write_requests(score_set, ids):
@@ -47,14 +38,14 @@ def test_every_write_endpoint_checks_the_role(endpoint, scored, role_clients):
         from django.contrib.auth import get_user_model
         reviews.record_verdict(get_user_model().objects.get(pk=user), score_set, ids[1], 2, False)
     before = (Review.objects.count(), Job.objects.count())
-    assert post(role_clients["anonymous"], url, body).status_code == 401
-    assert post(role_clients["viewer"], url, body).status_code == 403
-    assert post(role_clients["viewer"], url, body).json()["error"].startswith("This action needs")
+    assert post_json(role_clients["anonymous"], url, body).status_code == 401
+    assert post_json(role_clients["viewer"], url, body).status_code == 403
+    assert post_json(role_clients["viewer"], url, body).json()["error"].startswith("This action needs")
     if needs == "curator":
-        assert post(role_clients["labeler"], url, body).status_code == 403
+        assert post_json(role_clients["labeler"], url, body).status_code == 403
     assert (Review.objects.count(), Job.objects.count()) == before  # refused requests change nothing
     for role in ("labeler", "curator", "admin") if needs == "labeler" else ("curator", "admin"):
-        assert post(role_clients[role], url, body).status_code == ok, role
+        assert post_json(role_clients[role], url, body).status_code == ok, role
 
 
 def test_score_form_page_needs_curator(scored, role_clients):
@@ -89,16 +80,16 @@ def test_review_api_round_trip(scored, role_clients):
     labeler, api = role_clients["labeler"], f"/api/anomalies/score-sets/{score_set.pk}"
     queue = labeler.get(f"{api}/queue/?n=4&similar=2").json()
     first = queue["candidates"][0]["id"]
-    reply = post(labeler, f"{api}/reviews/", {"galaxy_id": first, "interest": 5, "rerank_every": 2})
+    reply = post_json(labeler, f"{api}/reviews/", {"galaxy_id": first, "interest": 5, "rerank_every": 2})
     assert reply.status_code == 201 and reply.json()["rerank_job"] is None
     assert reply.json()["counts"] == {"reviewed": 1, "interesting": 1, "artifacts": 0}
     assert first not in [c["id"] for c in labeler.get(f"{api}/queue/?n=4").json()["candidates"]]
-    second = post(labeler, f"{api}/reviews/", {"galaxy_id": ids[5], "artifact": True, "rerank_every": 2}).json()
+    second = post_json(labeler, f"{api}/reviews/", {"galaxy_id": ids[5], "artifact": True, "rerank_every": 2}).json()
     assert second["rerank_job"]["kind"] == "anomaly_rerank"  # 2nd verdict with rerank_every=2
     assert labeler.get(f"{api}/ranking/").json()["pending_job"]["id"] == second["rerank_job"]["id"]
-    undo = post(labeler, f"{api}/undo/", {"galaxy_id": ids[5]}).json()
+    undo = post_json(labeler, f"{api}/undo/", {"galaxy_id": ids[5]}).json()
     assert undo["verdict"] is None and undo["counts"]["artifacts"] == 0
-    assert post(labeler, f"{api}/undo/", {"galaxy_id": ids[5]}).status_code == 409
+    assert post_json(labeler, f"{api}/undo/", {"galaxy_id": ids[5]}).status_code == 409
     listed = labeler.get(f"{api}/reviews/?kind=interesting").json()
     assert [r["galaxy_id"] for r in listed["results"]] == [first]
 
@@ -118,7 +109,7 @@ def test_queue_rejects_bad_input(scored, role_clients, query, message):
     ({"galaxy_id": 1, "interest": 3, "rerank_every": 0}, "rerank_every")])
 def test_review_rejects_bad_input_and_stores_nothing(scored, role_clients, body, message):
     score_set, _ = scored
-    response = post(role_clients["labeler"], f"/api/anomalies/score-sets/{score_set.pk}/reviews/", body)
+    response = post_json(role_clients["labeler"], f"/api/anomalies/score-sets/{score_set.pk}/reviews/", body)
     assert response.status_code == 400 and message in response.json()["error"]
     bad_json = role_clients["labeler"].post(f"/api/anomalies/score-sets/{score_set.pk}/reviews/", "{oops",
                                             content_type="application/json")
@@ -203,8 +194,8 @@ def test_galaxy_page_panel_shows_scores_and_my_verdict(scored, role_clients):
 def test_rerank_endpoint_returns_the_running_job_instead_of_a_second(scored, role_clients):
     score_set, _ = scored
     url = f"/api/anomalies/score-sets/{score_set.pk}/ranking/"
-    a = post(role_clients["labeler"], url, {}).json()["job"]
-    b = post(role_clients["labeler"], url, {}).json()["job"]
+    a = post_json(role_clients["labeler"], url, {}).json()["job"]
+    b = post_json(role_clients["labeler"], url, {}).json()["job"]
     assert a["id"] == b["id"] and PersonalRanking.objects.count() == 1
 
 

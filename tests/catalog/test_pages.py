@@ -7,13 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from webapp.catalog.models import Galaxy
 from tests.catalog.factories import make_survey
 
-pytestmark = [pytest.mark.unit, pytest.mark.django_db]
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # role_clients creates five users; PBKDF2 would spend ~1 s per test on them.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 
 
 @pytest.fixture

@@ -18,11 +18,7 @@ IMAGE_LOADED = "() => { const i = document.getElementById('cand-composite'); ret
 
 
 @pytest.fixture
-def scored(transactional_db, settings):
-    from django.contrib.auth.models import Group
-    from webapp.accounts.roles import ROLES
-    for role in ROLES:  # a transactional test flushed the groups a data migration made
-        Group.objects.get_or_create(name=role)
+def scored(role_groups, settings):
     return make_score_set(size=32)
 
 

@@ -10,13 +10,7 @@ ALL_THUMBS_LOADED = "sel => { const imgs = [...document.querySelectorAll(sel)];"
 
 
 @pytest.fixture
-def survey(transactional_db):
-    # A transactional test flushes the tables afterwards, including the role groups that a
-    # data migration created; put them back so make_user() works in every test.
-    from django.contrib.auth.models import Group
-    from webapp.accounts.roles import ROLES
-    for role in ROLES:
-        Group.objects.get_or_create(name=role)
+def survey(role_groups):
     return make_survey(name="E2E survey", slug="e2e", n=40, size=32,
                        viewer_url_template="https://viewer.example/?ra={ra}&dec={dec}")
 

@@ -23,11 +23,8 @@ document.addEventListener("securitypolicyviolation", e => window.__cspViolations
 
 
 @pytest.fixture
-def groups(transactional_db):
-    from django.contrib.auth.models import Group
-    from webapp.accounts.roles import ROLES
-    for role in ROLES:  # a transactional test flushed the groups a data migration made
-        Group.objects.get_or_create(name=role)
+def groups(role_groups):
+    """The role groups (tests/conftest.py), under the name these tests use."""
 
 
 @pytest.fixture

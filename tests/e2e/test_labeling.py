@@ -19,11 +19,7 @@ CURVE_LABELS = "() => { const s = window.Bokeh && LS.bokehModel('learning_curve'
 
 
 @pytest.fixture
-def data(transactional_db):
-    from django.contrib.auth.models import Group
-    from webapp.accounts.roles import ROLES
-    for role in ROLES:
-        Group.objects.get_or_create(name=role)
+def data(role_groups):
     survey = make_survey(name="E2E sky", slug="e2e-sky", n=40, size=32)
     return survey, make_embedding_set([survey])
 

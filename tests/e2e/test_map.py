@@ -15,11 +15,7 @@ CENTRES = np.array([[-8.0, -8.0], [8.0, -8.0], [0.0, 8.0]])
 
 
 @pytest.fixture
-def world(transactional_db):
-    from django.contrib.auth.models import Group
-    from webapp.accounts.roles import ROLES
-    for role in ROLES:
-        Group.objects.get_or_create(name=role)
+def world(role_groups):
     survey = make_survey(name="Map survey", slug="mapsurvey", n=60, size=32)
     vectors, labels = clustered_vectors(60, 8, clusters=3)
     es = make_embedding_set(survey=survey, vectors=vectors)

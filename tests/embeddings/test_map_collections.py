@@ -1,9 +1,9 @@
 """Collections: per-user, idempotent adds, clear 400s, other users get 404, roles on every write."""
-import json
 
 import pytest
 
 from tests.catalog.factories import make_survey
+from tests.http import post_json
 from webapp.catalog.models import Galaxy
 from webapp.embeddings.models import Collection
 
@@ -16,22 +16,18 @@ def ids():
     return list(Galaxy.objects.order_by("id").values_list("id", flat=True))
 
 
-def post(client, url, body):
-    return client.post(url, json.dumps(body), content_type="application/json")
-
-
 def test_add_to_named_collection_creates_then_adds_idempotently(role_clients, ids):
     c = role_clients["viewer"]
-    r = post(c, "/api/collections/", {"name": "  Rings  ", "galaxy_ids": ids[:4]})
+    r = post_json(c, "/api/collections/", {"name": "  Rings  ", "galaxy_ids": ids[:4]})
     assert r.status_code == 201 and r.json()["added"] == 4 and r.json()["collection"]["name"] == "Rings"
-    r = post(c, "/api/collections/", {"name": "Rings", "galaxy_ids": ids[2:6]})
+    r = post_json(c, "/api/collections/", {"name": "Rings", "galaxy_ids": ids[2:6]})
     assert r.status_code == 200 and (r.json()["added"], r.json()["collection"]["count"], r.json()["created"]) == (2, 6, False)
     cid = r.json()["collection"]["id"]
     assert c.get(f"/api/collections/{cid}/").json()["galaxy_ids"] == ids[:6]
     assert [x["name"] for x in c.get("/api/collections/").json()["collections"]] == ["Rings"]
-    r = post(c, f"/api/collections/{cid}/remove", {"galaxy_ids": ids[:2]})
+    r = post_json(c, f"/api/collections/{cid}/remove", {"galaxy_ids": ids[:2]})
     assert r.json()["removed"] == 2 and Collection.objects.get(pk=cid).galaxies.count() == 4
-    r = post(c, f"/api/collections/{cid}/add", {"galaxy_ids": ids[9:]})
+    r = post_json(c, f"/api/collections/{cid}/add", {"galaxy_ids": ids[9:]})
     assert r.json()["added"] == 1
 
 
@@ -50,25 +46,25 @@ def test_bad_collection_requests_are_400_and_change_nothing(role_clients, ids, b
         body = {**body, "galaxy_ids": ids[:1]}  # a real galaxy: only the name is wrong
     if body["galaxy_ids"] == "1,2":
         body["galaxy_ids"] = f"{ids[0]},{ids[1]}"  # a comma string is accepted too
-        assert post(role_clients["viewer"], "/api/collections/", body).status_code == 201
+        assert post_json(role_clients["viewer"], "/api/collections/", body).status_code == 201
         return
-    r = post(role_clients["viewer"], "/api/collections/", body)
+    r = post_json(role_clients["viewer"], "/api/collections/", body)
     assert r.status_code == 400 and message in r.json()["error"]
     assert not Collection.objects.exists()
 
 
 def test_a_partly_unknown_batch_adds_nothing(role_clients, ids):
-    r = post(role_clients["viewer"], "/api/collections/", {"name": "A", "galaxy_ids": [ids[0], 10**9]})
+    r = post_json(role_clients["viewer"], "/api/collections/", {"name": "A", "galaxy_ids": [ids[0], 10**9]})
     assert r.status_code == 400 and not Collection.objects.exists()
 
 
 def test_other_users_collections_are_invisible(role_clients, ids):
-    mine = post(role_clients["viewer"], "/api/collections/", {"name": "Mine", "galaxy_ids": ids[:2]}).json()
+    mine = post_json(role_clients["viewer"], "/api/collections/", {"name": "Mine", "galaxy_ids": ids[:2]}).json()
     cid = mine["collection"]["id"]
     other = role_clients["labeler"]
     assert other.get(f"/api/collections/{cid}/").status_code == 404
-    assert post(other, f"/api/collections/{cid}/add", {"galaxy_ids": ids[:1]}).status_code == 404
-    assert post(other, f"/api/collections/{cid}/delete", {}).status_code == 404
+    assert post_json(other, f"/api/collections/{cid}/add", {"galaxy_ids": ids[:1]}).status_code == 404
+    assert post_json(other, f"/api/collections/{cid}/delete", {}).status_code == 404
     assert other.get(f"/collections/{cid}/").status_code == 404
     assert other.get("/api/collections/").json()["collections"] == []
     assert Collection.objects.get(pk=cid).galaxies.count() == 2
@@ -76,16 +72,16 @@ def test_other_users_collections_are_invisible(role_clients, ids):
 
 def test_users_without_a_role_cannot_write_and_anonymous_need_login(make_user, client, ids):
     client.force_login(make_user(None, "nobody"))
-    r = post(client, "/api/collections/", {"name": "A", "galaxy_ids": ids[:1]})
+    r = post_json(client, "/api/collections/", {"name": "A", "galaxy_ids": ids[:1]})
     assert r.status_code == 403 and "viewer role" in r.json()["error"]
     from django.test import Client
-    assert post(Client(), "/api/collections/", {"name": "A", "galaxy_ids": ids[:1]}).status_code == 401
+    assert post_json(Client(), "/api/collections/", {"name": "A", "galaxy_ids": ids[:1]}).status_code == 401
     assert not Collection.objects.exists()
 
 
 def test_collection_pages_rename_remove_export_delete(role_clients, ids):
     c = role_clients["viewer"]
-    cid = post(c, "/api/collections/", {"name": "Mergers", "galaxy_ids": ids[:3]}).json()["collection"]["id"]
+    cid = post_json(c, "/api/collections/", {"name": "Mergers", "galaxy_ids": ids[:3]}).json()["collection"]["id"]
     listing = c.get("/collections/").content.decode()
     assert "Mergers" in listing and f"/collections/{cid}/" in listing
     page = c.get(f"/collections/{cid}/").content.decode()
@@ -105,7 +101,7 @@ def test_collection_opens_on_the_map_preselected(role_clients):
     lm = make_latent_map(es)
     ids = list(Galaxy.objects.order_by("id").values_list("id", flat=True))[:3]
     c = role_clients["viewer"]
-    cid = post(c, "/api/collections/", {"name": "Trio", "galaxy_ids": ids}).json()["collection"]["id"]
+    cid = post_json(c, "/api/collections/", {"name": "Trio", "galaxy_ids": ids}).json()["collection"]["id"]
     assert f'href="/maps/{lm.pk}/?collection={cid}"' in c.get(f"/collections/{cid}/").content.decode()
     meta = c.get(f"/maps/{lm.pk}/?collection={cid}").context["meta"]
     assert sorted(meta["collection_ids"]) == ids

@@ -18,8 +18,8 @@ import re
 import pytest
 from django.apps import apps
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
 
+from tests.urlconf import url_routes
 from webapp.accounts.roles import ROLES, role_rank
 
 pytestmark = pytest.mark.integration
@@ -28,14 +28,9 @@ OPEN = ("accounts/login/", "healthz", "admin/")  # open by design (admin has its
 SKIP_PREFIXES = ("admin/", "static/", "accounts/logout/")  # Django's own, tested by Django
 
 
-def _walk(resolver=None, prefix=""):
-    resolver = resolver or get_resolver()
-    for p in resolver.url_patterns:
-        route = prefix + str(p.pattern)
-        if isinstance(p, URLResolver):
-            yield from _walk(p, route)
-        elif isinstance(p, URLPattern):
-            yield route.lstrip("^").rstrip("$"), p.callback
+def _walk():
+    for route, callback in url_routes():
+        yield route.lstrip("^").rstrip("$"), callback
 
 
 def _concrete(route: str) -> str:

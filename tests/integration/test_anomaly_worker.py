@@ -25,13 +25,8 @@ A, B = slice(48, 54), slice(54, 60)  # blob rows of blob_vectors()
 
 
 @pytest.fixture
-def roles(transactional_db, settings):
-    # A transactional test flushes the role groups a data migration made; put them back.
-    from django.contrib.auth.models import Group
-    from webapp.accounts.roles import ROLES
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    for role in ROLES:
-        Group.objects.get_or_create(name=role)
+def roles(role_groups, fast_password_hashing):
+    """The role groups and fast password hashing, for a transactional test."""
 
 
 def scored_set(proc, user):

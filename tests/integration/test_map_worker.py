@@ -14,11 +14,7 @@ FAST = {"n_neighbors": 8, "n_epochs": 30, "seed": 0}
 
 
 @pytest.fixture
-def viewer(make_user, client):
-    from django.contrib.auth.models import Group
-    from webapp.accounts.roles import ROLES
-    for role in ROLES:  # a transactional test flushed the groups the data migration made
-        Group.objects.get_or_create(name=role)
+def viewer(role_groups, make_user, client):
     client.force_login(make_user("viewer"))
     return client
 

@@ -11,11 +11,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(t
 
 
 @pytest.fixture
-def labeler(transactional_db):
+def labeler(role_groups):
     from django.contrib.auth.models import Group, User
-    from webapp.accounts.roles import ROLES
-    for role in ROLES:                  # a transactional test flushed the migration-made groups
-        Group.objects.get_or_create(name=role)
     user = User.objects.create_user("worker-labeler", password="x")
     user.groups.add(Group.objects.get_or_create(name="labeler")[0])
     return user

@@ -20,12 +20,8 @@ PEOPLE = 4
 
 
 @pytest.fixture
-def people(transactional_db, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def people(role_groups, fast_password_hashing):
     from django.contrib.auth.models import Group, User
-    from webapp.accounts.roles import ROLES
-    for role in ROLES:
-        Group.objects.get_or_create(name=role)
     users = []
     for i in range(PEOPLE):
         u = User.objects.create_user(f"labeller{i}", password="x")

@@ -7,28 +7,20 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from tests.http import post_json
 from tests.labeling.factories import make_task, true_class
 from webapp.catalog.models import Galaxy
 from webapp.jobs.services import execute_job
 from webapp.labeling.models import Label, Round, Task
 from webapp.labeling.services import labels, rounds
 
-pytestmark = [pytest.mark.unit, pytest.mark.django_db]
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 ROLES = ("anonymous", "viewer", "labeler", "curator", "admin")
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
 def task():
     return make_task(n=24)
-
-
-def post(client, url, body=None):
-    return client.post(url, data=json.dumps(body or {}), content_type="application/json")
 
 
 def first_galaxy(task):
@@ -53,11 +45,11 @@ ALLOWED = {"labeler": {"labeler", "curator", "admin"}, "curator": {"curator", "a
 @pytest.mark.parametrize("role", ROLES)
 def test_label_and_undo_need_the_labeler_role(role_clients, task, role):
     c, g = role_clients[role], first_galaxy(task)
-    r = post(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": g.pk, "class_index": 2})
+    r = post_json(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": g.pk, "class_index": 2})
     expected = 201 if role in ALLOWED["labeler"] else (401 if role == "anonymous" else 403)
     assert r.status_code == expected
     assert Label.objects.filter(task=task).count() == (1 if expected == 201 else 0)
-    r = post(c, f"/api/tasks/{task.pk}/undo", {})
+    r = post_json(c, f"/api/tasks/{task.pk}/undo", {})
     assert r.status_code == (200 if expected == 201 else expected)
     if expected == 201:
         assert r.json()["undone"]["class_index"] == 2
@@ -67,7 +59,7 @@ def test_label_and_undo_need_the_labeler_role(role_clients, task, role):
 @pytest.mark.parametrize("role", ROLES)
 def test_rounds_need_the_curator_role(role_clients, task, role, make_user):
     labels.record_label(task, first_galaxy(task).pk, make_user("labeler", "l2"), "value", class_index=0)
-    r = post(role_clients[role], f"/api/tasks/{task.pk}/rounds")
+    r = post_json(role_clients[role], f"/api/tasks/{task.pk}/rounds")
     expected = 202 if role in ALLOWED["curator"] else (401 if role == "anonymous" else 403)
     assert r.status_code == expected
     assert Round.objects.filter(task=task).count() == (1 if expected == 202 else 0)
@@ -129,7 +121,7 @@ def test_task_form_explains_what_is_wrong(curator_client, task):
 ])
 def test_bad_labels_are_refused_clearly(role_clients, task, body, needle):
     payload = {"galaxy_id": first_galaxy(task).pk, **body}
-    r = post(role_clients["labeler"], f"/api/tasks/{task.pk}/labels", payload)
+    r = post_json(role_clients["labeler"], f"/api/tasks/{task.pk}/labels", payload)
     assert r.status_code == 400 and needle in r.json()["error"]
     assert not Label.objects.exists()
 
@@ -139,15 +131,15 @@ def test_regression_values_must_be_finite_and_in_range(role_clients):
                      value_min=0, value_max=30, allow_unsure=False)
     g, c = first_galaxy(task), role_clients["labeler"]
     for value, needle in [(31, "above the task's maximum 30 arcsec"), ("nan", "finite"), (None, "must be a number")]:
-        r = post(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": g.pk, "value": value})
+        r = post_json(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": g.pk, "value": value})
         assert r.status_code == 400 and needle in r.json()["error"]
-    r = post(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": g.pk, "kind": "unsure"})
+    r = post_json(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": g.pk, "kind": "unsure"})
     assert r.status_code == 400 and "no 'unsure'" in r.json()["error"]
-    assert post(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": g.pk, "value": 12.5}).status_code == 201
+    assert post_json(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": g.pk, "value": 12.5}).status_code == 201
 
 
 def test_undo_with_nothing_to_undo_is_a_conflict(role_clients, task):
-    r = post(role_clients["labeler"], f"/api/tasks/{task.pk}/undo")
+    r = post_json(role_clients["labeler"], f"/api/tasks/{task.pk}/undo")
     assert r.status_code == 409 and r.json()["error"] == "nothing to undo"
 
 
@@ -248,7 +240,7 @@ def test_a_label_committed_before_the_database_drops_is_reported_stored(role_cli
     module, name = broken.rsplit(".", 1)
     monkeypatch.setattr(importlib.import_module(module), name, outage)
     g = first_galaxy(task)
-    r = post(role_clients["labeler"], f"/api/tasks/{task.pk}/labels", {"galaxy_id": g.pk, "class_index": 1})
+    r = post_json(role_clients["labeler"], f"/api/tasks/{task.pk}/labels", {"galaxy_id": g.pk, "class_index": 1})
     assert r.status_code == 201, r.content
     assert Label.objects.filter(task=task, galaxy=g, kind="value").count() == 1
     assert r.json()["label_id"] == Label.objects.get(task=task, galaxy=g).pk
@@ -287,8 +279,8 @@ def test_an_undo_committed_before_the_database_drops_is_reported_undone_and_retr
 
     c = role_clients["labeler"]
     first, second = Galaxy.objects.filter(survey__in=task.surveys.all()).order_by("image_index")[:2]
-    kept = post(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": first.pk, "class_index": 0}).json()["label_id"]
-    undone = post(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": second.pk, "class_index": 2}).json()["label_id"]
+    kept = post_json(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": first.pk, "class_index": 0}).json()["label_id"]
+    undone = post_json(c, f"/api/tasks/{task.pk}/labels", {"galaxy_id": second.pk, "class_index": 2}).json()["label_id"]
     state = {"undo_committed": False}
 
     def database_drops_after_the_undo_insert(execute, sql, params, many, context):
@@ -299,7 +291,7 @@ def test_an_undo_committed_before_the_database_drops_is_reported_undone_and_retr
             state["undo_committed"] = True
         return result
     with connection.execute_wrapper(database_drops_after_the_undo_insert):
-        r = post(c, f"/api/tasks/{task.pk}/undo", {})
+        r = post_json(c, f"/api/tasks/{task.pk}/undo", {})
     assert state["undo_committed"]
     assert r.status_code == 200, r.content
     assert r.json()["undone"] == {"label_id": undone, "galaxy_id": second.pk, "kind": "value",

@@ -151,20 +151,18 @@ def galaxy_detail(request, galaxy_id):
         position = Galaxy.objects.filter(survey=survey, image_index__lt=galaxy.image_index).count()
         back = f"/surveys/{survey.slug}/?page={position // PER_PAGE_DEFAULT + 1}"
     keep = f"?{urlencode({'grid': grid_qs})}" if grid_qs else ""
-    ra_hms, dec_dms = browse.sexagesimal(galaxy.ra, galaxy.dec)
-    n_bands = int(survey.image_shape[1]) if survey.image_shape else len(survey.bands or [])
-    bands = [{"index": i, "name": (survey.bands[i] if i < len(survey.bands or []) else f"band {i}"),
-              "url": browse.thumb_url(galaxy, survey, size=128, band=str(i))} for i in range(n_bands)]
-    field = survey.pixel_scale_arcsec * survey.image_shape[-1] if survey.pixel_scale_arcsec and survey.image_shape else None
+    card = browse.galaxy_card(galaxy, survey, thumbs={"composite_url": 320})
     panels = [p for p in (func(request, galaxy) for func in DETAIL_PANELS) if p]
     return render(request, "catalog/galaxy_detail.html", {
-        "galaxy": galaxy, "survey": survey, "bands": bands, "ra_hms": ra_hms, "dec_dms": dec_dms,
-        "composite_url": browse.thumb_url(galaxy, survey, size=320),
+        "galaxy": galaxy, "survey": survey, "ra_hms": card["ra_hms"], "dec_dms": card["dec_dms"],
+        # Every band, a single-band survey's too (the card leaves those out).
+        "bands": browse.band_images(galaxy, survey, {"url": 128}),
+        "composite_url": card["composite_url"],
         "prev_url": f"/galaxies/{prev_g.pk}/{keep}" if prev_g else "",
         "next_url": f"/galaxies/{next_g.pk}/{keep}" if next_g else "",
         "back_url": back, "viewer_url": survey.viewer_url(galaxy),
-        "metadata": sorted((galaxy.metadata or {}).items()), "detail_panels": panels,
-        "field_arcsec": field,
+        "metadata": sorted(card["metadata"].items()), "detail_panels": panels,
+        "field_arcsec": card["field_arcsec"],
     })
 
 

@@ -4,6 +4,7 @@ Vectors, coordinates and indexes are files under DATA_DIR; rows keep their paths
 shapes and checksums.  A row becomes ``ready`` only after its file was written
 completely and atomically renamed into place.
 """
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -14,6 +15,17 @@ class ArtifactStatus(models.TextChoices):
     BUILDING = "building"
     READY = "ready"
     FAILED = "failed"
+
+
+@contextmanager
+def failed_on_error(row, field: str = "status", errors: type[BaseException] | tuple = Exception):
+    """Mark ``row`` FAILED (its ``field`` column, in the database) when the block raises one of
+    ``errors``, then re-raise: a building artifact never stays "building" after its job died."""
+    try:
+        yield
+    except errors:
+        type(row)._default_manager.filter(pk=row.pk).update(**{field: ArtifactStatus.FAILED})
+        raise
 
 
 def data_path(relative: str) -> Path:

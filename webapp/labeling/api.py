@@ -181,23 +181,12 @@ class FinetuneQueued(Out):
 # ------------------------------------------------------------------ helpers
 
 def queue_item_dict(item, galaxy, task, prediction=None) -> dict:
-    survey = galaxy.survey
-    ra_hms, dec_dms = browse.sexagesimal(galaxy.ra, galaxy.dec)
-    n_bands = int(survey.image_shape[1]) if survey.image_shape else len(survey.bands or [])
-    bands = [{"name": (survey.bands[i] if i < len(survey.bands or []) else f"band {i}"),
-              "url": browse.thumb_url(galaxy, survey, size=BAND_SIZE, band=str(i)),
-              "large_url": browse.thumb_url(galaxy, survey, size=LARGE_SIZE, band=str(i))}
-             for i in range(n_bands)] if n_bands > 1 else []
-    data = {"galaxy_id": galaxy.pk, "source_id": galaxy.source_id, "survey": survey.slug,
-            "survey_name": survey.name, "ra": galaxy.ra, "dec": galaxy.dec, "ra_hms": ra_hms, "dec_dms": dec_dms,
-            "metadata": galaxy.metadata or {}, "detail_url": f"/galaxies/{galaxy.pk}/",
-            "composite_url": browse.thumb_url(galaxy, survey, size=COMPOSITE_SIZE),
-            "image_url": browse.thumb_url(galaxy, survey, size=LARGE_SIZE),
-            "thumb_url": browse.thumb_url(galaxy, survey), "bands": bands,
-            "field_arcsec": (survey.pixel_scale_arcsec * survey.image_shape[-1]
-                             if survey.pixel_scale_arcsec and survey.image_shape else None),
-            "reason": item.reason, "source": item.source, "strategy": item.strategy,
-            "round": item.round_number, "prediction": prediction}
+    data = browse.galaxy_card(galaxy, thumbs={"composite_url": COMPOSITE_SIZE, "image_url": LARGE_SIZE,
+                                              "thumb_url": 96},
+                              bands={"url": BAND_SIZE, "large_url": LARGE_SIZE})
+    data["galaxy_id"], data["detail_url"] = data.pop("id"), data.pop("url")
+    data.update({"reason": item.reason, "source": item.source, "strategy": item.strategy,
+                 "round": item.round_number, "prediction": prediction})
     return data
 
 

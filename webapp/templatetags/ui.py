@@ -32,6 +32,15 @@ def bokeh_plot(item, css_class="bokeh-plot"):
                        json_script(item, script_id))
 
 
+@register.simple_block_tag
+def keyboard_help(content):
+    """The page's "?" overlay, ``#kbd-help`` (each page's script shows and hides it):
+    ``{% keyboard_help %}<dl class="kv">…</dl>{% endkeyboard_help %}`` lists its shortcuts."""
+    return format_html('<div class="help-overlay" id="kbd-help" hidden>\n'
+                       '  <div class="help-card card" role="dialog" aria-label="Keyboard shortcuts">\n'
+                       '    <h2>Keyboard shortcuts</h2>{}</div>\n</div>', content)
+
+
 @register.filter
 def percent(value, digits=0):
     try:

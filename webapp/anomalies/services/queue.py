@@ -23,7 +23,8 @@ MAX_BATCH = 100        # candidates per request (grid mode asks for a page of th
 IMAGE_SIZE = 320       # px of the large composite
 BAND_SIZE = 128        # px of each band image
 SIMILAR_THUMB = 72     # px of look-alike thumbnails
-SURVEY_FIELDS = ("id", "slug", "name", "bands", "image_checksum", "image_shape", "image_kind")
+SURVEY_FIELDS = ("id", "slug", "name", "bands", "image_checksum", "image_shape", "image_kind",
+                 "pixel_scale_arcsec")
 
 
 class QueueError(ValueError):
@@ -145,17 +146,8 @@ def _galaxies(ids) -> dict[int, Galaxy]:
 
 
 def _galaxy_dict(galaxy: Galaxy) -> dict:
-    survey = galaxy.survey
-    ra_hms, dec_dms = browse.sexagesimal(galaxy.ra, galaxy.dec)
-    n_bands = int(survey.image_shape[1]) if survey.image_shape else len(survey.bands or [])
-    bands = [{"name": survey.bands[i] if i < len(survey.bands or []) else f"band {i}",
-              "url": browse.thumb_url(galaxy, survey, size=BAND_SIZE, band=str(i))}
-             for i in range(n_bands)] if n_bands > 1 else []
-    return {"id": galaxy.pk, "source_id": galaxy.source_id, "survey": survey.slug, "survey_name": survey.name,
-            "ra": galaxy.ra, "dec": galaxy.dec, "ra_hms": ra_hms, "dec_dms": dec_dms,
-            "metadata": galaxy.metadata or {}, "url": f"/galaxies/{galaxy.pk}/",
-            "image": browse.thumb_url(galaxy, survey, size=IMAGE_SIZE),
-            "thumb": browse.thumb_url(galaxy, survey, size=SIMILAR_THUMB), "bands": bands}
+    return browse.galaxy_card(galaxy, thumbs={"image": IMAGE_SIZE, "thumb": SIMILAR_THUMB},
+                              bands={"url": BAND_SIZE})
 
 
 def _small(galaxy: Galaxy, distance: float, **extra) -> dict:

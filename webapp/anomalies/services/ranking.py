@@ -21,7 +21,7 @@ from ml.atomic import save_npz_atomic
 from webapp.anomalies.models import PersonalRanking, Review, ScoreSet
 from webapp.anomalies.services.files import load_scores, new_file
 from webapp.anomalies.services.reviews import DEFAULT_RERANK_EVERY, latest_verdicts, lock_user
-from webapp.embeddings.models import ArtifactStatus
+from webapp.embeddings.models import ArtifactStatus, failed_on_error
 from webapp.embeddings.services.vectors import load_embedding_set
 
 EXPLAIN_TOP = 2000  # candidates whose "why" is stored (a person re-ranks long before reaching them)
@@ -90,11 +90,8 @@ def run_rerank_job(job, progress) -> dict:
                .filter(pk=job.params.get("ranking_id")).first())
     if ranking is None:
         return {"skipped": "the ranking row no longer exists"}
-    try:
+    with failed_on_error(ranking, errors=BaseException):
         compute_ranking(ranking, progress)
-    except BaseException:
-        PersonalRanking.objects.filter(pk=ranking.pk).update(status=ArtifactStatus.FAILED)
-        raise
     return {"ranking_id": ranking.pk, "n_reviews": ranking.n_reviews, "seconds": ranking.seconds}
 
 

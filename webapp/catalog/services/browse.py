@@ -162,6 +162,48 @@ def galaxy_dict(galaxy, survey) -> dict:
     }
 
 
+def band_images(galaxy, survey, sizes: dict[str, int]) -> list[dict]:
+    """One {"index", "name", key: URL, ...} per band of the survey's images, blue to red, with a
+    single-band thumbnail URL under each key of ``sizes`` ({key: px}); unnamed bands read "band <i>"."""
+    names = survey.bands or []
+    n_bands = int(survey.image_shape[1]) if survey.image_shape else len(names)
+    return [{"index": i, "name": names[i] if i < len(names) else f"band {i}",
+             **{key: thumb_url(galaxy, survey, size=size, band=str(i)) for key, size in sizes.items()}}
+            for i in range(n_bands)]
+
+
+def field_arcsec(survey) -> float | None:
+    """Width of a cutout on the sky in arcsec (pixel scale × side), None when the scale is unknown."""
+    if survey.pixel_scale_arcsec and survey.image_shape:
+        return survey.pixel_scale_arcsec * survey.image_shape[-1]
+    return None
+
+
+def galaxy_card(galaxy, survey=None, *, thumbs: dict[str, int] | None = None,
+                bands: dict[str, int] | None = None, detail: bool = True) -> dict:
+    """The presentation card of a galaxy that the galaxy page, search, anomaly review and labeling
+    build their tiles and panels from (never its truth).
+
+    Always: id, source_id, survey (slug), survey_name, ra and dec (ICRS degrees), url (its page)
+    and a composite thumbnail URL under each key of ``thumbs`` ({key: px}, default
+    {"thumb_url": 96}).  ``detail``: also ra_hms/dec_dms (sexagesimal), metadata and
+    field_arcsec.  ``bands`` ({key: px}): also "bands", the per-band images of band_images()
+    when the survey has two or more bands, else [].  ``survey`` defaults to galaxy.survey.
+    """
+    survey = survey if survey is not None else galaxy.survey
+    card = {"id": galaxy.pk, "source_id": galaxy.source_id, "survey": survey.slug, "survey_name": survey.name,
+            "ra": galaxy.ra, "dec": galaxy.dec, "url": f"/galaxies/{galaxy.pk}/"}
+    if detail:
+        card["ra_hms"], card["dec_dms"] = sexagesimal(galaxy.ra, galaxy.dec)
+        card.update(metadata=galaxy.metadata or {}, field_arcsec=field_arcsec(survey))
+    for key, size in (thumbs if thumbs is not None else {"thumb_url": 96}).items():
+        card[key] = thumb_url(galaxy, survey, size=size)
+    if bands is not None:
+        images = band_images(galaxy, survey, bands)
+        card["bands"] = images if len(images) > 1 else []
+    return card
+
+
 def survey_dict(survey) -> dict:
     return {
         "id": survey.pk, "name": survey.name, "slug": survey.slug, "description": survey.description,

@@ -193,12 +193,26 @@ def _data(hdu) -> np.ndarray:
     return np.asarray(data, dtype=np.float32)
 
 
-def _stack(hdus: list, bands: list[str]) -> np.ndarray:
-    """(C, H, W) for ``bands``: by HDU name when the names match, else by order."""
+class BandMismatch(IngestError):
+    """The image HDUs do not fit the expected bands.  ``kind`` says how and ``found`` what the file
+    holds: "cube" (its number of planes), "hdus" (the HDU count) or "shapes" (the planes' shapes)."""
+
+    def __init__(self, message: str, kind: str, found):
+        super().__init__(message)
+        self.kind, self.found = kind, found
+
+
+def stack_bands(hdus: list, bands: list[str], read=None) -> np.ndarray:
+    """(C, H, W) float32 in the order of ``bands`` from image_hdus()' (name, HDU) pairs: a 3-D cube
+    as it is, else one 2-D HDU per band, by HDU name (FILTER/BAND/EXTNAME, any case) when every band
+    is named, else by order.  ``read`` turns an HDU into an array (default: this module's reader).
+    Raises BandMismatch when the count or the shapes do not fit."""
+    read = read or _data
     if len(hdus) == 1 and hdus[0][1].header.get("NAXIS") == 3:
-        cube = _data(hdus[0][1])
+        cube = read(hdus[0][1])
         if cube.shape[0] != len(bands):
-            raise IngestError(f"cube has {cube.shape[0]} bands, expected {len(bands)} ({', '.join(bands)})")
+            raise BandMismatch(f"cube has {cube.shape[0]} bands, expected {len(bands)} ({', '.join(bands)})",
+                               "cube", cube.shape[0])
         return cube
     by_name = {name.lower(): hdu for name, hdu in hdus}
     if all(b.lower() in by_name for b in bands):
@@ -206,11 +220,12 @@ def _stack(hdus: list, bands: list[str]) -> np.ndarray:
     elif len(hdus) == len(bands):
         chosen = [hdu for _, hdu in hdus]
     else:
-        raise IngestError(f"{len(hdus)} image HDUs ({', '.join(n for n, _ in hdus)}), "
-                          f"expected bands {', '.join(bands)}")
-    planes = [_data(h) for h in chosen]
+        raise BandMismatch(f"{len(hdus)} image HDUs ({', '.join(n for n, _ in hdus)}), "
+                           f"expected bands {', '.join(bands)}", "hdus", len(hdus))
+    planes = [read(h) for h in chosen]
     if len({p.shape for p in planes}) != 1 or planes[0].ndim != 2:
-        raise IngestError(f"band shapes differ or are not 2-D: {[p.shape for p in planes]}")
+        shapes = [p.shape for p in planes]
+        raise BandMismatch(f"band shapes differ or are not 2-D: {shapes}", "shapes", shapes)
     return np.stack(planes)
 
 
@@ -240,7 +255,7 @@ def _load_mef(path: Path | None, bands: list[str], options: IngestOptions, sourc
         raise IngestError(f"no FITS file for id {source_id}")
     with open_fits(path) as hdul:
         hdus = image_hdus(hdul, options)
-        arr = _stack(hdus, bands)
+        arr = stack_bands(hdus, bands)
         extra = _centre_radec(hdus[0][1].header)
     return _finish(arr, options), extra
 

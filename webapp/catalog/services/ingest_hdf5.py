@@ -20,7 +20,7 @@ import numpy as np
 
 from webapp.catalog.services.ingest_pixels import (IngestError, check_pixel_budget, finite_or_fix,
                                                    resize_bands, to_unit_float)
-from webapp.catalog.services.ingest_tables import ID_CANDIDATES
+from webapp.catalog.services.ingest_tables import ID_CANDIDATES, python_value
 from webapp.catalog.services.ingest_types import Candidate, IngestOptions, Plan
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
@@ -74,9 +74,9 @@ def _plan(handle, path: Path, options: IngestOptions) -> Plan:
     plan.cleanup.append(handle.close)
     cache = _BlockCache(images)
     for i in range(n):
-        metadata = {key: _scalar(values[i]) for key, values in columns.items()}
+        metadata = {key: python_value(values[i]) for key, values in columns.items()}
         if labels is not None:
-            metadata[f"{options.label_key}_class"] = _scalar(labels[i])
+            metadata[f"{options.label_key}_class"] = python_value(labels[i])
         plan.candidates.append(Candidate(
             ids[i], f"{path.name}[{i}]", partial(_load, cache, i, layout, rgb, options),
             _coordinate(ra, i, 0, 360), _coordinate(dec, i, -90, 90), metadata))
@@ -113,7 +113,7 @@ def _ids(columns: dict, options: IngestOptions, path: Path, n: int) -> list[str]
     names = [options.id_column] if options.id_column else list(ID_CANDIDATES)
     for key in names:
         if key in columns:
-            ids = [str(_scalar(v)) for v in columns.pop(key)]
+            ids = [str(python_value(v)) for v in columns.pop(key)]
             if any(not i for i in ids):
                 raise IngestError(f"{path.name}: empty ids in dataset {key!r}")
             return ids
@@ -153,18 +153,6 @@ def _coordinate(values, i: int, lo: float, hi: float) -> float | None:
         return None
     value = float(values[i])
     return value if math.isfinite(value) and lo <= value <= hi else None
-
-
-def _scalar(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace").strip()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace").strip()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _attr_bands(handle, images, n_bands: int) -> list[str]:

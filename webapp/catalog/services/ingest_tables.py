@@ -106,7 +106,7 @@ def _read_fits_table(path: Path) -> Table:
     columns = [c for c in table.colnames if table[c].ndim == 1]
     rows = []
     for row in table:
-        rows.append({c: _python_value(row[c]) for c in columns})
+        rows.append({c: python_value(row[c]) for c in columns})
     where = [f"{path.name} row {i + 1}" for i in range(len(rows))]
     return Table(path.name, columns, rows, where)
 
@@ -125,11 +125,11 @@ def coerce_cell(text: str):
     return value if math.isfinite(value) else None
 
 
-def _python_value(value):
+def python_value(value):
+    """A table cell or HDF5 column entry as a JSON-ready Python value: numpy scalars become int,
+    float, bool or str, bytes are decoded, text is stripped, masked and NaN/inf become None."""
     if np.ma.is_masked(value):
         return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace").strip()
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bytes):

@@ -73,11 +73,7 @@ def map_figures(bounds: list[float], sky_bounds: list[float] | None) -> dict:
                     x_range=Range1d(xmin - pad_x, xmax + pad_x, name="map_x"),
                     y_range=Range1d(ymin - pad_y, ymax + pad_y, name="map_y"))
     _style(latent, axes=False)
-    overlay = ColumnDataSource(name="map_overlay", data={"url": [], "x": [], "y": [], "w": [], "h": []})
-    latent.image_url(url="url", x="x", y="y", w="w", h="h", anchor="bottom_left", source=overlay,
-                     name="map_overlay_glyph")
-    scatter = _scatter(latent, points, "x", "y", mapper, "map_points")
-    latent.select_one(HoverTool).renderers = [scatter]
+    _overlay_and_points(latent, "map", points, "x", "y", mapper)
     highlight = ColumnDataSource(name="highlight", data={"x": [], "y": [], "kind": []})
     latent.scatter("x", "y", source=highlight, name="highlight_glyph", size=15, fill_color=None,
                    line_color="#ffb86b", line_width=2)
@@ -103,9 +99,15 @@ def _sky_figure(points, mapper, sky_bounds):
                  x_range=Range1d(ra1 + pad, ra0 - pad, name="sky_x"),  # RA increases to the east (left)
                  y_range=Range1d(dec0 - pad, dec1 + pad, name="sky_y"))
     _style(sky, axes=True)
-    overlay = ColumnDataSource(name="sky_overlay", data={"url": [], "x": [], "y": [], "w": [], "h": []})
-    sky.image_url(url="url", x="x", y="y", w="w", h="h", anchor="bottom_left", source=overlay,
-                  name="sky_overlay_glyph")
-    scatter = _scatter(sky, points, "ra", "dec", mapper, "sky_points")
-    sky.select_one(HoverTool).renderers = [scatter]
+    _overlay_and_points(sky, "sky", points, "ra", "dec", mapper)
     return sky
+
+
+def _overlay_and_points(fig, prefix: str, points, x: str, y: str, mapper) -> None:
+    """The image overlay (``<prefix>_overlay``, density or mosaic tiles that map.js fills in) under
+    the points (``<prefix>_points``, plotted at columns ``x``/``y``), which the hover tool reads."""
+    overlay = ColumnDataSource(name=f"{prefix}_overlay", data={"url": [], "x": [], "y": [], "w": [], "h": []})
+    fig.image_url(url="url", x="x", y="y", w="w", h="h", anchor="bottom_left", source=overlay,
+                  name=f"{prefix}_overlay_glyph")
+    scatter = _scatter(fig, points, x, y, mapper, f"{prefix}_points")
+    fig.select_one(HoverTool).renderers = [scatter]

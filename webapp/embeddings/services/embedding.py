@@ -15,7 +15,7 @@ import numpy as np
 from ml.checkpoints import load_encoder
 from ml.embed import embed_source, pick_device
 from ml.sources import StoreSource
-from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder
+from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder, failed_on_error
 from webapp.embeddings.services.encoders import abspath, galaxy_rows, resolve_surveys
 from webapp.embeddings.services.encoding import load_encoder_model
 from webapp.embeddings.services.vectors import write_embedding_set
@@ -67,13 +67,10 @@ def run_embed_job(job: Job, progress) -> dict:
                               bands=loaded.bands)
     es = _embedding_set_for(job, encoder, surveys, params.get("name", ""))
     started = time.monotonic()
-    try:
+    with failed_on_error(es):
         ids, vectors = embed_surveys(encoder, surveys, progress)
         progress(0.99, 1.0, "writing vectors")
         write_embedding_set(es, ids, vectors)
-    except Exception:
-        EmbeddingSet.objects.filter(pk=es.pk).update(status=ArtifactStatus.FAILED)
-        raise
     seconds = time.monotonic() - started
     progress(1, 1, f"embedded {es.n:,} galaxies into {es.dim} dimensions in {seconds:.0f} s")
     return {"embedding_set_id": es.pk, "n": es.n, "dim": es.dim, "checksum": es.checksum,

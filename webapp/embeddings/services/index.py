@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ml.search import IndexConfig, SearchIndex, config_from_dict
-from webapp.embeddings.models import ArtifactStatus, EmbeddingSet
+from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, failed_on_error
 from webapp.embeddings.services.vectors import load_embedding_set
 
 INDEX_FILE = "index.faiss"
@@ -39,16 +39,13 @@ def build_for_set(es: EmbeddingSet, cfg: IndexConfig | None = None, progress=Non
         raise ValueError(f"embedding set {es.pk} is {es.status}; embed it before building an index")
     cfg = cfg or config_from_dict(es.index_config.get("config", {}) if es.index_config else {})
     EmbeddingSet.objects.filter(pk=es.pk).update(index_status=ArtifactStatus.BUILDING)
-    try:
+    with failed_on_error(es, "index_status"):
         _, vectors, _ = load_embedding_set(es)
         started = time.monotonic()
         index = SearchIndex.build(np.asarray(vectors), cfg, progress)
         seconds = time.monotonic() - started
         relative = index_relpath(es)
         index.save(Path(settings.DATA_DIR) / relative)
-    except Exception:
-        EmbeddingSet.objects.filter(pk=es.pk).update(index_status=ArtifactStatus.FAILED)
-        raise
     es.index_path = relative
     es.index_kind = index_kind_name(index)
     es.index_config = {"config": dataclasses.asdict(index.cfg), "tuning": index.tuning,

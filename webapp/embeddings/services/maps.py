@@ -32,7 +32,7 @@ from django.utils import timezone
 from ml.projection import (UMAPConfig, assemble_coords, fit_projection, load_projection, plan_chunks,
                            save_projection, transform_chunk)
 from ml.progress import check_cancelled, span
-from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, LatentMap
+from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, LatentMap, failed_on_error
 from webapp.embeddings.services.vectors import load_embedding_set, save_array_atomic
 
 CHUNK_KIND = "umap_chunk"
@@ -118,7 +118,7 @@ def run_umap_job(job, progress) -> dict:
     cfg = umap_config(job.params.get("config"))
     lm = _map_for_job(job, es, cfg)
     started = time.monotonic()
-    try:
+    with failed_on_error(lm):
         _, vectors, _ = load_embedding_set(es)
         chunks = plan_chunks(es.n, cfg)
         if chunks:
@@ -128,9 +128,6 @@ def run_umap_job(job, progress) -> dict:
         lm.params = {**dataclasses.asdict(cfg), **extra}
         lm.save(update_fields=["params"])
         write_map_coords(lm, coords, time.monotonic() - started)
-    except Exception:
-        LatentMap.objects.filter(pk=lm.pk).update(status=ArtifactStatus.FAILED)
-        raise
     if chunks:
         shutil.rmtree(parts_dir(lm), ignore_errors=True)  # assembled into map-<id>.npy
     _prepare_sky_cache(es)

@@ -217,7 +217,7 @@ def galaxy_cards(results: list[dict], thumb_size: int = 96) -> list[dict]:
     """Results ({"id", "distance"?, ...}) with source id, survey, position, page and thumbnail
     URLs added, in the same order (one query)."""
     from webapp.catalog.models import Galaxy
-    from webapp.catalog.services.browse import thumb_url
+    from webapp.catalog.services.browse import galaxy_card
 
     wanted = [int(r["id"]) for r in results]
     rows = {g.pk: g for g in Galaxy.objects.filter(pk__in=wanted).select_related("survey").only(
@@ -228,7 +228,5 @@ def galaxy_cards(results: list[dict], thumb_size: int = 96) -> list[dict]:
         g = rows.get(int(r["id"]))
         if g is None:
             continue
-        cards.append({**r, "id": g.pk, "source_id": g.source_id, "survey": g.survey.slug,
-                      "survey_name": g.survey.name, "ra": g.ra, "dec": g.dec, "url": f"/galaxies/{g.pk}/",
-                      "thumb_url": thumb_url(g, g.survey, size=thumb_size)})
+        cards.append({**r, **galaxy_card(g, thumbs={"thumb_url": thumb_size}, detail=False)})
     return cards

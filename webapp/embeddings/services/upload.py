@@ -182,26 +182,20 @@ def _prepare_fits(data: bytes, survey, n_bands: int, size: int) -> PreparedImage
 
 def _stack_bands(hdus: list, survey, n_bands: int) -> np.ndarray:
     """(C, H, W) float32 in the survey's band order, or UploadError naming the mismatch."""
+    from webapp.catalog.services.ingest_fits import BandMismatch, stack_bands
+
     bands = list(survey.bands)
-    if len(hdus) == 1 and hdus[0][1].header.get("NAXIS") == 3:
-        cube = _data(hdus[0][1])
-        if cube.shape[0] != n_bands:
-            raise UploadError(f"wrong number of bands: the FITS cube has {cube.shape[0]}, survey {survey.name} "
-                              f"has {n_bands} ({', '.join(bands)})")
-        return cube
-    by_name = {name.lower(): hdu for name, hdu in hdus}
-    if all(b.lower() in by_name for b in bands):
-        chosen = [by_name[b.lower()] for b in bands]
-    elif len(hdus) == n_bands:
-        chosen = [hdu for _, hdu in hdus]
-    else:
-        raise UploadError(f"wrong number of bands: the FITS file has {len(hdus)} image HDU(s) "
-                          f"({', '.join(n for n, _ in hdus)}), survey {survey.name} has {n_bands} "
-                          f"({', '.join(bands)})")
-    planes = [_data(h) for h in chosen]
-    if len({p.shape for p in planes}) != 1 or planes[0].ndim != 2:
-        raise UploadError(f"band images differ in shape or are not 2-D: {[p.shape for p in planes]}")
-    return np.stack(planes)
+    try:
+        return stack_bands(hdus, bands, read=_data)
+    except BandMismatch as exc:
+        if exc.kind == "cube":
+            message = f"the FITS cube has {exc.found}"
+        elif exc.kind == "hdus":
+            message = f"the FITS file has {exc.found} image HDU(s) ({', '.join(n for n, _ in hdus)})"
+        else:
+            raise UploadError(f"band images differ in shape or are not 2-D: {exc.found}") from None
+        raise UploadError(f"wrong number of bands: {message}, survey {survey.name} has {n_bands} "
+                          f"({', '.join(bands)})") from None
 
 
 def _data(hdu) -> np.ndarray:
