@@ -161,10 +161,7 @@ def recommend(rows: list[dict]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="1 population / seed, 4-epoch encoders, logistic only")
-    ap.add_argument("--split", choices=datasets.SPLITS, default="reporting",
-                    help="tuning: sim seeds 0-2 + GZ1 half A (*_tuning.json); reporting (default): 3-5 + B")
-    ap.add_argument("--sim-seeds", default=None, help="comma list: a subset of the split's simulation seeds")
+    datasets.add_split_arguments(ap, "1 population / seed, 4-epoch encoders, logistic only")
     ap.add_argument("--datasets", default="sim-sdss,sim-des,gz1")
     ap.add_argument("--features", default="ssl", choices=["ssl", "pca"])
     ap.add_argument("--heads", default=None, help="comma list of logistic, mlp_ensemble")

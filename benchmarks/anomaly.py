@@ -277,10 +277,7 @@ def resummarise(name: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="1 simulated population, 1 GZ1 resample, 4-epoch encoders")
-    ap.add_argument("--split", choices=datasets.SPLITS, default="reporting",
-                    help="tuning: sim seeds 0-2 + GZ1 half A (anomaly_tuning.json); reporting (default): 3-5 + B")
-    ap.add_argument("--sim-seeds", default=None, help="comma list: a subset of the split's simulation seeds")
+    datasets.add_split_arguments(ap, "1 simulated population, 1 GZ1 resample, 4-epoch encoders")
     ap.add_argument("--datasets", default="sim,gz1")
     ap.add_argument("--features", default="ssl,pca", help="comma list of ssl, pca")
     ap.add_argument("--n-sim", type=int, default=None)

@@ -92,6 +92,16 @@ def gz1_split_mask(gz1: "GZ1Data", split: str) -> np.ndarray:
     return gz1_halves(gz1.objids, gz1.classes) == GZ1_HALVES[split]
 
 
+def add_split_arguments(parser, quick_help: str) -> None:
+    """--quick, --split and --sim-seeds, as every split-aware benchmark takes them."""
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--split", choices=SPLITS, default="reporting",
+                        help="tuning: sim seeds 0-2 + GZ1 half A (writes *_tuning.json); reporting (default): "
+                             "sim seeds 3-5 + GZ1 half B")
+    parser.add_argument("--sim-seeds", default=None,
+                        help="comma list: a subset of the split's simulation seeds (default: all of them)")
+
+
 def split_info(split: str) -> dict:
     """What a result file records about its split."""
     return {"split": split, "sim_seeds": list(SIM_SEEDS[split]), "sim_n": SIM_N,

@@ -165,13 +165,8 @@ def goals_block(results: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few epochs, smaller simulation")
+    datasets.add_split_arguments(parser, "few epochs, smaller simulation")
     parser.add_argument("--only", choices=["sim", "gz1"], default=None)
-    parser.add_argument("--split", choices=datasets.SPLITS, default="reporting",
-                        help="tuning: sim seeds 0-2 + GZ1 half A (writes *_tuning.json); reporting (default): "
-                             "sim seeds 3-5 + GZ1 half B")
-    parser.add_argument("--sim-seeds", default=None,
-                        help="comma list: a subset of the split's simulation seeds (default: all of them)")
     parser.add_argument("--sim-n", type=int, default=None,
                         help=f"simulated galaxies per population (default {datasets.SIM_N}, quick 600)")
     parser.add_argument("--image-size", type=int, default=None, help="override the GZ1 recipe's image_size")
