@@ -1,4 +1,4 @@
-"""Collections pages: list, one collection, remove, rename, delete, CSV export (JSON API: api.py)."""
+"""Collections pages: list, one collection, remove, rename, delete, share, CSV export (JSON API: api.py)."""
 from django.urls import path
 
 from webapp.embeddings.collections import views
@@ -9,5 +9,6 @@ urlpatterns = [
     path("collections/<int:collection_id>/remove", views.collection_remove, name="collection_remove"),
     path("collections/<int:collection_id>/rename", views.collection_rename, name="collection_rename"),
     path("collections/<int:collection_id>/delete", views.collection_delete, name="collection_delete"),
+    path("collections/<int:collection_id>/share", views.collection_share, name="collection_share"),
     path("collections/<int:collection_id>/export.csv", views.collection_export, name="collection_export"),
 ]
