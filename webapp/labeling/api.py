@@ -10,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 from django.core.paginator import Paginator
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 
@@ -141,6 +142,29 @@ class LabelOut(Out):
     value: float | None = None
     progress: dict | None = Field(None, description="left out (null) if the database dropped after the commit")
     user: dict | None = None
+
+
+class BulkLabelRow(Schema):
+    galaxy_id: int
+    kind: Literal["value", "unsure", "skip"] = "value"
+    class_index: int | None = Field(None, description="classification tasks: the class's index ...")
+    class_: str | None = Field(None, alias="class", description="... or its name")
+    value: float | None = Field(None, description="regression tasks, within the task's range")
+
+
+class BulkLabelsIn(Schema):
+    labels: list[BulkLabelRow] = Field(min_length=1, max_length=label_service.MAX_BULK)
+
+
+class BulkLabelsOut(Out):
+    task_id: int
+    stored: int
+    label_ids: list[int] = Field(description="in the order of the request's rows")
+    progress: dict | None = None
+
+
+class BulkLabelsError(Error):
+    errors: list[dict] = Field(description="row (from 0), galaxy_id and error of each refused row")
 
 
 class UndoIn(Schema):
@@ -309,6 +333,24 @@ def api_label(request, task_id: int, body: LabelIn):
     return Status(201, {"label_id": label.pk, "galaxy_id": label.galaxy_id, "kind": label.kind,
                        "class_index": label.class_index, "value": label.value,
                        **_counters_if_available(task, request.user)})
+
+
+@router.post(TASK + "/labels/bulk", response={201: BulkLabelsOut, 400: BulkLabelsError, 403: Error, 404: Error},
+             auth=role("labeler"), url_name="api_labels_bulk",
+             summary="Record many answers at once, e.g. an expert's labels: all stored or none (labeler)",
+             description="Each row is checked like POST /labels and stored as the requesting person's answer. "
+                         "If any row is refused, nothing is stored and the 400 lists every refused row in `errors`.")
+def api_labels_bulk(request, task_id: int, body: BulkLabelsIn):
+    task = get_object_or_404(Task, pk=task_id)
+    rows = [row.dict(by_alias=True) for row in body.labels]
+    try:
+        labels = label_service.record_labels(task, request.user, rows)
+    except label_service.BulkLabelError as exc:
+        return JsonResponse({"error": str(exc), "errors": exc.errors}, status=400)
+    if any(label.kind == Label.Kind.VALUE for label in labels):
+        _auto_round_if_available(task)
+    return Status(201, {"task_id": task.pk, "stored": len(labels), "label_ids": [label.pk for label in labels],
+                        "progress": _counters_if_available(task, request.user)["progress"]})
 
 
 @router.post(TASK + "/undo", response={200: UndoOut, 400: Error, 403: Error, 404: Error, 409: Error},
