@@ -34,8 +34,10 @@ PREFIX = "api/"
 
 api = NinjaAPI(
     title="Latent Sky API", version="1.0",
-    description="JSON API of Latent Sky. Every endpoint needs a logged-in session (cookie); writes also "
-                "need the CSRF token in X-CSRFToken. Errors are {\"error\": message} with the status.",
+    description="JSON API of Latent Sky. Every endpoint needs either a personal API token "
+                "(Authorization: Bearer lsk_..., created on the account page; a read-only token may only GET) "
+                "or a logged-in session (cookie), whose writes also need the CSRF token in X-CSRFToken. "
+                "Errors are {\"error\": message} with the status.",
     auth=Login(), parser=JsonBody(), docs_url=None, openapi_url=None, urls_namespace="api",
 )
 for tag, router in [("catalog", catalog_router), ("jobs", jobs_router), ("encoders", encoders_router),
@@ -78,5 +80,12 @@ def app_urls(router) -> list[URLPattern]:
 
 def build_schema() -> dict:
     """The OpenAPI 3.1 document of every operation (served at /api/openapi.json)."""
-    schema = api.get_openapi_schema(path_prefix="/" + PREFIX)
-    return json.loads(json.dumps(schema, cls=NinjaJSONEncoder))  # plain JSON types ("200", not 200)
+    schema = json.loads(json.dumps(api.get_openapi_schema(path_prefix="/" + PREFIX), cls=NinjaJSONEncoder))
+    # Every operation also takes a Bearer token (checked by Login, webapp/apikit.py): either scheme will do.
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["Bearer"] = {
+        "type": "http", "scheme": "bearer", "description": "a personal API token, lsk_<prefix>_<secret>"}
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and operation.get("security"):
+                operation["security"] = operation["security"] + [{"Bearer": []}]
+    return schema  # plain JSON types ("200", not 200)

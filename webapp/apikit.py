@@ -3,10 +3,14 @@
 The API is a django-ninja ``NinjaAPI`` (assembled in webapp/api.py) with one ``Router`` per
 app (``webapp/<app>/api*.py``).  Each request passes, in this order:
 
-1. LoginRequiredMiddleware: anonymous requests get 401 ``{"error": "authentication required"}``.
-2. ``Login`` (the API's auth, ninja's SessionAuth): the CSRF token on writes, the body size cap,
-   and for write operations the role (``role("labeler")``): 403 ``{"error": ...}`` before any
-   input is parsed, so a refused request never reaches validation or a service.
+1. LoginRequiredMiddleware: a Bearer token (webapp.accounts.tokens) makes the request act as
+   its owner, a bad one is a 401 with the reason; anonymous requests get 401
+   ``{"error": "authentication required"}``.
+2. ``Login`` (the API's auth, ninja's SessionAuth): the body size cap; for a session the CSRF
+   token on writes, for a token no CSRF but a read-only token may only GET; and for write
+   operations the role (``role("labeler")``, the owner's current groups for a token): 403
+   ``{"error": ...}`` before any input is parsed, so a refused request never reaches
+   validation or a service.
 3. The operation's typed parameters (Path/Query/Body schemas); a bad value is a 400.
 4. The view: one service call, a typed response.
 
@@ -27,11 +31,13 @@ from ninja.security import SessionAuth
 from pydantic import BaseModel, ConfigDict
 
 from webapp.accounts.roles import has_role, role_rank
+from webapp.accounts.tokens import TokenRejected, authenticate_request
 
 # JSON request bodies larger than this are refused (413) before they are read; multipart
 # uploads (search by image) are capped by settings.MAX_UPLOAD_BYTES plus room for the form.
 MAX_JSON_BODY = 1024 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 class Error(Schema):
@@ -83,7 +89,8 @@ class JsonBody(Parser):
 
 
 class Login(SessionAuth):
-    """Session login with CSRF on writes (ninja's SessionAuth) plus, optionally, a role.
+    """Session login with CSRF on writes (ninja's SessionAuth), or a Bearer token (no CSRF;
+    read-only tokens only GET), plus, optionally, a role.
 
     The role check raises PermissionDenied (403) rather than returning None (which ninja
     would answer with 401): the user is logged in but not allowed.
@@ -97,7 +104,12 @@ class Login(SessionAuth):
 
     def __call__(self, request: HttpRequest):
         check_body_size(request)
-        return super().__call__(request)
+        token = authenticate_request(request)  # normally done already by the middleware
+        if token is None:
+            return super().__call__(request)  # session: CSRF on writes, then authenticate()
+        if token.read_only and request.method not in SAFE_METHODS:
+            raise PermissionDenied("this token is read-only")
+        return self.authenticate(request, None)
 
     def authenticate(self, request: HttpRequest, key):
         if not request.user.is_authenticated:
@@ -182,6 +194,7 @@ def install_error_handlers(api, statuses: list[tuple[type[Exception], int]]) -> 
     api.add_exception_handler(HttpError, _http_error)
     api.add_exception_handler(BodyError, lambda request, exc: error(exc.status, str(exc)))
     api.add_exception_handler(AuthenticationError, lambda request, exc: error(401, "authentication required"))
+    api.add_exception_handler(TokenRejected, lambda request, exc: error(401, str(exc)))
     api.add_exception_handler(PermissionDenied, lambda request, exc: error(
         403, str(exc) or "You do not have permission for this action."))
     api.add_exception_handler(Http404, lambda request, exc: error(404, str(exc) or "not found"))

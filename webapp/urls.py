@@ -25,6 +25,7 @@ urlpatterns = [
     path("api/openapi.json", openapi.openapi_view, name="openapi"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("webapp.accounts.urls")),
     path("admin/", admin.site.urls),
     path("", pages_and_api("catalog")),
     path("", pages_and_api("jobs")),

@@ -135,6 +135,11 @@ document.addEventListener("DOMContentLoaded", () => {
     const live = document.querySelector("[data-live-job]");
     if (live && window.Bokeh) LS.watchLoss(live.dataset.liveJob);
   });
+  // A "Copy" button copies the text of the element its data-copy selector names.
+  document.querySelectorAll("button[data-copy]").forEach(button => button.addEventListener("click", () => {
+    const node = document.querySelector(button.dataset.copy);
+    if (node && navigator.clipboard) navigator.clipboard.writeText(node.textContent.trim()).then(() => { button.textContent = "Copied"; });
+  }));
   // A form with data-confirm asks first ("Delete this collection?").
   document.querySelectorAll("form[data-confirm]").forEach(form =>
     form.addEventListener("submit", ev => { if (!confirm(form.dataset.confirm)) ev.preventDefault(); }));

@@ -1,9 +1,22 @@
-"""Everything needs a login except the login page, static files and health check."""
+"""Everything needs a login except the login page, static files and health check.
+
+/api/ requests may instead carry ``Authorization: Bearer <token>`` (webapp.accounts.tokens):
+the request then acts as the token's owner, without a session and without CSRF.  Pages
+outside /api/ never accept tokens.
+"""
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import JsonResponse
 
+from webapp.accounts.tokens import TokenRejected, authenticate_request
+
 OPEN_PREFIXES = ("/accounts/login", "/static/", "/healthz", "/admin/login")
+
+
+def token_refused(message: str) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=401)
+    response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return response
 
 
 class LoginRequiredMiddleware:
@@ -11,6 +24,11 @@ class LoginRequiredMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if request.path.startswith("/api/"):
+            try:
+                authenticate_request(request)  # a Bearer token replaces the session user
+            except TokenRejected as exc:
+                return token_refused(str(exc))
         if request.user.is_authenticated or request.path.startswith(OPEN_PREFIXES):
             return self.get_response(request)
         if request.path.startswith("/api/"):
