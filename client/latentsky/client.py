@@ -87,9 +87,10 @@ class Job(dict):
                 if not self.get("status"):
                     self.refresh()
                 done = 100.0 if self.status == "succeeded" else 100.0 * float(self.get("progress") or 0.0)
-                bar.update(max(0.0, done - bar.n))
                 bar.set_postfix_str(f"{self.status}{': ' + self['message'] if self.get('message') else ''}"[:60],
-                                    refresh=True)
+                                    refresh=False)
+                bar.update(max(0.0, done - bar.n))
+                bar.refresh()
                 if self.finished:
                     break
                 if timeout is not None and time.monotonic() - start > timeout:

@@ -12,6 +12,8 @@ from astropy.table import Column, MaskedColumn, Table
 UNITS = {"ra": u.deg, "dec": u.deg, "pixel_scale_arcsec": u.arcsec / u.pix, "psf_fwhm_arcsec": u.arcsec,
          "separation_arcsec": u.arcsec, "field_arcsec": u.arcsec, "seconds": u.s, "duration_seconds": u.s}
 
+FORMATS = {"ra": ".6f", "dec": ".6f"}   # display only: 1e-6 deg is 3.6 mas
+
 
 def unit_for(name: str):
     if name in UNITS:
@@ -43,7 +45,7 @@ def make_column(name: str, values: list, unit=None):
     unit = unit if unit is not None else unit_for(name)
     if kind == "float" or (kind == "int" and mask.any() and name in UNITS):
         data = np.array([np.nan if v is None else float(v) for v in values], dtype=float)
-        return Column(data, name=name, unit=unit)
+        return Column(data, name=name, unit=unit, format=FORMATS.get(name))
     if kind in ("int", "bool", "str"):
         fill = {"int": 0, "bool": False, "str": ""}[kind]
         data = np.array([fill if v is None else v for v in values],
