@@ -133,3 +133,96 @@ def test_writes_need_the_csrf_token(url, required, make_user):
         pytest.skip(f"{url} takes no POST")
     assert response.status_code == 403, f"POST {url} without a CSRF token -> {response.status_code}"
     assert _row_counts() == before
+
+
+# ----------------------------------------------------------------- API tokens
+
+API_ENDPOINTS = [(u, r) for u, r in ENDPOINTS if u.startswith("/api/")]
+API_WRITES = [(u, r) for u, r in API_ENDPOINTS if r]
+# Methods of each API URL (webapp.api.app_urls records them); /api/openapi.json is a plain GET view.
+API_METHODS = {_concrete(route): set(getattr(cb, "http_methods", None) or ["GET", "POST"])
+               for route, cb in _walk() if route.startswith("api/")}
+
+
+@pytest.fixture
+def role_tokens(make_user):
+    """A Bearer header per role (a fresh user each), plus expired, revoked and read-only admin tokens."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.accounts.tokens import create_token, revoke_token
+
+    headers = {}
+    for role in ROLES:
+        headers[role] = create_token(make_user(role, f"tok-{role}"), "matrix")[1]
+    admin = make_user("admin", "tok-admin-2")
+    expired, headers["expired"] = create_token(admin, "expired", expires_in_days=1)
+    expired.expires_at = timezone.now() - timedelta(minutes=1)
+    expired.save()
+    revoked, headers["revoked"] = create_token(admin, "revoked")
+    revoke_token(admin, revoked.pk)
+    headers["read-only"] = create_token(admin, "read-only", read_only=True)[1]
+    return {k: {"HTTP_AUTHORIZATION": f"Bearer {v}", "HTTP_ACCEPT": "application/json"} for k, v in headers.items()}
+
+
+
+def test_the_matrix_sees_the_api_endpoints():
+    assert len(API_ENDPOINTS) >= 20 and len(API_WRITES) >= 10, (len(API_ENDPOINTS), len(API_WRITES))
+    assert sum("POST" in API_METHODS[u] for u, _ in API_ENDPOINTS) >= 10
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url,required", API_WRITES)
+def test_api_writes_enforce_the_token_owners_role_without_csrf(url, required, role_tokens):
+    client = Client(enforce_csrf_checks=True)  # a token needs no CSRF token
+    for role in ROLES:
+        before = _row_counts()
+        response = client.post(url, data="{}", content_type="application/json", **role_tokens[role])
+        if response.status_code == 405:
+            response = client.get(url, **role_tokens[role])
+        if role_rank(role) < role_rank(required):
+            assert response.status_code == 403, f"{role} token POST {url} -> {response.status_code} (needs {required})"
+            assert _row_counts() == before, f"{role} token POST {url} changed rows despite 403"
+        else:
+            assert response.status_code not in (401, 403), f"{role} token POST {url} -> {response.status_code}"
+            assert response.status_code < 500, f"{role} token POST {url} -> {response.status_code}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [u for u, r in API_ENDPOINTS if not r])
+def test_api_reads_accept_a_token_of_every_role(url, role_tokens):
+    for role in ROLES + ("read-only",):
+        response = Client().get(url, **role_tokens[role])
+        assert response.status_code not in (401, 403), f"{role} token GET {url} -> {response.status_code}"
+        assert response.status_code < 500, f"{role} token GET {url} -> {response.status_code}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [u for u, _ in API_ENDPOINTS])
+def test_expired_and_revoked_tokens_get_401_everywhere_and_change_nothing(url, role_tokens):
+    before = _row_counts()
+    for kind, reason in (("expired", "expired"), ("revoked", "revoked")):
+        for method in ("get", "post"):
+            response = getattr(Client(), method)(url, **role_tokens[kind])
+            assert response.status_code == 401, f"{kind} token {method.upper()} {url} -> {response.status_code}"
+            assert reason in response.json()["error"]
+    assert _row_counts() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url,method", [(u, m) for u, _ in API_ENDPOINTS
+                                        for m in sorted(API_METHODS[u] - {"GET", "HEAD", "OPTIONS"})])
+def test_read_only_tokens_cannot_write(url, method, role_tokens):
+    before = _row_counts()
+    response = Client().generic(method, url, data="{}", content_type="application/json", **role_tokens["read-only"])
+    assert response.status_code == 403, f"read-only token POST {url} -> {response.status_code}"
+    assert response.json() == {"error": "this token is read-only"}
+    assert _row_counts() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [u for u, _ in ENDPOINTS if not u.startswith("/api/") and not _is_open(u)][:400])
+def test_pages_outside_the_api_refuse_tokens(url, role_tokens):
+    response = Client().get(url, **role_tokens["admin"])
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"], (url, response.status_code)

@@ -10,6 +10,7 @@ from django.http import JsonResponse
 
 from webapp.accounts.tokens import TokenRejected, authenticate_request
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 OPEN_PREFIXES = ("/accounts/login", "/static/", "/healthz", "/admin/login")
 
 
@@ -26,9 +27,11 @@ class LoginRequiredMiddleware:
     def __call__(self, request):
         if request.path.startswith("/api/"):
             try:
-                authenticate_request(request)  # a Bearer token replaces the session user
+                token = authenticate_request(request)  # a Bearer token replaces the session user
             except TokenRejected as exc:
                 return token_refused(str(exc))
+            if token is not None and token.read_only and request.method not in SAFE_METHODS:
+                return JsonResponse({"error": "this token is read-only"}, status=403)
         if request.user.is_authenticated or request.path.startswith(OPEN_PREFIXES):
             return self.get_response(request)
         if request.path.startswith("/api/"):

@@ -16,7 +16,7 @@ from webapp.accounts.roles import has_role, role_required
 from webapp.anomalies import plots
 from webapp.anomalies.forms import ScoreForm
 from webapp.anomalies.models import ScoreSet
-from webapp.anomalies.services import export, queue, reviews
+from webapp.anomalies.services import export, queue, reviews, team
 from webapp.anomalies.services.ranking import current_ranking
 from webapp.anomalies.services.scoring import ScoringError, start_scoring
 from webapp.embeddings.models import ArtifactStatus
@@ -92,7 +92,7 @@ def reviewed(request, score_set_id):
         "score_set": score_set, "rows": rows[:500], "n_rows": len(rows), "flt": flt, "error": error,
         "kinds": export.KINDS, "methods": ["combined", *score_set.methods], "kind_links": kind_links,
         "query": query, "top_percent": f"{flt.top * 100:g}", "discovery": plots.discovery_curve(request.user, score_set),
-        "histogram": plots.score_histogram(score_set),
+        "histogram": plots.score_histogram(score_set), "team": team.team_consensus(score_set),
     }, status=status)
 
 

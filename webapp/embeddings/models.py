@@ -92,13 +92,23 @@ class LatentMap(models.Model):
 
 
 class Collection(models.Model):
-    """A named set of galaxies saved by one user (e.g. from a lasso on the map)."""
+    """A named set of galaxies saved by one user (e.g. from a lasso on the map), optionally
+    shared with a group (a team) or with everyone, read-only or editable (services/collections.py)."""
+
+    class Sharing(models.TextChoices):
+        NONE = "none", "only me"
+        GROUP = "group", "a group"
+        EVERYONE = "everyone", "everyone"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="collections")
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     galaxies = models.ManyToManyField("catalog.Galaxy", related_name="collections", blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    shared_with = models.CharField(max_length=8, choices=Sharing.choices, default=Sharing.NONE)
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="shared_collections")  # when shared_with == "group"
+    editable = models.BooleanField(default=False)  # people it is shared with may add, remove and rename
 
     class Meta:
         ordering = ["name"]

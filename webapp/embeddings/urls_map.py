@@ -21,5 +21,6 @@ urlpatterns = [
     path("collections/<int:collection_id>/remove", coll.collection_remove, name="collection_remove"),
     path("collections/<int:collection_id>/rename", coll.collection_rename, name="collection_rename"),
     path("collections/<int:collection_id>/delete", coll.collection_delete, name="collection_delete"),
+    path("collections/<int:collection_id>/share", coll.collection_share, name="collection_share"),
     path("collections/<int:collection_id>/export.csv", coll.collection_export, name="collection_export"),
 ]

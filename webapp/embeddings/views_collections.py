@@ -1,17 +1,20 @@
 """Collections pages (services/collections.py does the work; the JSON API is api_collections.py).
 
-Writes need the viewer role (every signed-in person with a role); a collection is visible
-and editable only by its owner: anyone else gets 404, as if it did not exist.
+Writes need the viewer role (every signed-in person with a role).  A collection is visible to
+its owner and to those it is shared with; anyone else gets 404, as if it did not exist.  Shared
+read-only: view and export; shared editable: also remove and rename; delete and sharing are the
+owner's (services/collections.py enforces it, 403 otherwise).
 """
 from __future__ import annotations
 
 import csv
 
 from django.contrib import messages
+from django.contrib.auth.models import Group
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.roles import role_required
@@ -24,14 +27,10 @@ PER_PAGE = 200
 PREVIEW = 8
 
 
-def _mine(request, collection_id) -> Collection:
-    return get_object_or_404(Collection, pk=collection_id, owner=request.user)
-
-
 # ----------------------------------------------------------------- pages
 
 def collection_list(request):
-    mine = list(Collection.objects.filter(owner=request.user).annotate(count=Count("galaxies")).order_by("name"))
+    mine = list(svc.visible_collections(request.user).annotate(count=Count("galaxies")).order_by("name", "id"))
     through = Collection.galaxies.through
     previews: dict[int, list] = {c.pk: [] for c in mine}
     for c in mine:  # a few thumbnails each; collections are few per person
@@ -40,12 +39,13 @@ def collection_list(request):
                 "id", "source_id", "image_index", "survey__image_checksum"):
             previews[c.pk].append({"url": f"/galaxies/{g.pk}/", "thumb": thumb_url(g, g.survey, size=72),
                                    "source_id": g.source_id})
-    rows = [{"c": c, "previews": previews[c.pk]} for c in mine]
+    rows = [{"c": c, "previews": previews[c.pk], "mine": c.owner_id == request.user.pk,
+             "sharing": svc.sharing_text(c)} for c in mine]
     return render(request, "embeddings/collection_list.html", {"rows": rows})
 
 
 def collection_detail(request, collection_id):
-    collection = _mine(request, collection_id)
+    collection = svc.visible_collection(request.user, collection_id)
     galaxies = (Galaxy.objects.filter(collections=collection).select_related("survey")
                 .only("id", "source_id", "ra", "dec", "image_index", "survey__name", "survey__slug",
                       "survey__image_checksum").order_by("survey_id", "image_index"))
@@ -55,7 +55,14 @@ def collection_detail(request, collection_id):
                    .order_by("id").values_list("galaxy_id", flat=True)[:500])
     return render(request, "embeddings/collection_detail.html", {
         "collection": collection, "page": page, "cells": cells, "count": page.paginator.count,
-        "similar_ids": ",".join(map(str, all_ids)), "map": _map_for(all_ids)})
+        "similar_ids": ",".join(map(str, all_ids)), "map": _map_for(all_ids),
+        "mine": collection.owner_id == request.user.pk, "can_edit": svc.can_edit(request.user, collection),
+        "sharing": svc.sharing_text(collection), "groups": _share_groups(request.user)})
+
+
+def _share_groups(user) -> list[str]:
+    groups = Group.objects.all() if user.is_superuser else user.groups.all()
+    return list(groups.order_by("name").values_list("name", flat=True))
 
 
 def _map_for(galaxy_ids):
@@ -69,7 +76,7 @@ def _map_for(galaxy_ids):
 @require_POST
 @role_required("viewer")
 def collection_remove(request, collection_id):
-    collection = _mine(request, collection_id)
+    collection = svc.editable_collection(request.user, collection_id)
     try:
         n = svc.remove_from_collection(collection, request.POST.getlist("galaxy_ids"))
         messages.success(request, f"Removed {n} galaxies from {collection.name}.")
@@ -81,7 +88,7 @@ def collection_remove(request, collection_id):
 @require_POST
 @role_required("viewer")
 def collection_rename(request, collection_id):
-    collection = _mine(request, collection_id)
+    collection = svc.editable_collection(request.user, collection_id)
     try:
         svc.rename_collection(collection, request.POST.get("name"))
         messages.success(request, f"Renamed to {collection.name}.")
@@ -93,16 +100,29 @@ def collection_rename(request, collection_id):
 @require_POST
 @role_required("viewer")
 def collection_delete(request, collection_id):
-    collection = _mine(request, collection_id)
+    collection = svc.owned_collection(request.user, collection_id)
     name = collection.name
     collection.delete()
     messages.success(request, f"Deleted collection {name}.")
     return redirect("embeddings:collection_list")
 
 
+@require_POST
+@role_required("viewer")
+def collection_share(request, collection_id):
+    collection = svc.owned_collection(request.user, collection_id)
+    try:
+        svc.share_collection(collection, request.POST.get("shared_with", ""), request.POST.get("group"),
+                             request.POST.get("editable") == "on")
+        messages.success(request, f"{collection.name} is now shared with {svc.sharing_text(collection)}.")
+    except svc.CollectionError as exc:
+        messages.error(request, str(exc))
+    return redirect("embeddings:collection_detail", collection_id=collection.pk)
+
+
 @require_GET
 def collection_export(request, collection_id):
-    collection = _mine(request, collection_id)
+    collection = svc.visible_collection(request.user, collection_id)
     response = HttpResponse(content_type="text/csv")
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in collection.name)[:60]
     response["Content-Disposition"] = f'attachment; filename="collection-{safe}.csv"'

@@ -16,8 +16,9 @@ from django.views.decorators.http import require_POST
 from webapp.accounts.roles import has_role, role_required
 from webapp.context_processors import url_template
 from webapp.embeddings import plots_map
-from webapp.embeddings.models import ArtifactStatus, Collection, EmbeddingSet, LatentMap
+from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, LatentMap
 from webapp.embeddings.services import map_data
+from webapp.embeddings.services.collections import visible_collections
 from webapp.embeddings.services.search import index_description
 from webapp.embeddings.services.sky import sky_index
 from webapp.jobs.models import Job
@@ -85,7 +86,7 @@ def map_meta(request, lm: LatentMap) -> dict:
     collection_ids: list[int] = []
     collection_id = _id_param(request.GET.get("collection"))
     if collection_id:
-        c = Collection.objects.filter(pk=collection_id, owner=request.user).first()
+        c = visible_collections(request.user).filter(pk=collection_id).first()  # own or shared
         if c is not None:
             collection_ids = list(c.galaxies.values_list("id", flat=True)[:map_data.MAX_LIMIT])
     return {

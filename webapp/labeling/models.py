@@ -84,6 +84,9 @@ class Label(models.Model):
     value = models.FloatField(null=True, blank=True)
     undoes = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Where an imported label came from ("GZ2 expert"); blank for labels people gave in the app.
+    # Imported labels belong to that source's system user (services/label_import.py).
+    source = models.CharField(max_length=80, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]

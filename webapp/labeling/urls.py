@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.labeling import views
+from webapp.labeling import views, views_import
 
 app_name = "labeling"
 urlpatterns = [
@@ -12,4 +12,5 @@ urlpatterns = [
     path("tasks/<int:task_id>/rounds", views.round_start, name="round_start"),
     path("tasks/<int:task_id>/finetune", views.finetune_start, name="finetune_start"),
     path("tasks/<int:task_id>/export", views.task_export, name="export"),
+    path("tasks/<int:task_id>/import-labels", views_import.import_labels, name="import_labels"),
 ]

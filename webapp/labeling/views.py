@@ -13,7 +13,7 @@ from webapp.labeling import plots
 from webapp.labeling.forms import TaskForm
 from webapp.labeling.models import Prediction, Task
 from webapp.labeling.services import export, finetune as finetune_service, metric_display, rounds as round_service, stats
-from webapp.labeling.services.consensus import agreement
+from webapp.labeling.services.consensus import agreement, team_consensus
 from webapp.labeling.services.picking import STRATEGY_LABELS
 from webapp.labeling.services.store import serving_round
 from webapp.labeling.services.tasks import task_dict
@@ -62,7 +62,7 @@ def task_detail(request, task_id):
         r.evaluated_on = metric_display.evaluated_on(r.metrics or {})
     context = {
         "task": task, "rounds": all_rounds, "serving": serving, "active_round": active,
-        "progress": stats.round_progress(task), "agreement": agreement(task),
+        "progress": stats.round_progress(task), "agreement": agreement(task), "team": team_consensus(task),
         "strategy_label": STRATEGY_LABELS.get(task.strategy, task.strategy),
         "learning_curve": plots.learning_curve(all_rounds, task.is_classification) if serving else None,
         "transfer_rows": _transfer_rows(all_rounds), "export_formats": export.FORMATS,

@@ -1,12 +1,19 @@
 """Collections: named sets of galaxies saved per user (from a map lasso, a search, a grid).
 
-Each user sees and edits only their own collections.  Adding is idempotent (a galaxy is
+A collection is its owner's; the owner may share it with one group (a team) or with everyone,
+read-only (they may view and export it) or editable (they may also add, remove and rename).
+Only the owner deletes it or changes its sharing.  A collection you cannot see is a 404, one
+you see but may not change is a PermissionDenied (403).  Adding is idempotent (a galaxy is
 in a collection once), unknown galaxy ids are refused as a whole with the first few named,
 so a request either fully applies or changes nothing.
 """
 from __future__ import annotations
 
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
+from django.db.models import Q, QuerySet
+from django.http import Http404
 
 from webapp.catalog.models import Galaxy
 from webapp.embeddings.models import Collection
@@ -17,6 +24,70 @@ MAX_BATCH = 10_000  # galaxies per add/remove request
 
 class CollectionError(ValueError):
     """Bad collection request (HTTP 400)."""
+
+
+def visible_collections(user) -> QuerySet:
+    """The user's own collections and those shared with them (a group of theirs, or everyone)."""
+    shared = Q(shared_with=Collection.Sharing.EVERYONE) | Q(
+        shared_with=Collection.Sharing.GROUP, group__in=user.groups.all())
+    return Collection.objects.filter(Q(owner=user) | shared).select_related("owner", "group")
+
+
+def visible_collection(user, collection_id) -> Collection:
+    """One collection the user may see (Http404 otherwise, as if it did not exist)."""
+    collection = visible_collections(user).filter(pk=collection_id).first()
+    if collection is None:
+        raise Http404("no such collection")
+    return collection
+
+
+def can_edit(user, collection: Collection) -> bool:
+    return collection.owner_id == user.pk or collection.editable
+
+
+def editable_collection(user, collection_id) -> Collection:
+    """One collection the user may add to, remove from and rename (404 unseen, 403 read-only)."""
+    collection = visible_collection(user, collection_id)
+    if not can_edit(user, collection):
+        raise PermissionDenied(f"{collection.owner.username} shares this collection read-only")
+    return collection
+
+
+def owned_collection(user, collection_id) -> Collection:
+    """One of the user's own collections (delete, sharing): 404 unseen, 403 someone else's."""
+    collection = visible_collection(user, collection_id)
+    if collection.owner_id != user.pk:
+        raise PermissionDenied(f"only its owner, {collection.owner.username}, may do this")
+    return collection
+
+
+def share_collection(collection: Collection, shared_with: str, group: str | int | None = None,
+                     editable: bool = False) -> Collection:
+    """Set who else sees the collection: "none", "group" (a group its owner is in) or "everyone"."""
+    if shared_with not in Collection.Sharing.values:
+        raise CollectionError(f"shared_with must be one of {', '.join(Collection.Sharing.values)}")
+    found = None
+    if shared_with == Collection.Sharing.GROUP:
+        if group in (None, ""):
+            raise CollectionError("name the group to share with")
+        groups = Group.objects.all() if collection.owner.is_superuser else collection.owner.groups.all()
+        key = {"pk": int(group)} if str(group).isdigit() else {"name": str(group)}
+        found = groups.filter(**key).first()
+        if found is None:
+            raise CollectionError(f"you are not in a group {group!r}")
+    collection.shared_with, collection.group = shared_with, found
+    collection.editable = bool(editable) and shared_with != Collection.Sharing.NONE
+    collection.save(update_fields=["shared_with", "group", "editable"])
+    return collection
+
+
+def sharing_text(collection: Collection) -> str:
+    """'only me', 'group labeler (read-only)', 'everyone (editable)'."""
+    if collection.shared_with == Collection.Sharing.NONE:
+        return "only me"
+    who = "everyone" if collection.shared_with == Collection.Sharing.EVERYONE else \
+        f"group {collection.group.name if collection.group else '?'}"
+    return f"{who} ({'editable' if collection.editable else 'read-only'})"
 
 
 def clean_name(name) -> str:
@@ -92,7 +163,13 @@ def rename_collection(collection: Collection, name: str) -> Collection:
     return collection
 
 
-def collection_dict(collection: Collection, count: int | None = None) -> dict:
-    return {"id": collection.pk, "name": collection.name, "description": collection.description,
-            "count": count if count is not None else collection.galaxies.count(),
-            "created_at": collection.created_at.isoformat(), "url": f"/collections/{collection.pk}/"}
+def collection_dict(collection: Collection, count: int | None = None, user=None) -> dict:
+    out = {"id": collection.pk, "name": collection.name, "description": collection.description,
+           "count": count if count is not None else collection.galaxies.count(),
+           "created_at": collection.created_at.isoformat(), "url": f"/collections/{collection.pk}/",
+           "owner": collection.owner.username, "shared_with": collection.shared_with,
+           "group": collection.group.name if collection.group_id else None, "editable": collection.editable}
+    if user is not None:
+        out["mine"] = collection.owner_id == user.pk
+        out["can_edit"] = can_edit(user, collection)
+    return out

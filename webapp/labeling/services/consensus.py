@@ -109,3 +109,36 @@ def _usernames(*user_ids) -> list[str]:
     from django.contrib.auth import get_user_model
     names = dict(get_user_model().objects.filter(pk__in=user_ids).values_list("pk", "username"))
     return [names.get(u, str(u)) for u in user_ids]
+
+
+TEAM_ROWS = 20  # galaxies shown in the task page's team consensus panel
+
+
+def team_consensus(task: Task, limit: int = TEAM_ROWS, answers: dict | None = None) -> list[dict]:
+    """The galaxies most people answered (two or more), with the team's consensus: per galaxy
+    the votes, the consensus class and the share of votes that agree with it (classification),
+    or the mean and spread (regression).  Each person's own labels stay theirs; this only reads."""
+    from webapp.catalog.models import Galaxy
+    cons = build_consensus(task, answers)
+    multi = np.flatnonzero(cons.n_votes >= 2) if len(cons) else np.array([], dtype=np.int64)
+    if not len(multi):
+        return []
+    if task.is_classification:
+        share = cons.counts[multi].max(1) / cons.n_votes[multi]
+        order = multi[np.lexsort((share, -cons.n_votes[multi]))]  # most votes first, then least agreement
+    else:
+        order = multi[np.argsort(-cons.n_votes[multi], kind="stable")]
+    order = order[:limit]
+    names = dict(Galaxy.objects.filter(pk__in=cons.galaxy_ids[order].tolist()).values_list("pk", "source_id"))
+    rows = []
+    for i in order:
+        gid = int(cons.galaxy_ids[i])
+        row = {"galaxy_id": gid, "source_id": names.get(gid, str(gid)), "n_votes": int(cons.n_votes[i]),
+               "n_unsure": int(cons.n_unsure[i])}
+        if task.is_classification:
+            label = int(cons.label[i])
+            row.update(consensus=task.class_names[label], agreement=float(cons.fractions[i, label]))
+        else:
+            row.update(mean=float(cons.label[i]), spread=float(cons.spread[i]))
+        rows.append(row)
+    return rows
