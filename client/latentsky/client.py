@@ -461,21 +461,25 @@ class Client:
         body = {"galaxy_id": int(galaxy_id), "kind": kind, "class_index": class_index, "value": value}
         return self._post(f"/api/tasks/{int(task_id)}/labels", {k: v for k, v in body.items() if v is not None})
 
-    def post_labels(self, task_id: int, labels, *, chunk: int = MAX_BULK_LABELS) -> dict:
+    def post_labels(self, task_id: int, labels, *, source: str | None = None, chunk: int = MAX_BULK_LABELS) -> dict:
         """Post many answers at once, e.g. an expert's labels (labeler).
 
         ``labels``: a list of dicts or a Table (or dict of columns) with ``galaxy_id`` and one of
         ``class`` (class name), ``class_index`` or ``value``; optional ``kind`` (value/unsure/skip).
         Each request of up to ``chunk`` rows is stored all or nothing: a refused row raises
         BadRequest whose ``errors`` name every refused row (earlier chunks stay stored).
+        ``source`` (curator): store them as that source's labels (e.g. "GZ2 expert", one voter like
+        an import of expert labels) instead of as yours.
         Returns ``{"stored": n, "label_ids": [...]}``."""
         rows = _label_rows(labels)
         stored, label_ids, reply = 0, [], {}
         for start in range(0, len(rows), chunk):
-            reply = self._post(f"/api/tasks/{int(task_id)}/labels/bulk", {"labels": rows[start:start + chunk]})
+            body = {"labels": rows[start:start + chunk], **({"source": source} if source else {})}
+            reply = self._post(f"/api/tasks/{int(task_id)}/labels/bulk", body)
             stored += reply["stored"]
             label_ids += reply["label_ids"]
-        return {"task_id": int(task_id), "stored": stored, "label_ids": label_ids, "progress": reply.get("progress")}
+        return {"task_id": int(task_id), "stored": stored, "label_ids": label_ids, "source": reply.get("source"),
+                "progress": reply.get("progress")}
 
     def undo_label(self, task_id: int, galaxy_id: int | None = None) -> dict:
         """Retract your latest answer in the task (or on one galaxy)."""

@@ -195,6 +195,8 @@ def test_labels_in_bulk_predictions_and_a_round_waited_on(sky, jobs_run_here):
     assert posted["stored"] == 16 and len(posted["label_ids"]) == 16
     assert Label.objects.filter(task=task, user__username="curator-client").count() == 16
     assert curator.post_labels(task.pk, [{"galaxy_id": ids[16], "class_index": 0}])["stored"] == 1
+    assert curator.post_labels(task.pk, {"galaxy_id": ids[:2], "class_index": [1, 1]}, source="Expert A")["stored"] == 2
+    assert Label.objects.filter(task=task, source="Expert A", user__username="source:expert-a").count() == 2
 
     with pytest.raises(PermissionDenied) as err:
         viewer.post_labels(task.pk, [{"galaxy_id": ids[17], "class_index": 1}])
@@ -205,10 +207,10 @@ def test_labels_in_bulk_predictions_and_a_round_waited_on(sky, jobs_run_here):
         curator.post_labels(task.pk, [{"galaxy_id": ids[17], "class_index": 1}, {"galaxy_id": ids[18], "class": "blob"}])
     assert err.value.message.startswith("1 of 2 labels were refused and none was stored: row 1: unknown class 'blob'")
     assert [e["row"] for e in err.value.errors] == [1]
-    assert Label.objects.filter(task=task).count() == 17
+    assert Label.objects.filter(task=task).count() == 19
 
     history = viewer.labels(task.pk)
-    assert len(history) == 17 and set(history["galaxy_id"]) == set(ids[:17])
+    assert len(history) == 19 and set(history["galaxy_id"]) == set(ids[:17])
 
     job = curator.start_round(task.pk)
     assert job.status == "queued" and jobs_run_here == [job.id]

@@ -86,3 +86,17 @@ def test_bulk_values_on_a_regression_task(role_clients):
     assert sorted(Label.objects.values_list("value", flat=True)) == [0.5, 1.5]
     bad = post(role_clients["labeler"], task, [{"galaxy_id": g[2], "value": 3.0}, {"galaxy_id": g[3], "class": "a"}])
     assert [e["row"] for e in bad.json()["errors"]] == [0, 1]
+
+
+def test_a_curator_stores_bulk_labels_as_a_source_like_an_import(role_clients, task):
+    g = ids(task)
+    body = {"labels": [{"galaxy_id": g[0], "class": "spiral"}, {"galaxy_id": g[1], "class_index": 0}],
+            "source": "  GZ2   expert "}
+    url = f"/api/tasks/{task.pk}/labels/bulk"
+    refused = role_clients["labeler"].post(url, data=json.dumps(body), content_type="application/json")
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "Storing labels as a source needs the curator role."}
+    ok = role_clients["curator"].post(url, data=json.dumps(body), content_type="application/json")
+    assert ok.status_code == 201 and ok.json()["source"] == "GZ2 expert"
+    assert list(Label.objects.order_by("pk").values_list("galaxy_id", "class_index", "source", "user__username")) == [
+        (g[0], 1, "GZ2 expert", "source:gz2-expert"), (g[1], 0, "GZ2 expert", "source:gz2-expert")]
