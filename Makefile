@@ -20,11 +20,14 @@ venv: $(STAMP)
 
 # Installs exactly the lock (requirements-dev.lock is a superset of requirements.lock), then
 # timm without its torchvision requirement (requirements-nodeps.txt pins it exactly).
-$(STAMP): requirements.lock requirements-dev.lock requirements-nodeps.txt
+# The Python client (client/, a local package whose dependencies are all in the lock) is
+# installed editable, --no-deps, for its tests against a live server (tests/client).
+$(STAMP): requirements.lock requirements-dev.lock requirements-nodeps.txt client/pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e ./client
 	touch $(STAMP)
 
 # The resolver is pip's; use the project venv's pip when there is one (any pip >= 23 works).

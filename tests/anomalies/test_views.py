@@ -204,3 +204,21 @@ def test_score_set_list_json(scored, role_clients):
     data = role_clients["viewer"].get("/api/anomalies/score-sets/").json()["score_sets"]
     assert [s["id"] for s in data] == [score_set.pk]
     assert data[0]["methods"] == ["iforest", "knn", "lof"] and data[0]["config"]["knn_k"] == 5
+
+
+def test_score_columns_page_through_every_galaxy(client, make_user):
+    """GET /api/anomalies/score-sets/<id>/scores/: the score file as columns, paged by offset."""
+    score_set, ids = make_score_set()
+    client.force_login(make_user("viewer"))
+    url = f"/api/anomalies/score-sets/{score_set.pk}/scores/"
+    first = client.get(url, {"limit": 50}).json()
+    assert (first["total"], first["count"], first["next_offset"]) == (60, 50, 50)
+    assert set(first["columns"]) == {"galaxy_id", "combined", "score_iforest", "rank_iforest", "score_knn",
+                                     "rank_knn", "score_lof", "rank_lof"}
+    rest = client.get(url, {"offset": 50, "limit": 50}).json()
+    assert (rest["count"], rest["next_offset"]) == (10, None)
+    assert first["columns"]["galaxy_id"] + rest["columns"]["galaxy_id"] == ids
+    combined = first["columns"]["combined"] + rest["columns"]["combined"]
+    assert all(0 <= c <= 1 for c in combined) and max(combined) > 0.9
+    assert client.get(url, {"limit": 0}).json() == {"error": "limit must be at least 1"}
+    assert client.get("/api/anomalies/score-sets/999/scores/").status_code == 404

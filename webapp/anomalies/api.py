@@ -118,6 +118,21 @@ class GalaxyScores(Out):
     history: list[dict]
 
 
+class ScoreColumnsQuery(Schema):
+    offset: int = Field(0, ge=0, le=10**9)
+    limit: int = Field(10_000, ge=1, le=export.MAX_SCORE_ROWS)
+
+
+class ScoreColumns(Out):
+    score_set: int
+    total: int
+    offset: int
+    count: int
+    next_offset: int | None = None
+    columns: dict[str, list] = Field(description="galaxy_id, combined, score_<method>, rank_<method>: "
+                                     "equal-length lists in the embedding set's row order")
+
+
 def _ready_set(score_set_id) -> ScoreSet:
     score_set = get_object_or_404(ScoreSet.objects.select_related("embedding_set"), pk=score_set_id)
     if score_set.status != ArtifactStatus.READY:
@@ -162,6 +177,12 @@ def api_queue(request, score_set_id: int, q: Query[ReviewQueueQuery]):
                                  n_similar=q.similar, first=q.first)
     data["can_review"] = has_role(request.user, "labeler")
     return data
+
+
+@router.get(SETS + "{int:score_set_id}/scores/", response={200: ScoreColumns, 400: Error, 404: Error},
+            url_name="api_scores", summary="Every galaxy's anomaly scores and ranks, as columns (paged by offset)")
+def api_scores(request, score_set_id: int, q: Query[ScoreColumnsQuery]):
+    return export.score_columns(_ready_set(score_set_id), q.offset, q.limit)
 
 
 @router.get(SETS + "{int:score_set_id}/reviews/", response={200: Reviewed, 400: Error, 404: Error},

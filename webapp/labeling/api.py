@@ -9,15 +9,18 @@ import logging
 from typing import Literal
 
 import numpy as np
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 
+from webapp.accounts.roles import has_role
 from webapp.apikit import Error, Out, error, id_list, role
 from webapp.catalog.models import Galaxy
 from webapp.catalog.services import browse
 from webapp.labeling.models import Label, Round, Task
-from webapp.labeling.services import export, finetune as finetune_service, labels as label_service
+from webapp.labeling.services import export, finetune as finetune_service, label_import, labels as label_service
 from webapp.labeling.services import queue as queue_service
 from webapp.labeling.services import rounds as round_service, stats
 from webapp.labeling.services.consensus import agreement
@@ -141,6 +144,33 @@ class LabelOut(Out):
     value: float | None = None
     progress: dict | None = Field(None, description="left out (null) if the database dropped after the commit")
     user: dict | None = None
+
+
+class BulkLabelRow(Schema):
+    galaxy_id: int
+    kind: Literal["value", "unsure", "skip"] = "value"
+    class_index: int | None = Field(None, description="classification tasks: the class's index ...")
+    class_: str | None = Field(None, alias="class", description="... or its name")
+    value: float | None = Field(None, description="regression tasks, within the task's range")
+
+
+class BulkLabelsIn(Schema):
+    labels: list[BulkLabelRow] = Field(min_length=1, max_length=label_service.MAX_BULK)
+    source: str | None = Field(None, max_length=label_import.MAX_SOURCE,
+                               description="store them as this source's labels (e.g. 'GZ2 expert'; curator), "
+                                           "like an import, instead of as the caller's")
+
+
+class BulkLabelsOut(Out):
+    task_id: int
+    stored: int
+    source: str | None = None
+    label_ids: list[int] = Field(description="in the order of the request's rows")
+    progress: dict | None = None
+
+
+class BulkLabelsError(Error):
+    errors: list[dict] = Field(description="row (from 0), galaxy_id and error of each refused row")
 
 
 class UndoIn(Schema):
@@ -298,6 +328,29 @@ def api_label(request, task_id: int, body: LabelIn):
     return Status(201, {"label_id": label.pk, "galaxy_id": label.galaxy_id, "kind": label.kind,
                        "class_index": label.class_index, "value": label.value,
                        **_counters_if_available(task, request.user)})
+
+
+@router.post(TASK + "/labels/bulk", response={201: BulkLabelsOut, 400: BulkLabelsError, 403: Error, 404: Error},
+             auth=role("labeler"), url_name="api_labels_bulk",
+             summary="Record many answers at once, e.g. an expert's labels: all stored or none (labeler)",
+             description="Each row is checked like POST /labels and stored as the requesting person's answer, or "
+                         "with `source` (curator) as that source's, like an import of expert labels. "
+                         "If any row is refused, nothing is stored and the 400 lists every refused row in `errors`.")
+def api_labels_bulk(request, task_id: int, body: BulkLabelsIn):
+    task = get_object_or_404(Task, pk=task_id)
+    source = " ".join((body.source or "").split())
+    if source and not has_role(request.user, "curator"):
+        raise PermissionDenied("Storing labels as a source needs the curator role.")
+    user = label_import.source_user(source) if source else request.user
+    rows = [row.dict(by_alias=True) for row in body.labels]
+    try:
+        labels = label_service.record_labels(task, user, rows, source=source)
+    except label_service.BulkLabelError as exc:
+        return JsonResponse({"error": str(exc), "errors": exc.errors}, status=400)
+    if any(label.kind == Label.Kind.VALUE for label in labels):
+        _auto_round_if_available(task)
+    return Status(201, {"task_id": task.pk, "stored": len(labels), "label_ids": [label.pk for label in labels],
+                        "source": source or None, "progress": _counters_if_available(task, request.user)["progress"]})
 
 
 @router.post(TASK + "/undo", response={200: UndoOut, 400: Error, 403: Error, 404: Error, 409: Error},

@@ -135,6 +135,27 @@ def _matches(summary: dict, flt: ReviewFilter) -> bool:
 
 # ----------------------------------------------------------------- files
 
+MAX_SCORE_ROWS = 100_000   # rows of score columns in one reply
+
+
+def score_columns(score_set: ScoreSet, offset: int = 0, limit: int = 10_000) -> dict:
+    """A slice of the set's score file as columns, in the embedding set's row order:
+    galaxy_id, combined (rank blend in [0, 1]) and score_<method> / rank_<method> per method."""
+    if not 1 <= limit <= MAX_SCORE_ROWS:
+        raise ExportError(f"limit must be between 1 and {MAX_SCORE_ROWS}")
+    scores = load_scores(score_set)
+    total = int(scores.ids.size)
+    window = slice(offset, min(offset + limit, total))
+    cols = {"galaxy_id": scores.ids[window].astype(int).tolist(),
+            "combined": np.round(scores.combined[window].astype(float), 6).tolist()}
+    for method in scores.scores:
+        cols[f"score_{method}"] = np.round(scores.scores[method][window].astype(float), 6).tolist()
+        cols[f"rank_{method}"] = np.round(scores.ranks[method][window].astype(float), 6).tolist()
+    n = len(cols["galaxy_id"])
+    return {"score_set": score_set.pk, "total": total, "offset": offset, "count": n,
+            "next_offset": offset + n if offset + n < total else None, "columns": cols}
+
+
 def columns(score_set: ScoreSet) -> list[str]:
     return (["galaxy_id", "survey", "source_id", "ra", "dec", "interest", "artifact", "kind", "n_reviewers",
              "reviewed_at", "anomaly"] + [f"rank_{m}" for m in score_set.methods])

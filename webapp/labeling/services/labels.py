@@ -104,8 +104,9 @@ def task_galaxy(task: Task, galaxy_id) -> Galaxy:
 
 
 def record_label(task: Task, galaxy_id, user, kind: str = Label.Kind.VALUE, class_index=None,
-                 value=None) -> Label:
-    """Append a person's answer and update its queue item.
+                 value=None, source: str = "") -> Label:
+    """Append a person's answer and update its queue item (``source``: where an imported
+    label came from, see services/label_import.py; blank for answers given in the app).
 
     Starting an automatic round is the caller's decision (rounds.maybe_start_auto_round),
     so that this module never calls back into rounds."""
@@ -113,9 +114,65 @@ def record_label(task: Task, galaxy_id, user, kind: str = Label.Kind.VALUE, clas
     galaxy = task_galaxy(task, galaxy_id)
     with transaction.atomic():
         label = Label.objects.create(task=task, galaxy=galaxy, user=user, kind=kind,
-                                     class_index=class_index, value=value)
+                                     class_index=class_index, value=value, source=source)
     _after_answer(task, galaxy.pk)
     return label
+
+
+MAX_BULK = 5000   # rows in one bulk request (the JSON body cap allows about this many)
+
+
+class BulkLabelError(LabelError):
+    """Some rows of a bulk request were refused; nothing was stored.  ``errors`` lists
+    ``{"row", "galaxy_id", "error"}`` for each refused row (row counts from 0)."""
+
+    def __init__(self, errors: list[dict], n_rows: int):
+        first = "; ".join(f"row {e['row']}: {e['error']}" for e in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        super().__init__(f"{len(errors)} of {n_rows} labels were refused and none was stored: {first}{more}")
+        self.errors = errors
+
+
+def class_index_of(task: Task, name) -> int:
+    """The index of a class named ``name`` (case-insensitive) in a classification task."""
+    names = [n.lower() for n in task.class_names]
+    try:
+        return names.index(str(name).strip().lower())
+    except ValueError:
+        raise LabelError(f"unknown class {name!r}; the task's classes are {', '.join(task.class_names)}") from None
+
+
+def record_labels(task: Task, user, rows: list[dict], source: str = "") -> list[Label]:
+    """Record many answers at once (e.g. an expert's labels), all or nothing.
+
+    Each row is ``{"galaxy_id", "kind" (value/unsure, default value), "class_index" or "class"
+    (a class name), "value"}``, checked like one label; a refused row raises BulkLabelError
+    naming every refused row, and nothing is stored.  ``source``: stored on every label (the
+    caller passes that source's system user, label_import.source_user)."""
+    if len(rows) > MAX_BULK:
+        raise LabelError(f"at most {MAX_BULK} labels per request (got {len(rows)})")
+    errors, labels = [], []
+    with transaction.atomic():
+        for i, row in enumerate(rows):
+            try:
+                class_index = row.get("class_index")
+                if row.get("class") is not None:
+                    if not task.is_classification:
+                        raise LabelError("class is for classification tasks; give value")
+                    named = class_index_of(task, row["class"])
+                    if class_index is not None and int(class_index) != named:
+                        raise LabelError(f"class {row['class']!r} is not class_index {class_index}")
+                    class_index = named
+                with transaction.atomic():   # a savepoint: a refused row leaves the others intact
+                    labels.append(record_label(task, row.get("galaxy_id"), user, row.get("kind") or Label.Kind.VALUE,
+                                               class_index, row.get("value"), source=source))
+            except LabelError as exc:
+                errors.append({"row": i, "galaxy_id": row.get("galaxy_id"), "error": str(exc)})
+        if errors:
+            transaction.set_rollback(True)
+    if errors:
+        raise BulkLabelError(errors, len(rows))
+    return labels
 
 
 def _after_answer(task: Task, galaxy_id: int) -> None:
