@@ -133,10 +133,15 @@ STATICFILES_FINDERS = [
 # hash from collectstatic's manifest (scripts/demo.sh and the Dockerfile run collectstatic), so a
 # deploy busts browser caches and whitenoise serves them with a far-future max-age.  Tests use
 # plain names so they need no collectstatic (tests/deploy checks the manifest build).
+# Content-hashed names (a deploy busts browser caches) wherever collectstatic has written its
+# manifest: always in production (the Dockerfile collects), and in `make demo` (demo.sh collects).
+# A development or test process started without collectstatic (a fault test's gunicorn, a
+# benchmark server) serves plain names, instead of failing every {% static %} tag.
+HASHED_STATIC = PRODUCTION or (ENVIRONMENT != "test" and (STATIC_ROOT / "staticfiles.json").exists())
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-                    if ENVIRONMENT == "test" else "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage" if HASHED_STATIC
+                    else "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 # Development also serves straight from the source folders (an edited file shows at once);
 # production serves only what collectstatic wrote.
