@@ -3,7 +3,9 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import JsonResponse
 
-OPEN_PREFIXES = ("/accounts/login", "/static/", "/healthz", "/admin/login")
+# /samp/t/: tables and cutouts fetched by TOPCAT/Aladin, authorised by their signed token
+# (webapp/interop/links.py), since those programs have no session cookie.
+OPEN_PREFIXES = ("/accounts/login", "/static/", "/healthz", "/admin/login", "/samp/t/")
 
 
 class LoginRequiredMiddleware:
