@@ -91,7 +91,8 @@ TEMPLATES = [{
         "django.contrib.messages.context_processors.messages",
         "webapp.accounts.context.roles",
         "webapp.context_processors.js_urls",
-    ], "builtins": ["webapp.templatetags.ui", "django.templatetags.static"]},
+    ], "builtins": ["webapp.templatetags.ui", "django.templatetags.static"],
+       "libraries": {"interop": "webapp.templatetags.interop"}},  # {% samp_scripts %}, {% aladin_src %}
 }]
 
 DATABASES = {"default": parse_database_url(

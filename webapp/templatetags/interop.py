@@ -17,3 +17,9 @@ def samp_scripts():
     lib = format_html('<script src="{}"></script>', static("vendor/sampjs/samp.js")) \
         if vendor_available("sampjs/samp.js") else ""
     return format_html('{}<script src="{}"></script>', lib, static("js/samp.js"))
+
+
+@register.simple_tag
+def aladin_src():
+    """The static URL of Aladin Lite's ES module, or "" where npm never installed it."""
+    return static("vendor/aladin-lite/aladin.js") if vendor_available("aladin-lite/aladin.js") else ""
