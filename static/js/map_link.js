@@ -44,7 +44,7 @@ window.LatentMapLink = (function () {
     const ids = [...M.selectedIds];
     if (M.linkCollection && sameSet(ids, M.linkCollection.ids)) q.set("collection", M.linkCollection.id);
     else if (ids.length && ids.length <= MAX_IDS) q.set("ids", ids.sort((a, b) => a - b).join(","));
-    return q;
+    return q.toString().replace(/%2C/gi, ",").replace(/%3A/gi, ":");  // both are fine in a query: readable links
   }
 
   function sameSet(a, b) {
@@ -58,14 +58,14 @@ window.LatentMapLink = (function () {
     if (M.restoringLink) return;
     clearTimeout(timer);
     timer = setTimeout(() => {
-      const url = location.pathname + "?" + query(M).toString() + location.hash;
+      const url = location.pathname + "?" + query(M) + location.hash;
       if (url !== location.pathname + location.search + location.hash) history.replaceState(history.state, "", url);
     }, 150);
   }
 
   async function copy(M, statusEl) {
     clearTimeout(timer);
-    const url = location.origin + location.pathname + "?" + query(M).toString();
+    const url = location.origin + location.pathname + "?" + query(M);
     history.replaceState(history.state, "", url);
     let ok = false;
     try {
