@@ -15,6 +15,8 @@
 //     then polls again at once: an empty answer is held back to one poll a second.
 "use strict";
 
+if (window.module && window.module.__lsShim) delete window.module;  // samp_module_shim.js
+
 (function () {
   const HUB = "127.0.0.1:21012";
   const NO_HUB = `No SAMP hub found at ${HUB} — start TOPCAT or Aladin`;

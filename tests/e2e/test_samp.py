@@ -98,6 +98,8 @@ def wait_for(predicate, timeout=15.0):
 
 
 def open_map(page, live_server, login, make_user, world):
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
     make_user("labeler", "lara")
     login("lara", "pw-lara", f"/maps/{world['lm'].pk}/")
     page.wait_for_selector("#map-page[data-ready='1']")
@@ -112,6 +114,7 @@ def test_no_hub_gives_a_clear_message(page, live_server, login, make_user, world
     wait_for(lambda: "No SAMP hub" in page.text_content("#samp-status"))
     assert page.text_content("#samp-status") == "No SAMP hub found at 127.0.0.1:21012 — start TOPCAT or Aladin"
     assert page.evaluate("LatentMapPage.selectedIds.size") == 3  # nothing broke
+    assert page.errors == []
 
 
 def test_samp_round_trip(page, live_server, login, make_user, world, hub, tmp_path, screenshot_dir):
@@ -174,3 +177,4 @@ def test_samp_round_trip(page, live_server, login, make_user, world, hub, tmp_pa
     _, image = wait_for(lambda: next((r for r in hub["received"] if r[0] == "image.load.fits"), None))
     with urllib.request.urlopen(image["url"]) as reply:
         assert reply.read(6) == b"SIMPLE"
+    assert page.errors == []

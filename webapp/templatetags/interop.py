@@ -14,8 +14,8 @@ register = template.Library()
 
 @register.simple_tag
 def samp_scripts():
-    lib = format_html('<script src="{}"></script>', static("vendor/sampjs/samp.js")) \
-        if vendor_available("sampjs/samp.js") else ""
+    lib = format_html('<script src="{}"></script><script src="{}"></script>', static("js/samp_module_shim.js"),
+                      static("vendor/sampjs/samp.js")) if vendor_available("sampjs/samp.js") else ""
     return format_html('{}<script src="{}"></script>', lib, static("js/samp.js"))
 
 
