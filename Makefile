@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast reliability benchmarks venv lock clean help
+.PHONY: demo test test-fast npm reliability benchmarks venv lock clean help
 
 help:
 	@echo "make demo        run the site with a worker and the demo pipeline (http://127.0.0.1:8000)"
@@ -34,10 +34,18 @@ $(STAMP): requirements.lock requirements-dev.lock requirements-nodeps.txt client
 lock:
 	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) scripts/lock.py
 
-demo: venv
+# Browser libraries from package.json (sampjs, aladin-lite), served from /static/vendor/.
+# Only when the lock changed; without npm the pages say so and the sky view keeps its scatter.
+node_modules/.package-lock.json: package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	else echo "note: npm not found: SAMP buttons and sky imagery stay off (install Node 20 and rerun)"; fi
+
+npm: node_modules/.package-lock.json
+
+demo: venv npm
 	@bash scripts/demo.sh
 
-test: venv
+test: venv npm
 	@bash scripts/ensure_chromium.sh || true
 	LATENTSKY_ENV=test LATENTSKY_DATA_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -19,6 +19,8 @@ JS_URLS = {
     "galaxy_api": ("catalog:api_galaxy_detail", True),
     "thumbnail": ("catalog:thumbnail", True),
     "task_enqueue_api": ("labeling:api_enqueue", True),
+    "samp_link": ("interop:samp_link", False),    # static/js/samp.js
+    "samp_rows": ("interop:samp_rows", False),
 }
 
 

@@ -91,7 +91,8 @@ TEMPLATES = [{
         "django.contrib.messages.context_processors.messages",
         "webapp.accounts.context.roles",
         "webapp.context_processors.js_urls",
-    ], "builtins": ["webapp.templatetags.ui", "django.templatetags.static"]},
+    ], "builtins": ["webapp.templatetags.ui", "django.templatetags.static"],
+       "libraries": {"interop": "webapp.templatetags.interop"}},  # {% samp_scripts %}, {% aladin_src %}
 }]
 
 DATABASES = {"default": parse_database_url(
@@ -128,6 +129,7 @@ STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
     "webapp.staticfinders.BokehJSFinder",
+    "webapp.staticfinders.NodeModulesFinder",  # /static/vendor/: sampjs, aladin-lite (package.json)
 ]
 # Every template links static files with {% static %}.  Outside tests the names carry a content
 # hash from collectstatic's manifest (scripts/demo.sh and the Dockerfile run collectstatic), so a
@@ -158,13 +160,29 @@ WHITENOISE_MAX_AGE = 3600  # for unhashed names (whitenoise gives hashed names a
 #                              (without it the map's layout breaks and taps miss); our templates'
 #                              bar widths are style attributes too;
 #   img-src data:              BokehJS's toolbar icons are data: SVG URIs; so is the favicon.
+#   connect-src SAMP_WEB_HUBS  static/js/samp.js talks XML-RPC to the SAMP Web Profile hub on the
+#                              user's own machine (TOPCAT, Aladin Desktop or astropy's hub listen
+#                              on port 21012 by the standard); sampjs says "localhost", we try
+#                              127.0.0.1 too.  Only these two origins, on pages of every kind
+#                              (map, collection, anomaly list, task, galaxy page send tables).
+#   The sky view's HiPS imagery (Aladin Lite) adds SKY_IMAGERY_CSP on the map page only, and only
+#   when one of the map's surveys has a HiPS id (webapp/interop/hips.py): 'wasm-unsafe-eval'
+#   (Aladin Lite compiles its bundled WebAssembly; no JS eval is allowed) and the HiPS servers
+#   for tiles (img-src) and the availability probe and tile fetches (connect-src).
+SAMP_WEB_HUBS = ["http://127.0.0.1:21012", "http://localhost:21012"]
+HIPS_SERVERS = ["https://alasky.cds.unistra.fr", "https://alaskybis.cds.unistra.fr"]
+SKY_IMAGERY_CSP = {
+    "script-src": ["'wasm-unsafe-eval'"],
+    "connect-src": HIPS_SERVERS,
+    "img-src": HIPS_SERVERS + ["blob:"],
+}
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
         "style-src": ["'self'", "'unsafe-inline'"],
         "img-src": ["'self'", "data:"],
-        "connect-src": ["'self'"],
+        "connect-src": ["'self'", *SAMP_WEB_HUBS],
         "object-src": ["'none'"],
         "base-uri": ["'self'"],
         "form-action": ["'self'"],

@@ -39,3 +39,45 @@ class BokehJSFinder(BaseFinder):
     def list(self, ignore_patterns):
         for name in self._bundles():
             yield name, self.storage
+
+
+# ----------------------------------------------------------------- npm packages (package.json)
+
+# Browser libraries installed by `npm ci` (package.json, package-lock.json) into node_modules/,
+# served as /static/vendor/<package>/<file>: only the files pages load, never from a CDN.
+NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
+VENDOR_PREFIX = "vendor"
+VENDOR_FILES = {  # static path under vendor/ -> file under node_modules/
+    "sampjs/samp.js": "sampjs/samp.js",                    # SAMP Web Profile client (M. Taylor)
+    "aladin-lite/aladin.js": "aladin-lite/dist/aladin.js",  # Aladin Lite v3 (ES module, WASM inside)
+}
+
+
+def vendor_available(name: str) -> bool:
+    """Whether npm installed the file behind static path ``vendor/<name>`` (else pages fall back)."""
+    source = VENDOR_FILES.get(name)
+    return bool(source) and (NODE_MODULES / source).is_file()
+
+
+class NodeModulesFinder(BaseFinder):
+    """VENDOR_FILES that exist; none when npm is absent (pages then say so and fall back)."""
+
+    def check(self, **kwargs):
+        return []
+
+    def _present(self) -> dict[str, Path]:
+        return {name: NODE_MODULES / source for name, source in VENDOR_FILES.items() if vendor_available(name)}
+
+    def find(self, path, find_all=False, **kwargs):
+        name = path[len(VENDOR_PREFIX) + 1:] if path.startswith(VENDOR_PREFIX + "/") else None
+        match = self._present().get(name)
+        if match is None:
+            return [] if find_all else None
+        return [str(match)] if find_all else str(match)
+
+    def list(self, ignore_patterns):
+        for name, path in self._present().items():  # vendor/<package>/<file> in collectstatic
+            package, filename = name.rsplit("/", 1)
+            storage = FileSystemStorage(location=str(path.parent))
+            storage.prefix = f"{VENDOR_PREFIX}/{package}"
+            yield filename, storage

@@ -32,6 +32,7 @@ urlpatterns = [
     path("", pages_and_api("embeddings")),
     path("", pages_and_api("anomalies")),
     path("", pages_and_api("labeling")),
+    path("", include("webapp.interop.urls")),  # SAMP links and HiPS overlay (issue 18)
 ]
 handler403 = "webapp.views.forbidden"
 handler500 = "webapp.views.server_error"

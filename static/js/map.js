@@ -1,5 +1,6 @@
 // Latent map page, part 1: loads points into the bokeh figures (webapp/embeddings/maps/plots.py), colour layers,
-// density/mosaic overlays, views, go-to and keyboard shortcuts (panel + selection: map_panels.js).
+// density/mosaic overlays, views, go-to and keyboard shortcuts (panel + selection: map_panels.js;
+// links that reproduce the view: map_link.js; SAMP: samp.js; sky imagery: sky_imagery.js).
 // Bokeh events reach window.LatentMapPage.on*() through JS callbacks attached here (hookEvents).
 "use strict";
 
@@ -144,6 +145,8 @@
     applyLegend(legend);
     M.src.data = { ...M.src.data, c: arrays.c };
     reselect();
+    linkChanged();
+    document.dispatchEvent(new CustomEvent("ls:map-layer", { detail: key }));
   }
 
   // More fields for the points already shown (the server returns the same rows for the same
@@ -269,6 +272,7 @@
   }
 
   M.onRanges = function (which) {
+    if (which === "map") linkChanged();
     clearTimeout(M.timers[which]);
     M.timers[which] = setTimeout(() => {
       if (which === "sky") return updateSkyOverlay();
@@ -294,6 +298,7 @@
     if (M.restoring) return P.renderSelection();
     const ids = M.src.data.id;
     M.selectedIds = new Set(M.src.selected.indices.map(i => ids[i]));
+    linkChanged();
     clearTimeout(M.timers.select);
     M.timers.select = setTimeout(P.renderSelection, 80);
   };
@@ -307,9 +312,11 @@
     document.querySelectorAll("[data-view-button]").forEach(b => b.classList.toggle("on", b.dataset.viewButton === view));
     M.fig.visible = view !== "sky";
     if (M.sky) M.sky.visible = view !== "map";
-    requestAnimationFrame(() => requestAnimationFrame(() => { resetView(); refreshToolbars(); }));  // the frame changed shape: fit again
+    requestAnimationFrame(() => requestAnimationFrame(() => { fitView(); refreshToolbars(); }));  // the frame changed shape: fit again
     setTimeout(refreshToolbars, 300);
     if (view !== "map") { ensureSky().catch(showError); updateSkyOverlay(); }
+    linkChanged();
+    document.dispatchEvent(new CustomEvent("ls:map-view", { detail: view }));
   }
 
   // Bokeh lays a toolbar out while its figure is being re-sized by a view change and can measure
@@ -327,6 +334,7 @@
     const autoOn = meta.dense && M.total <= AUTO_THUMBS;
     M.mosaic = M.mosaic === true || (autoOn && M.mosaic !== "off") ? (autoOn ? "off" : false) : true;
     updateOverlays();
+    linkChanged();
   }
 
   async function goTo(text) {
@@ -346,6 +354,15 @@
     const w = Math.abs(xr.end - xr.start) / 2, h = Math.abs(yr.end - yr.start) / 2;
     xr.setv({ start: x - w, end: x + w }); yr.setv({ start: y - h, end: y + h });
   }
+
+  // At start, a link's viewport (map_link.js); afterwards the whole map.
+  function fitView() {
+    const r = M.linkRanges;
+    if (!r) return resetView();
+    M.fig.x_range.setv({ start: r.x0, end: r.x1 });
+    M.fig.y_range.setv({ start: r.y0, end: r.y1 });
+  }
+  function linkChanged() { if (window.LatentMapLink && M.started) LatentMapLink.update(M); }
 
   // Fit the map's bounds into the frame with one scale on both axes (UMAP distances are isotropic).
   function resetView() {
@@ -404,6 +421,7 @@
 
   // Side panel and selection drawer live in map_panels.js.
   const P = window.LatentMapPanels(M, { meta, $, getJSON, esc, fmt, reselect });
+  M.P = P; M.setLayer = setLayer; M.setView = setView; M.resetView = resetView; M.centreOn = centreOn;
 
   // ------------------------------------------------------------------ start
   async function start() {
@@ -421,17 +439,51 @@
     $("task-form").addEventListener("submit", P.sendToTask);
     $("goto-form").addEventListener("submit", ev => { ev.preventDefault(); goTo($("goto-input").value); });
     document.querySelectorAll("[data-help-toggle]").forEach(b => b.addEventListener("click", () => { $("kbd-help").hidden = !$("kbd-help").hidden; }));
+    // A link that reproduces a view (map_link.js): colour, mode, mosaic, viewport, selection.
+    const link = window.LatentMapLink ? LatentMapLink.read(meta) : {};
+    if (link.colour) { M.layer = link.colour; $("colour-select").value = link.colour; }
+    if (link.mode && (link.mode === "map" || M.sky)) M.view = link.mode;
+    if (link.mosaic) M.mosaic = true;
+    M.linkRanges = link.ranges || null;
+    $("copy-link").addEventListener("click", () => LatentMapLink.copy(M, $("map-status")));
+    bindSamp();
     M.skyWanted = M.view !== "map" && !!M.sky;  // opened on the sky view: fetch positions with the points
     setView(M.view);
     await new Promise(r => requestAnimationFrame(r));
-    if (!meta.focus) resetView();
+    if (!meta.focus) fitView();
     try {
       const legend = getJSON(meta.urls.layers + "?key=" + encodeURIComponent(M.layer));
       await loadPoints();
       applyLegend(await legend);
-      if (meta.collection_ids.length) P.selectIds(meta.collection_ids);
+      if (meta.collection_ids.length && !link.ids) {
+        M.linkCollection = { id: link.collection, ids: meta.collection_ids };
+        P.selectIds(meta.collection_ids);
+      }
+      if (link.ids) P.selectIds(link.ids);
       if (meta.focus) await goTo(String(meta.focus));
     } catch (e) { showError(e); }
+    await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+    M.linkRanges = null;  // from now on, "reset" and view changes fit the whole map
+    M.started = true;
+    $("map-page").dataset.ready = "1";
+    linkChanged();
+  }
+
+  // SAMP (samp.js): send the selection; a table TOPCAT sends back becomes the selection.
+  function bindSamp() {
+    if (!LS.samp) return;
+    LS.samp.listen((ids, info) => {
+      P.selectIds(ids);
+      linkChanged();
+      if (info.highlight) P.openPanel(info.highlight);
+    }, meta.set_id);
+    $("samp-send").addEventListener("click", () =>
+      LS.samp.send({ kind: "ids", galaxy_ids: [...M.selectedIds], name: `Latent Sky map ${meta.map_id} selection` }, $("samp-send")));
+    $("samp-connect").addEventListener("click", async () => {
+      try { await LS.samp.connect($("samp-connect")); $("samp-status").textContent = "SAMP: connected — tables sent here become the selection"; }
+      catch (e) { $("samp-status").textContent = e.message; $("samp-status").dataset.state = "error"; }
+    });
+    document.addEventListener("ls:samp-connected", ev => $("samp-connect").setAttribute("aria-pressed", String(!!ev.detail)));
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();

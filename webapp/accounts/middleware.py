@@ -11,7 +11,9 @@ from django.http import JsonResponse
 from webapp.accounts.tokens import TokenRejected, authenticate_request
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-OPEN_PREFIXES = ("/accounts/login", "/static/", "/healthz", "/admin/login")
+# /samp/t/: tables and cutouts fetched by TOPCAT/Aladin, authorised by their signed token
+# (webapp/interop/links.py), since those programs have no session cookie.
+OPEN_PREFIXES = ("/accounts/login", "/static/", "/healthz", "/admin/login", "/samp/t/")
 
 
 def token_refused(message: str) -> JsonResponse:

@@ -6,6 +6,7 @@ static/js/map.js then fetches points (binary), density images and mosaics for th
 from __future__ import annotations
 
 from bokeh.palettes import Category10_10, Category20_20, Viridis256
+from django.conf import settings
 from django.contrib import messages
 from django.db.models import Prefetch
 from django.http import Http404
@@ -21,6 +22,7 @@ from webapp.embeddings.services import map_data
 from webapp.embeddings.services.collections import visible_collections
 from webapp.embeddings.services.search import index_description
 from webapp.embeddings.services.sky import sky_index
+from webapp.interop.hips import hips_for_set
 from webapp.jobs.models import Job
 
 # Distinct colours for categorical layers (Category10 then the light half of Category20).
@@ -63,10 +65,16 @@ def map_detail(request, map_id, view=None):
     meta = map_meta(request, lm)
     if not meta["sky_bounds"]:
         view = "map"
-    return render(request, "embeddings/map.html", {
+    # Sky imagery (static/js/sky_imagery.js): the survey's HiPS under the points, via Aladin Lite.
+    meta["hips"] = hips_for_set(lm.embedding_set) if meta["sky_bounds"] else None
+    meta["urls"]["hips_overlay"] = reverse("interop:sky_overlay", args=[lm.pk])
+    response = render(request, "embeddings/map.html", {
         "lm": lm, "es": lm.embedding_set, "meta": meta,
         "bokeh_item": plots.map_figures(meta["bounds"], meta["sky_bounds"]), "view": view,
         "other_maps": lm.embedding_set.maps.filter(status=ArtifactStatus.READY).exclude(pk=lm.pk)[:10]})
+    if meta["hips"]:  # Aladin Lite's WebAssembly and the HiPS servers, on this page only (settings.py)
+        response._csp_update = settings.SKY_IMAGERY_CSP
+    return response
 
 
 def sky_view(request, map_id):
