@@ -1,5 +1,11 @@
 # One image for web and workers.  GPU workers need a CUDA build of torch: build with
 #   docker build --build-arg TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>" .
+# The page libraries (sampjs, aladin-lite) from npm, exactly as package-lock.json pins them.
+FROM node:20-slim AS npm
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+
 FROM python:3.11-slim
 ARG TORCH_SPEC="torch==2.13.0"
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 LATENTSKY_DATA_DIR=/data LATENTSKY_STATIC_ROOT=/app/staticfiles
@@ -10,6 +16,7 @@ COPY requirements.lock requirements-nodeps.txt ./
 # timm last, without its torchvision requirement (see requirements-nodeps.txt).
 RUN pip install $TORCH_SPEC && pip install -r requirements.lock && pip install --no-deps -r requirements-nodeps.txt
 COPY . .
+COPY --from=npm /app/node_modules ./node_modules
 # Static files with content-hashed names and their manifest (whitenoise serves them; a new
 # image busts browser caches).  Into the image, not the /data volume, which would hide them.
 RUN LATENTSKY_DATA_DIR=/tmp/collect python manage.py collectstatic --noinput -v 0 && rm -rf /tmp/collect

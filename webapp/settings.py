@@ -166,7 +166,7 @@ WHITENOISE_MAX_AGE = 3600  # for unhashed names (whitenoise gives hashed names a
 #                              127.0.0.1 too.  Only these two origins, on pages of every kind
 #                              (map, collection, anomaly list, task, galaxy page send tables).
 #   The sky view's HiPS imagery (Aladin Lite) adds SKY_IMAGERY_CSP on the map page only, and only
-#   when one of the map's surveys has a HiPS id (webapp/interop/hips.py): 'wasm-unsafe-eval'
+#   when one of the map's surveys has a HiPS id (webapp/embeddings/services/hips.py): 'wasm-unsafe-eval'
 #   (Aladin Lite compiles its bundled WebAssembly; no JS eval is allowed) and the HiPS servers
 #   for tiles (img-src) and the availability probe and tile fetches (connect-src).
 SAMP_WEB_HUBS = ["http://127.0.0.1:21012", "http://localhost:21012"]

@@ -1,6 +1,6 @@
 // Latent map page, part 4: the sky view on the survey's real imagery, where one fits.
 //
-// When the map's survey has a HiPS (meta.hips, webapp/interop/hips.py) and the sky view is
+// When the map's survey has a HiPS (meta.hips, webapp/embeddings/services/hips.py) and the sky view is
 // opened, the browser probes the HiPS server (PROBE_MS timeout).  If it answers, "Imagery"
 // loads Aladin Lite (npm aladin-lite, served from /static/vendor/, never a CDN; an ES module
 // with WebAssembly inside: the page's CSP adds 'wasm-unsafe-eval' for it) over the sky panel,

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("ml", "webapp", "workers")
 CONTRACTS = {
     "ml": "ml is independent of django, celery, webapp and workers",
-    "layers": "Domain apps: catalog < embeddings < (anomalies | labeling) < demo",
+    "layers": "Domain apps: catalog < embeddings < (anomalies | labeling) < (demo | interop)",
     "jobs": "webapp.jobs imports no domain app",
     "cycles": "No import cycles inside any app",
 }

@@ -15,7 +15,8 @@ from tests.catalog.factories import make_survey
 from tests.embeddings.map_factories import clustered_vectors, make_embedding_set, make_latent_map
 from webapp.embeddings.models import Collection
 from webapp.embeddings.services.vectors import load_embedding_set
-from webapp.interop import hips, links
+from webapp.embeddings.services import hips
+from webapp.interop import links
 
 pytestmark = [pytest.mark.integration]
 

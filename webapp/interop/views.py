@@ -15,7 +15,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, LatentMap
 from webapp.embeddings.services.map_data import MapDataError
-from webapp.interop import hips, links, rows, tables
+from webapp.embeddings.services import hips
+from webapp.interop import links, rows, tables
 
 MAX_TABLE_BYTES = 50 * 1024 * 1024
 

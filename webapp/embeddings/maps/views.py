@@ -22,7 +22,7 @@ from webapp.embeddings.services import map_data
 from webapp.embeddings.services.collections import visible_collections
 from webapp.embeddings.services.search import index_description
 from webapp.embeddings.services.sky import sky_index
-from webapp.interop.hips import hips_for_set
+from webapp.embeddings.services.hips import hips_for_set
 from webapp.jobs.models import Job
 
 # Distinct colours for categorical layers (Category10 then the light half of Category20).
