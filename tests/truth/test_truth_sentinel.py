@@ -27,11 +27,13 @@ from ml.anomaly import AnomalyConfig
 from tests.anomalies.factories import FAST
 from tests.embeddings.map_factories import make_latent_map
 from tests.labeling.factories import make_encoder_task, true_class
+from webapp.accounts.tokens import create_token
 from webapp.anomalies.models import ScoreSet
 from webapp.anomalies.services import reviews
 from webapp.anomalies.services.scoring import score_embedding_set
 from webapp.catalog.models import Galaxy
 from webapp.embeddings.models import Collection
+from webapp.interop import links
 from webapp.jobs.models import Job
 from webapp.jobs.services import create_job, execute_job
 from webapp.labeling.services import labels, rounds
@@ -77,9 +79,10 @@ def world(make_user):
     collection = Collection.objects.create(name="Sentinel picks", owner=admin_user)
     collection.galaxies.add(*ids[:5])
     job = create_job("evaluate_encoder", {"encoder_id": encoder.pk}, user=admin_user, dispatch=False)
+    token, _ = create_token(admin_user, "sentinel notebook")
     assert Galaxy.objects.exclude(truth__class=SENTINEL).count() == 0
     return dict(admin=admin_user, task=task, ids=ids, survey=survey, es=es, encoder=encoder,
-                map=latent_map, score_set=score_set, collection=collection, job=job)
+                map=latent_map, score_set=score_set, collection=collection, job=job, token=token)
 
 
 class Walk:
@@ -117,7 +120,9 @@ def site_routes(resolver=None, prefix=""):
 def fill(route: str, w: dict) -> str:
     values = {"galaxy_id": w["ids"][0], "slug": w["survey"].slug, "job_id": w["job"].pk,
               "encoder_id": w["encoder"].pk, "map_id": w["map"].pk, "collection_id": w["collection"].pk,
-              "score_set_id": w["score_set"].pk, "task_id": w["task"].pk}
+              "score_set_id": w["score_set"].pk, "task_id": w["task"].pk, "token_id": w["token"].pk,
+              # a signed SAMP link (served without login to TOPCAT/Aladin) to the collection's table
+              "token": links.sign({"k": "collection", "id": w["collection"].pk}), "filename": "sentinel.vot"}
 
     def value(match):
         name = match.group(1).split(":")[-1]
@@ -180,6 +185,13 @@ def test_truth_never_appears_in_any_page_api_reply_or_export(client, world):
                      )[0].status_code == 201
     assert walk.post(f"/api/collections/{world['collection'].pk}/add", {"galaxy_ids": ids[6:9]}
                      )[0].status_code in (200, 201)
+    # what the page sends over SAMP: every kind of signed table or cutout, fetched as TOPCAT would
+    for kind in ({"kind": "ids", "galaxy_ids": ids[:5]}, {"kind": "collection", "id": world["collection"].pk},
+                 {"kind": "anomalies", "id": s, "query": "scope=all"}, {"kind": "task", "id": t},
+                 {"kind": "cutout", "id": ids[0]}):
+        response, body = walk.post("/samp/link", kind)
+        assert response.status_code == 200, (kind, body)
+        assert walk.get(json.loads(body)["url"].replace("http://testserver", ""))[0].status_code == 200, kind
     for path in ("/api/tasks/{t}/undo", "/api/anomalies/score-sets/{s}/undo/", "/api/tasks/{t}/enqueue",
                  "/api/tasks/{t}/rounds", "/api/anomalies/score-sets/{s}/ranking/"):
         walk.post(path.format(t=t, s=s), {"galaxy_ids": ids[:2]})
