@@ -37,7 +37,7 @@ class Task(models.Model):
     queue_survey = models.ForeignKey("catalog.Survey", null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="+", help_text="pick galaxies to label from this survey "
                                      "only (blank = all attached surveys)")
-    strategy = models.CharField(max_length=32, default="entropy", help_text="query strategy (ml.active)")
+    strategy = models.CharField(max_length=32, default="margin", help_text="query strategy (ml.active)")
     batch_size = models.PositiveIntegerField(default=20)
     round_every = models.PositiveIntegerField(default=20, help_text="retrain after this many new labels (0 = manual)")
     cold_start_labels = models.PositiveIntegerField(
