@@ -19,7 +19,7 @@ Split (benchmarks/datasets.py): the labeling app's default strategy (and head) i
 (populations 3-5, GZ1 half B: its pool and evaluation rows are only B's galaxies). On the
 simulated surveys a "seed" is a whole population with its own encoder (N = datasets.SIM_N);
 on GZ1 it is a random start and evaluation set within the half. The app default
-(labeling Task: strategy "entropy", head "mlp_ensemble") is the headline of the reporting
+(labeling Task: strategy "margin", head "mlp_ensemble", as the task form and the demo task) is the headline of the reporting
 split; the best strategy picked with hindsight is shown beside it, labelled.
 
 Each run starts from 20 random labels and adds batches of 20 picked by the strategy
@@ -52,7 +52,7 @@ from ml.heads import HeadConfig
 
 LOGISTIC_STRATEGIES = ("random", "least_confidence", "margin", "entropy", "diverse", "coreset")
 MLP_STRATEGIES = ("random", "entropy", "margin", "bald")   # the ensemble costs ~20x a logistic fit per round
-APP_DEFAULT = ("entropy", "mlp_ensemble")   # webapp.labeling Task.strategy / the task form's head default
+APP_DEFAULT = ("margin", "mlp_ensemble")   # webapp.labeling Task.strategy, the task form and the demo task
 GOAL_FRACTION = 0.5
 QUICK_STRATEGIES = ("random", "margin", "entropy", "diverse")
 
@@ -257,7 +257,7 @@ def main() -> None:
     recommendation = recommend(rows)
     for head, rec in recommendation.items():
         say(f"{args.split} split, {head} head: best strategy {rec['best']} (mean fraction saved "
-            f"{rec['mean_fraction_saved']}); entropy {rec['all'].get('entropy')}")
+            f"{rec['mean_fraction_saved']}); app default {APP_DEFAULT[0]} {rec['all'].get(APP_DEFAULT[0])}")
     path = write_result(name, {
         "quick": args.quick, **datasets.split_info(args.split), "sim_seeds_run": sim_seeds,
         "goals": goals, "app_default": {"strategy": APP_DEFAULT[0], "head": APP_DEFAULT[1]},
