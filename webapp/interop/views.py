@@ -7,15 +7,14 @@
 """
 from __future__ import annotations
 
-import json
-
 from django.http import HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET, require_POST
 
+from webapp.apikit import BodyError, JsonBody
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, LatentMap
-from webapp.embeddings.services.map_data import MapDataError
 from webapp.embeddings.services import hips
+from webapp.embeddings.services.map_data import MapDataError
 from webapp.interop import links, rows, tables
 
 MAX_TABLE_BYTES = 50 * 1024 * 1024
@@ -33,11 +32,9 @@ def _safe(name: str) -> str:
 def samp_link(request):
     """A signed, absolute URL for TOPCAT/Aladin to fetch what the page is about to send."""
     try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        return _bad("the body must be JSON")
-    if not isinstance(body, dict):
-        return _bad("the body must be a JSON object")
+        body = JsonBody().parse_body(request)   # the API's one JSON parser: size cap, clear messages
+    except BodyError as exc:
+        return _bad(str(exc), exc.status)
     kind = body.get("kind")
     reply: dict = {"mtype": "table.load.votable", "expires_in": links.TTL_SECONDS}
     try:
