@@ -180,12 +180,7 @@ def main() -> None:
     threadpool_limits(1)                          # BLAS too: 2 contending threads made logistic fits 6x slower
     seeds = args.seeds or (1 if args.quick else 3)
     n_sim = args.n_sim or datasets.SIM_N
-    split_seeds = datasets.SIM_SEEDS[args.split]
-    sim_seeds = [int(s) for s in args.sim_seeds.split(",")] if args.sim_seeds else list(split_seeds)
-    if not set(sim_seeds) <= set(split_seeds):
-        ap.error(f"--sim-seeds must be among the {args.split} split's {split_seeds}")
-    if args.quick and not args.sim_seeds:
-        sim_seeds = sim_seeds[:1]
+    sim_seeds = datasets.sim_seeds_to_run(args, ap)
     budget = args.budget or (300 if args.quick else 600)
     at_labels = args.at_labels or (200 if args.quick else 500)
     at_labels = args.initial + args.batch * ((at_labels - args.initial) // args.batch)   # a point on the curve

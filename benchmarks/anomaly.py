@@ -297,12 +297,7 @@ def main() -> None:
         return
     args.n_sim = args.n_sim or datasets.SIM_N
     seeds = args.seeds or (1 if args.quick else 3)
-    split_seeds = datasets.SIM_SEEDS[args.split]
-    sim_seeds = [int(s) for s in args.sim_seeds.split(",")] if args.sim_seeds else list(split_seeds)
-    if not set(sim_seeds) <= set(split_seeds):
-        ap.error(f"--sim-seeds must be among the {args.split} split's {split_seeds}")
-    if args.quick and not args.sim_seeds:
-        sim_seeds = sim_seeds[:1]
+    sim_seeds = datasets.sim_seeds_to_run(args, ap)
     all_variants = {"default": FeedbackConfig(),
                     "forest": FeedbackConfig(regressor="forest"),
                     "knn explore=1 anomaly^1": FeedbackConfig(regressor="knn", explore=1.0, anomaly_power=1.0),

@@ -102,6 +102,16 @@ def add_split_arguments(parser, quick_help: str) -> None:
                         help="comma list: a subset of the split's simulation seeds (default: all of them)")
 
 
+def sim_seeds_to_run(args, parser) -> list[int]:
+    """The simulation seeds a run uses: --sim-seeds (checked to lie in the split), else all of the
+    split's seeds (the first one only with --quick)."""
+    split_seeds = SIM_SEEDS[args.split]
+    seeds = [int(s) for s in args.sim_seeds.split(",")] if args.sim_seeds else list(split_seeds)
+    if not set(seeds) <= set(split_seeds):
+        parser.error(f"--sim-seeds must be among the {args.split} split's {split_seeds}")
+    return seeds[:1] if args.quick and not args.sim_seeds else seeds
+
+
 def split_info(split: str) -> dict:
     """What a result file records about its split."""
     return {"split": split, "sim_seeds": list(SIM_SEEDS[split]), "sim_n": SIM_N,

@@ -174,12 +174,7 @@ def main() -> None:
     parser.add_argument("--tag", default=None, help="write embed_quality_<tag>.json (use with overrides)")
     args = parser.parse_args()
     overrides = {k: v for k, v in (("image_size", args.image_size), ("epochs", args.epochs)) if v is not None}
-    split_seeds = datasets.SIM_SEEDS[args.split]
-    sim_seeds = [int(s) for s in args.sim_seeds.split(",")] if args.sim_seeds else list(split_seeds)
-    if not set(sim_seeds) <= set(split_seeds):
-        parser.error(f"--sim-seeds must be among the {args.split} split's {split_seeds}")
-    if args.quick and not args.sim_seeds:
-        sim_seeds = sim_seeds[:1]
+    sim_seeds = datasets.sim_seeds_to_run(args, parser)
     started = time.monotonic()
     results, rows = {}, []
     if args.only in (None, "sim"):

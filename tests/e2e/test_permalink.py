@@ -13,11 +13,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture
-def world(transactional_db):
-    from django.contrib.auth.models import Group
-    from webapp.accounts.roles import ROLES
-    for role in ROLES:
-        Group.objects.get_or_create(name=role)
+def world(role_groups):
     survey = make_survey(name="SDSS sample", slug="sdss-sample", n=60, size=16)
     vectors, labels = clustered_vectors(60, 8, clusters=3)
     es = make_embedding_set(survey=survey, vectors=vectors)

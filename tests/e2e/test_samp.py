@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -24,7 +25,9 @@ from tests.catalog.factories import make_survey
 from tests.embeddings.map_factories import clustered_vectors, make_embedding_set, make_latent_map
 from webapp.embeddings.services.vectors import load_embedding_set
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+SAMPJS = Path(__file__).resolve().parents[2] / "node_modules" / "sampjs"
+pytestmark = [pytest.mark.e2e, pytest.mark.slow,
+              pytest.mark.skipif(not SAMPJS.is_dir(), reason="sampjs is not installed: run `make npm` (make test does)")]
 WEB_PORT = 21012
 
 
@@ -34,11 +37,7 @@ def port_free(port: int) -> bool:
 
 
 @pytest.fixture
-def world(transactional_db):
-    from django.contrib.auth.models import Group
-    from webapp.accounts.roles import ROLES
-    for role in ROLES:
-        Group.objects.get_or_create(name=role)
+def world(role_groups):
     survey = make_survey(name="SAMP survey", slug="sampsurvey", n=40, size=16)
     vectors, labels = clustered_vectors(40, 8, clusters=2)
     es = make_embedding_set(survey=survey, vectors=vectors)
