@@ -10,7 +10,7 @@ answers ``torchvision.*`` imports, then removes the placeholder again: later
 needs torchvision (data pipelines, ``features_only`` FX extraction) raises ImportError
 with a message saying so when it is used. Model construction, ``load_state_dict`` and
 forward passes never touch it (tested for convnext, efficientnet and resnet in
-tests/ml/test_timm_encoder.py).
+tests/embeddings/test_encoders_timm.py).
 
 When a working torchvision is installed, timm is imported normally.
 """
