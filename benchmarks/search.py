@@ -38,23 +38,14 @@ import numpy as np
 
 from common import machine_info, print_table, write_result  # noqa: F401  (sets sys.path)
 from ml.search import IndexConfig, SearchIndex, recall, set_faiss_threads
+from scale_table import clustered_chunks
 
 
 def clustered_vectors(n: int, d: int = 128, n_clusters: int = 1000, latent_dim: int = 32,
                       seed: int = 0, chunk: int = 200_000) -> np.ndarray:
-    """(n, d) float32 Gaussian-mixture embeddings with uneven cluster sizes and widths."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(n_clusters, latent_dim))          # (K, L)
-    widths = rng.uniform(0.2, 0.6, n_clusters)                   # (K,)
-    weights = rng.dirichlet(np.full(n_clusters, 2.0))            # uneven populations
-    mix = rng.normal(size=(latent_dim, d)) / np.sqrt(latent_dim)  # (L, D)
-    out = np.empty((n, d), dtype=np.float32)
-    for start in range(0, n, chunk):
-        m = min(chunk, n - start)
-        lab = rng.choice(n_clusters, m, p=weights)
-        z = centres[lab] + widths[lab, None] * rng.normal(size=(m, latent_dim))
-        out[start:start + m] = z @ mix + 0.1 * rng.normal(size=(m, d))
-    return out
+    """(n, d) float32 Gaussian-mixture embeddings with uneven cluster sizes and widths
+    (scale_table.clustered_chunks, gathered; same numbers as before it was split out)."""
+    return np.concatenate(list(clustered_chunks(n, d, n_clusters, latent_dim, seed, chunk)))
 
 
 DATASETS = {
