@@ -37,3 +37,15 @@ def test_follow_ups_run_inline_too():
     jobs = list(Job.objects.order_by("pk"))
     assert [j.status for j in jobs] == [Job.Status.SUCCEEDED, Job.Status.SUCCEEDED]
     assert jobs[1].parent_id == jobs[0].pk and jobs[1].result["steps"] == 2
+
+
+def test_a_queued_job_runs_by_id_and_a_finished_one_is_refused():
+    from webapp.jobs.services import create_job
+    queued = create_job("selftest", {"steps": 1, "delay": 0}, dispatch=False)
+    call_command("run_job", "--job", str(queued.pk))
+    queued.refresh_from_db()
+    assert queued.status == Job.Status.SUCCEEDED
+    with pytest.raises(CommandError, match="succeeded, not queued"):
+        call_command("run_job", "--job", str(queued.pk))
+    with pytest.raises(CommandError, match="not both"):
+        call_command("run_job", "selftest", "--job", str(queued.pk))

@@ -2,6 +2,7 @@
 
     manage.py run_job build_index --param embedding_set_id=3
     manage.py run_job anomaly_scores --params '{"embedding_set_id": 3}'
+    manage.py run_job --job 42        # run a job a page or service already queued
 
 For operators on a machine with no worker running, and for benchmarks that measure each job's
 peak memory as its own process (benchmarks/scale.py).  The job is a normal Job row (it shows on
@@ -47,11 +48,12 @@ class Command(BaseCommand):
     help = "Run a job kind in this process (no worker needed), with a progress bar."
 
     def add_arguments(self, parser):
-        parser.add_argument("kind", choices=sorted(JOB_KINDS))
+        parser.add_argument("kind", nargs="?", choices=sorted(JOB_KINDS))
+        parser.add_argument("--job", type=int, default=None, help="run this queued job instead of a new one")
         parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
         parser.add_argument("--params", default="{}", help="job params as one JSON object")
 
-    def handle(self, *args, kind, param, params, **options):
+    def handle(self, *args, kind, job, param, params, **options):
         import workers.tasks  # noqa: F401  (registers the task that eager dispatch applies)
         from workers.celery import app
 
@@ -63,8 +65,17 @@ class Command(BaseCommand):
             raise CommandError("--params must be a JSON object")
         values.update(parse_param(p) for p in param)
 
-        with transaction.atomic():
-            job = create_job(kind, values, dispatch=False)
+        if (kind is None) == (job is None):
+            raise CommandError("name a job kind, or --job ID of a queued job (not both)")
+        if job is not None:
+            existing = Job.objects.filter(pk=job).first()
+            if existing is None or existing.status != Job.Status.QUEUED:
+                raise CommandError(f"job #{job} does not exist" if existing is None
+                                   else f"job #{job} is {existing.status}, not queued")
+            job = existing
+        else:
+            with transaction.atomic():
+                job = create_job(kind, values, dispatch=False)
         stop = threading.Event()
         bar = threading.Thread(target=self._draw, args=(job.pk, stop), daemon=True)
         bar.start()
