@@ -3,6 +3,22 @@
 from django.db import migrations, models
 
 
+MIGRATE_FILL_LIMIT = 200_000   # larger tables: run `manage.py fill_sky_columns` after migrating
+
+
+def fill_sky_columns(apps, schema_editor):
+    """Fill healpix/mag of existing galaxies in batches (small tables only; see fill_sky_columns)."""
+    from webapp.catalog.services.galaxy_rows import fill_sky_columns as fill
+
+    Galaxy = apps.get_model("catalog", "Galaxy")
+    n = Galaxy.objects.count()
+    if n > MIGRATE_FILL_LIMIT:
+        print(f"\n  {n} galaxies: run `manage.py fill_sky_columns` to fill their HEALPix cells and magnitudes")
+        return
+    if n:
+        fill(model=Galaxy)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -36,4 +52,5 @@ class Migration(migrations.Migration):
             model_name='galaxy',
             index=models.Index(fields=['survey', 'healpix'], name='galaxy_survey_healpix'),
         ),
+        migrations.RunPython(fill_sky_columns, migrations.RunPython.noop),
     ]

@@ -75,3 +75,40 @@ def _copy_batch(survey_id: int, batch: list, start: int, cells: list, mags: list
             for i, r in enumerate(batch):
                 copy.write_row((survey_id, r.source_id, r.ra, r.dec, start + i,
                                 json.dumps(r.metadata or {}), json.dumps(r.truth or {}), cells[i], mags[i]))
+
+
+def fill_sky_columns(model=Galaxy, batch_size: int = 5000, only_missing: bool = True,
+                     survey_id: int | None = None, progress: Progress | None = None) -> int:
+    """Compute ``healpix`` and ``mag`` for existing rows, ``batch_size`` rows per transaction.
+
+    Walks the table by primary key (keyset, so each batch costs the same), which makes it safe
+    to stop and re-run: with ``only_missing`` a re-run skips rows already filled.  ``model``
+    lets a data migration pass its historical Galaxy model.  Returns rows updated.
+    """
+    from django.db import transaction
+    from django.db.models import Q
+
+    qs = model.objects.all()
+    if survey_id is not None:
+        qs = qs.filter(survey_id=survey_id)
+    if only_missing:   # a position without its cell, or a row never looked at for a magnitude
+        qs = qs.filter(Q(healpix__isnull=True, ra__isnull=False, dec__isnull=False) | Q(mag__isnull=True))
+    total = qs.count() if progress else 0
+    last, done = 0, 0
+    while True:
+        batch = list(qs.filter(pk__gt=last).order_by("pk").only("id", "ra", "dec", "metadata", "healpix", "mag")
+                     [:batch_size])
+        if not batch:
+            break
+        cells, mags = sky_columns(batch)
+        changed = []
+        for g, cell, mag in zip(batch, cells, mags):
+            if (g.healpix, g.mag) != (cell, mag):
+                g.healpix, g.mag = cell, mag
+                changed.append(g)
+        with transaction.atomic():
+            model.objects.bulk_update(changed, ["healpix", "mag"], batch_size=1000)
+        last, done = batch[-1].pk, done + len(changed)
+        if progress:
+            progress(min(done, total), max(total, done), f"filled {done:,} galaxies")
+    return done
