@@ -79,9 +79,9 @@ class ConeResult(Out):
 
 
 class ConeQuery(Out):
-    ra: str = Field(description="cone centre, degrees ICRS")
-    dec: str = Field(description="cone centre, degrees ICRS")
-    radius: str = Field(description=f"degrees, at most {sky.MAX_RADIUS_DEG}")
+    ra: str | None = Field(None, description="cone centre, degrees ICRS (required)")
+    dec: str | None = Field(None, description="cone centre, degrees ICRS (required)")
+    radius: str | None = Field(None, description=f"degrees, above 0 and at most {sky.MAX_RADIUS_DEG} (required)")
     limit: int = Field(sky.DEFAULT_LIMIT, ge=1, le=sky.MAX_LIMIT)
 
 
