@@ -24,7 +24,7 @@ KEY_SAMPLE = 200  # galaxies whose metadata keys populate the filter/sort dropdo
 OPS = {":": "=", "=": "=", "<": "<", ">": ">"}
 _FILTER_RE = re.compile(r"^\s*([A-Za-z0-9_][A-Za-z0-9_.\-]{0,63})\s*([:=<>])\s*(.+?)\s*$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
-GALAXY_FIELDS = ("id", "survey_id", "source_id", "ra", "dec", "image_index", "metadata")
+GALAXY_FIELDS = ("id", "survey_id", "source_id", "ra", "dec", "image_index", "mag", "metadata")
 
 
 class BrowseError(ValueError):

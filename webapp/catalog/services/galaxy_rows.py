@@ -26,6 +26,7 @@ from webapp.catalog.models import Galaxy
 from webapp.catalog.services.sky import healpix_index, promoted_mag
 
 BATCH_SIZE = 20_000
+_dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 COPY_COLUMNS = ("survey_id", "source_id", "ra", "dec", "image_index", "metadata", "truth", "healpix", "mag")
 
 
@@ -74,7 +75,8 @@ def _copy_batch(survey_id: int, batch: list, start: int, cells: list, mags: list
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for i, r in enumerate(batch):
                 copy.write_row((survey_id, r.source_id, r.ra, r.dec, start + i,
-                                json.dumps(r.metadata or {}), json.dumps(r.truth or {}), cells[i], mags[i]))
+                                _dumps(r.metadata) if r.metadata else "{}", _dumps(r.truth) if r.truth else "{}",
+                                cells[i], mags[i]))
 
 
 def fill_sky_columns(model=Galaxy, batch_size: int = 5000, only_missing: bool = True,
