@@ -19,7 +19,7 @@ from django.db.models import Q
 from webapp.catalog.models import Galaxy
 from webapp.catalog.services import paging
 
-COLUMNS = {"source_id": "text", "ra": "number", "dec": "number", "image_index": "number", "mag": "number"}
+COLUMNS = paging.COLUMNS
 KEY_SAMPLE = 200  # galaxies whose metadata keys populate the filter/sort dropdowns
 OPS = {":": "=", "=": "=", "<": "<", ">": ">"}
 _FILTER_RE = re.compile(r"^\s*([A-Za-z0-9_][A-Za-z0-9_.\-]{0,63})\s*([:=<>])\s*(.+?)\s*$")

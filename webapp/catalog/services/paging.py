@@ -32,6 +32,8 @@ from django.db.models.fields.json import KeyTransform
 
 OFFSET_LIMIT = 10_000         # ?page=N allowed while (N - 1) * per stays within this many rows
 EXACT_COUNT_LIMIT = 50_000    # PostgreSQL: count exactly when the planner expects fewer rows
+# Galaxy columns a page can sort and filter on (browse.py's keys), and their kinds.
+COLUMNS = {"source_id": "text", "ra": "number", "dec": "number", "image_index": "number", "mag": "number"}
 NULLABLE_COLUMNS = {"ra", "dec", "mag"}
 UNIQUE_COLUMNS = {"image_index", "source_id"}   # unique within a survey: no tie-break needed
 
@@ -91,7 +93,6 @@ class SortOrder:
 
     @property
     def is_metadata(self) -> bool:
-        from webapp.catalog.services.browse import COLUMNS
         return self.column not in COLUMNS
 
     @property
