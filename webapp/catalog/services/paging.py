@@ -142,7 +142,14 @@ def _segment_a(qs, order: SortOrder, after, reverse: bool, limit: int) -> list:
         op = "lt" if desc else "gt"
         if order.unique:
             qs = qs.filter(**{f"{order.path}__{op}": value})
-        else:   # the first condition is implied by the second; it gives the index its start
+        elif not order.is_metadata:
+            # A row-value comparison is one index bound on (survey, column, id), so even a long
+            # run of equal values is entered at the cursor rather than scanned from its start.
+            table = connection.ops.quote_name(qs.model._meta.db_table)
+            column = f"{table}.{connection.ops.quote_name(order.column)}"
+            qs = qs.extra(where=[f"({column}, {table}.{connection.ops.quote_name('id')}) "
+                                 f"{'<' if desc else '>'} (%s, %s)"], params=[value, pk])
+        else:   # the first condition is implied by the second; it gives the scan its start
             qs = qs.filter(Q(**{f"{order.path}__{op}e": value}),
                            Q(**{f"{order.path}__{op}": value}) | Q(**{f"id__{op}": pk}))
     by = [OrderBy(order.expr, descending=desc)]
