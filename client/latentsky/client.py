@@ -175,11 +175,17 @@ class Client:
                       per: int = 500, start_page: int = 1) -> Iterator[Table]:
         """A survey's galaxies one page (Table) at a time; ``filters`` like ``"mag_r<17"``,
         ``"label:spiral"``; ``sort`` a column (``-`` for descending).  Metadata become columns."""
-        page = start_page
+        page, cursor = start_page, None
         while True:
-            reply = self._get(f"/api/surveys/{survey}/galaxies/", page=page, per=per, sort=sort, f=list(filters))
+            where = {"cursor": cursor} if cursor else {"page": page}
+            reply = self._get(f"/api/surveys/{survey}/galaxies/", **where, per=per, sort=sort, f=list(filters))
             meta = {k: reply[k] for k in ("survey", "count", "page", "num_pages", "sort", "filters")}
             yield table_from_rows(reply["results"], meta=meta, flatten="metadata")
+            if "next_cursor" in reply:   # keyset pages: follow the cursor, any depth costs the same
+                cursor = reply["next_cursor"]
+                if not cursor:
+                    return
+                continue
             if page >= reply["num_pages"]:
                 return
             page += 1

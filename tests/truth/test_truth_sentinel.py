@@ -57,6 +57,8 @@ def world(make_user):
         g.metadata = {"mag_r": 18.0 + g.image_index / 10, "gz_label": ["elliptical", "spiral"][g.image_index % 2],
                       "gz_vote_spiral": 0.5}
         g.save(update_fields=["metadata"])
+    from webapp.catalog.services.galaxy_rows import fill_sky_columns
+    fill_sky_columns()   # HEALPix cells and magnitudes, so the cone search finds these galaxies
     es = task.embedding_set
     encoder = es.encoder
     encoder.metrics = {"evaluation": {survey.slug: {
@@ -147,6 +149,8 @@ def variants(w: dict) -> list[str]:
              f"/api/search/galaxies?ids={','.join(map(str, g[:5]))}",
              f"/api/search/sky?ra={150.0}&dec={2.0}&max_sep=3600&k=5",
              f"/api/surveys/{w['survey'].slug}/galaxies/?f=gz_label:spiral&sort=-mag_r",
+             f"/api/surveys/{w['survey'].slug}/cone?ra=150&dec=2&radius=2",
+             f"/surveys/{w['survey'].slug}/?ra=150&dec=2&radius=2",
              f"/api/anomalies/score-sets/{s}/queue/?n=10", f"/api/anomalies/score-sets/{s}/reviews/?scope=all",
              f"/api/tasks/{t}/queue?n=5", f"/api/jobs/?ids={w['job'].pk}", f"/api/jobs/?active=1",
              f"/search/?galaxy={g[0]}&k=5", f"/search/?ids={g[0]},{g[1]}&k=5",

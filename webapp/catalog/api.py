@@ -1,4 +1,5 @@
-"""Catalogue JSON API: surveys, a survey's galaxies (paged, sorted, filtered), one galaxy."""
+"""Catalogue JSON API: surveys, a survey's galaxies (keyset pages, sorted, filtered), a cone
+search, one galaxy."""
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
@@ -6,8 +7,7 @@ from ninja import Field, Query, Router
 
 from webapp.apikit import Error, Out
 from webapp.catalog.models import Galaxy, Survey
-from webapp.catalog.services import browse
-from webapp.catalog.views import _grid_query
+from webapp.catalog.services import browse, sky
 
 router = Router()
 
@@ -52,18 +52,42 @@ class GalaxyDetail(GalaxyOut):
 
 class GalaxyPage(Out):
     survey: str
-    count: int
+    count: int = Field(description="matching galaxies; an estimate when count_is_estimate")
+    count_is_estimate: bool = Field(False, description="true on PostgreSQL for large filtered results")
     page: int
     num_pages: int
     per_page: int
+    next_cursor: str = Field("", description="pass as cursor= for the next page; empty on the last")
+    prev_cursor: str = Field("", description="pass as cursor= for the previous page")
     sort: str
     filters: list[str]
     metadata_keys: dict[str, str] = Field(description="catalogue column -> number or text")
     results: list[GalaxyOut]
 
 
+class ConeGalaxy(GalaxyOut):
+    distance_arcsec: float
+
+
+class ConeResult(Out):
+    survey: str
+    ra: float
+    dec: float
+    radius: float = Field(description="degrees")
+    count: int = Field(description="galaxies in the cone; results holds the nearest `limit`")
+    results: list[ConeGalaxy]
+
+
+class ConeQuery(Out):
+    ra: str | None = Field(None, description="cone centre, degrees ICRS (required)")
+    dec: str | None = Field(None, description="cone centre, degrees ICRS (required)")
+    radius: str | None = Field(None, description=f"degrees, above 0 and at most {sky.MAX_RADIUS_DEG} (required)")
+    limit: int = Field(sky.DEFAULT_LIMIT, ge=1, le=sky.MAX_LIMIT)
+
+
 class GridQuery(Out):
-    page: int | None = Field(None, ge=1)
+    page: int | None = Field(None, ge=1, description="page number, for the first 10,000 rows")
+    cursor: str = Field("", description="next_cursor / prev_cursor of another page (any depth)")
     per: int = Field(100, ge=1, le=500)
     sort: str | None = Field(None, description="source_id, ra, dec or a numeric metadata key; - for descending")
     f: list[str] = Field([], description="filters such as mag_r<17 or class:spiral")
@@ -78,14 +102,26 @@ def api_survey_list(request):
             url_name="api_survey_galaxies", summary="A page of a survey's galaxies, sortable and filterable")
 def api_survey_galaxies(request, slug: str, q: Query[GridQuery]):
     survey = get_object_or_404(Survey, slug=slug)
-    page, extra = _grid_query(survey, q.f, q.sort, q.per, q.page)
+    page, extra = browse.grid_page(survey, q.f, q.sort, q.per, q.page, q.cursor)
     return {
-        "survey": survey.slug, "count": page.paginator.count, "page": page.number,
-        "num_pages": page.paginator.num_pages, "per_page": extra["per_page"],
+        "survey": survey.slug, "count": page.count, "count_is_estimate": page.count_is_estimate,
+        "page": page.number, "num_pages": page.num_pages, "per_page": extra["per_page"],
+        "next_cursor": page.next_cursor, "prev_cursor": page.prev_cursor,
         "sort": ("-" if extra["descending"] else "") + extra["sort_key"],
         "filters": [str(f) for f in extra["filters"]], "metadata_keys": extra["key_kinds"],
         "results": [browse.galaxy_dict(g, survey) for g in page.object_list],
     }
+
+
+@router.get("/surveys/{slug:slug}/cone", response={200: ConeResult, 400: Error, 404: Error},
+            url_name="api_survey_cone", summary="Galaxies of a survey within a cone, nearest first")
+def api_survey_cone(request, slug: str, q: Query[ConeQuery]):
+    survey = get_object_or_404(Survey, slug=slug)
+    cone = sky.parse_cone(q.ra, q.dec, q.radius)
+    rows, distances, n_inside = sky.cone_search(survey, cone, limit=q.limit)
+    return {"survey": survey.slug, "ra": cone.ra, "dec": cone.dec, "radius": cone.radius, "count": n_inside,
+            "results": [{**browse.galaxy_dict(g, survey), "distance_arcsec": d * 3600}
+                        for g, d in zip(rows, distances)]}
 
 
 @router.get("/galaxies/{int:galaxy_id}/", response={200: GalaxyDetail, 404: Error}, url_name="api_galaxy_detail",

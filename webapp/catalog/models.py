@@ -64,6 +64,12 @@ class Galaxy(models.Model):
     ra = models.FloatField(null=True, blank=True, help_text="degrees, ICRS")
     dec = models.FloatField(null=True, blank=True, help_text="degrees, ICRS")
     image_index = models.PositiveIntegerField(help_text="row in the survey's image store")
+    # Nested HEALPix cell of (ra, dec) at services.sky.HEALPIX_ORDER (cone search); null without a position.
+    healpix = models.BigIntegerField(null=True, blank=True, editable=False,
+                                     help_text="nested HEALPix index of (ra, dec) at order 12")
+    # The survey's reference magnitude, promoted from metadata at ingest (services.sky.MAG_KEYS)
+    # so that sorting and filtering on it use an index.
+    mag = models.FloatField(null=True, blank=True, help_text="reference magnitude (from mag_r, r_mag, ...)")
     metadata = models.JSONField(default=dict, blank=True, help_text="catalogue columns shown to people")
     # Ground truth of simulated galaxies (class, rarity, ...).  Never shown in the UI;
     # benchmarks and simulated oracles read it.
@@ -75,7 +81,12 @@ class Galaxy(models.Model):
             models.UniqueConstraint(fields=["survey", "source_id"], name="unique_source_per_survey"),
             models.UniqueConstraint(fields=["survey", "image_index"], name="unique_image_row_per_survey"),
         ]
-        indexes = [models.Index(fields=["survey", "ra", "dec"])]
+        # Keyset pages order by (column, id) inside a survey; each sortable column has its index.
+        indexes = [models.Index(fields=["survey", "ra", "dec"]),
+                   models.Index(fields=["survey", "ra", "id"], name="galaxy_survey_ra_id"),
+                   models.Index(fields=["survey", "dec", "id"], name="galaxy_survey_dec_id"),
+                   models.Index(fields=["survey", "mag", "id"], name="galaxy_survey_mag_id"),
+                   models.Index(fields=["survey", "healpix"], name="galaxy_survey_healpix")]
         verbose_name_plural = "galaxies"
 
     def __str__(self):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,10 +19,10 @@ from django.views.decorators.http import require_POST
 
 from webapp.accounts.roles import role_required
 from webapp.catalog.models import Galaxy, Survey
-from webapp.catalog.services import browse, render as rendering
+from webapp.catalog.services import browse, paging, render as rendering, sky
 from webapp.catalog.services.store_cache import StoreMissing
 
-PER_PAGE_DEFAULT = 100
+PER_PAGE_DEFAULT = browse.PER_PAGE_DEFAULT
 PER_PAGE_CHOICES = (50, 100, 200)
 SAMPLE_STRIP = 8  # thumbnails per survey card on the survey list
 DETAIL_PANELS: list = []
@@ -59,21 +58,9 @@ def _sample_strips(surveys) -> dict[int, list]:
 
 # ----------------------------------------------------------------- grid
 
-def _grid_query(survey, filter_texts: list[str], sort: str | None, per, page_no):
+def _grid_query(survey, filter_texts: list[str], sort: str | None, per, page_no, cursor: str = ""):
     """(page, context) for the grid page and its API; raises BrowseError on bad input."""
-    key_kinds = browse.metadata_keys(survey)
-    filters = [browse.parse_filter(f) for f in filter_texts if f.strip()]
-    sort_key, descending = browse.parse_sort(sort)
-    qs = browse.galaxies(survey, filters, sort_key, descending, key_kinds)
-    try:
-        per_page = int(PER_PAGE_DEFAULT if per is None else per)
-    except ValueError:
-        raise browse.BrowseError("per must be an integer") from None
-    if not 1 <= per_page <= 500:
-        raise browse.BrowseError("per must be between 1 and 500")
-    page = Paginator(qs, per_page).get_page(page_no)
-    return page, {"filters": filters, "sort_key": sort_key, "descending": descending,
-                  "key_kinds": key_kinds, "per_page": per_page}
+    return browse.grid_page(survey, filter_texts, sort, per, page_no, cursor)
 
 
 def _query_string(request, drop=(), **overrides) -> str:
@@ -88,42 +75,70 @@ def survey_grid(request, slug):
     key, op, value = (request.GET.get(k, "").strip() for k in ("key", "op", "value"))
     if key and value:  # the add-filter form: fold into a canonical ?f=key<op>value URL
         new = f"{key}{':' if op in ('', '=') else op}{value}"
-        qs = _query_string(request, drop=("key", "op", "value", "page"))
+        qs = _query_string(request, drop=("key", "op", "value", "page", "cursor"))
         return redirect(f"{request.path}?{qs}{'&' if qs else ''}{urlencode({'f': new})}")
-    context = {"survey": survey, "error": ""}
+    context = {"survey": survey, "error": "", "cone": None,
+               "cone_form": {k: request.GET.get(k, "") for k in ("ra", "dec", "radius")}}
     status = 200
     try:
-        page, extra = _grid_query(survey, request.GET.getlist("f"), request.GET.get("sort"),
-                                  request.GET.get("per"), request.GET.get("page"))
-    except browse.BrowseError as exc:
-        context["error"], status = str(exc), 400
-        page, extra = Paginator(Galaxy.objects.none(), PER_PAGE_DEFAULT).get_page(1), {
+        if any(request.GET.get(k, "").strip() for k in ("ra", "dec", "radius")):
+            page, extra = _cone_page(survey, request, context)
+        else:
+            page, extra = _grid_query(survey, request.GET.getlist("f"), request.GET.get("sort"),
+                                      request.GET.get("per"), request.GET.get("page"),
+                                      request.GET.get("cursor", ""))
+    except (browse.BrowseError, sky.ConeError) as exc:
+        context["error"], status, context["cone"] = str(exc), 400, None
+        page, extra = paging.KeysetPage([], 1, PER_PAGE_DEFAULT, 0, False), {
             "filters": [], "sort_key": "", "descending": False,
             "key_kinds": browse.metadata_keys(survey), "per_page": PER_PAGE_DEFAULT}
     context.update(extra)
-    context.update(_grid_links(request, page, extra, survey))
+    context.update(_grid_links(request, page, extra, survey, context["cone"]))
     return render(request, "catalog/survey_grid.html", context, status=status)
 
 
-def _grid_links(request, page, extra, survey) -> dict:
-    here = _query_string(request, drop=("page",))
+def _cone_page(survey, request, context):
+    """The nearest galaxies in the cone of the RA/Dec/radius form, as one page."""
+    cone = sky.parse_cone(request.GET.get("ra"), request.GET.get("dec"), request.GET.get("radius"))
+    try:
+        per = int(request.GET.get("per") or PER_PAGE_DEFAULT)
+    except ValueError:
+        raise browse.BrowseError("per must be an integer") from None
+    if not 1 <= per <= 500:
+        raise browse.BrowseError("per must be between 1 and 500")
+    rows, distances, n_inside = sky.cone_search(survey, cone, limit=per)
+    context["cone"] = {"ra": cone.ra, "dec": cone.dec, "radius": cone.radius, "n": n_inside,
+                       "distances": {g.pk: d * 3600 for g, d in zip(rows, distances)}}
+    return paging.KeysetPage(rows, 1, per, n_inside, False), {
+        "filters": [], "sort_key": "", "descending": False,
+        "key_kinds": browse.metadata_keys(survey), "per_page": per}
+
+
+def _grid_links(request, page, extra, survey, cone=None) -> dict:
+    here = _query_string(request, drop=("page", "cursor"))
     grid_qs = _query_string(request)
     cells = []
     sort_key = extra["sort_key"]
     for g in page.object_list:
         value = None
-        if sort_key and sort_key not in browse.COLUMNS:
+        if cone:
+            value = f"{cone['distances'][g.pk]:.1f}″"
+        elif sort_key and sort_key not in browse.COLUMNS:
             value = (g.metadata or {}).get(sort_key)
+        elif sort_key == "mag":
+            value = g.mag
         cells.append({"galaxy": g, "thumb": browse.thumb_url(g, survey), "sort_value": value,
                       "url": f"/galaxies/{g.pk}/" + (f"?{urlencode({'grid': grid_qs})}" if grid_qs else "")})
     filters = [{"text": str(f), "remove": _remove_filter(request, str(f))} for f in extra["filters"]]
-    sort_options = [("", "catalogue order"), ("source_id", "source id"), ("ra", "RA"), ("dec", "Dec")]
+    sort_options = [("", "catalogue order"), ("source_id", "source id"), ("ra", "RA"), ("dec", "Dec"),
+                    ("mag", "magnitude")]
     sort_options += [(k, k) for k, kind in extra["key_kinds"].items() if kind == "number"]
     return {
         "page": page, "cells": cells, "active_filters": filters, "sort_options": sort_options,
         "per_page_choices": PER_PAGE_CHOICES, "grid_qs": grid_qs,
-        "prev_url": f"?{here}&page={page.previous_page_number()}" if page.has_previous() else "",
-        "next_url": f"?{here}&page={page.next_page_number()}" if page.has_next() else "",
+        "prev_url": f"?{here}{'&' if here else ''}cursor={page.prev_cursor}" if page.prev_cursor else "",
+        "next_url": f"?{here}{'&' if here else ''}cursor={page.next_cursor}" if page.next_cursor else "",
+        "first_url": f"?{here}" if page.number > 1 else "",
         "keep_params": [(k, v) for k, vs in request.GET.lists() for v in vs if k in ("f", "per")],
         "keep_for_filter": [(k, v) for k, vs in request.GET.lists() for v in vs if k in ("f", "per", "sort")],
     }
@@ -131,7 +146,7 @@ def _grid_links(request, page, extra, survey) -> dict:
 
 def _remove_filter(request, text: str) -> str:
     items = [(k, v) for k, vs in request.GET.lists() for v in vs
-             if k != "page" and not (k == "f" and browse.parse_filter_safe(v) == text)]
+             if k not in ("page", "cursor") and not (k == "f" and browse.parse_filter_safe(v) == text)]
     return "?" + urlencode(items)
 
 
@@ -147,9 +162,13 @@ def galaxy_detail(request, galaxy_id):
     grid_qs = request.GET.get("grid", "")
     if grid_qs:
         back = f"/surveys/{survey.slug}/?{grid_qs}"
-    else:
-        position = Galaxy.objects.filter(survey=survey, image_index__lt=galaxy.image_index).count()
-        back = f"/surveys/{survey.slug}/?page={position // PER_PAGE_DEFAULT + 1}"
+    else:   # the catalogue-order page that holds this galaxy, by its image index (no count)
+        page_start = galaxy.image_index - galaxy.image_index % PER_PAGE_DEFAULT
+        number = page_start // PER_PAGE_DEFAULT + 1
+        if page_start <= paging.OFFSET_LIMIT:
+            back = f"/surveys/{survey.slug}/?page={number}"
+        else:
+            back = f"/surveys/{survey.slug}/?" + urlencode({"cursor": paging.cursor_before_index(page_start, number)})
     keep = f"?{urlencode({'grid': grid_qs})}" if grid_qs else ""
     card = browse.galaxy_card(galaxy, survey, thumbs={"composite_url": 320})
     panels = [p for p in (func(request, galaxy) for func in DETAIL_PANELS) if p]

@@ -3,7 +3,8 @@
 Filters are strings ``key<op>value`` with op one of ``:`` or ``=`` (equal),
 ``<`` and ``>`` (numeric keys only), e.g. ``gz1_label:elliptical`` or
 ``mag_r<17.5``.  Sorts are a key with an optional leading ``-``.  Keys are the
-columns ``source_id``, ``ra``, ``dec``, ``image_index`` or any metadata key.
+columns ``source_id``, ``ra``, ``dec``, ``image_index``, ``mag`` (the indexed magnitude promoted
+from metadata, services.sky) or any metadata key.  Pages are keyset pages (services.paging).
 Everything goes through Django's JSONField key transforms, which compile to
 JSON_EXTRACT on SQLite and ``->`` on PostgreSQL.  Galaxy.truth never leaves
 this module: querysets defer it and the dicts below do not contain it.
@@ -13,18 +14,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from django.db.models import F, Q
-from django.db.models.expressions import OrderBy
-from django.db.models.fields.json import KeyTransform
+from django.db.models import Q
 
 from webapp.catalog.models import Galaxy
+from webapp.catalog.services import paging
 
-COLUMNS = {"source_id": "text", "ra": "number", "dec": "number", "image_index": "number"}
+COLUMNS = paging.COLUMNS
 KEY_SAMPLE = 200  # galaxies whose metadata keys populate the filter/sort dropdowns
 OPS = {":": "=", "=": "=", "<": "<", ">": ">"}
 _FILTER_RE = re.compile(r"^\s*([A-Za-z0-9_][A-Za-z0-9_.\-]{0,63})\s*([:=<>])\s*(.+?)\s*$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
-GALAXY_FIELDS = ("id", "survey_id", "source_id", "ra", "dec", "image_index", "metadata")
+GALAXY_FIELDS = ("id", "survey_id", "source_id", "ra", "dec", "image_index", "mag", "metadata")
 
 
 class BrowseError(ValueError):
@@ -123,24 +123,49 @@ def parse_sort(sort: str | None) -> tuple[str, bool]:
     return key, descending
 
 
-def order_by(key: str, descending: bool) -> list:
-    if not key or key == "image_index":
-        return ["-image_index" if descending else "image_index"]
-    expr = F(key) if key in COLUMNS else KeyTransform(key, "metadata")
-    # Galaxies without the key go last either way; catalogue order breaks ties (stable pages).
-    return [OrderBy(expr, descending=descending, nulls_last=True), "image_index"]
-
-
-def galaxies(survey, filters: list[Filter], sort_key: str = "", descending: bool = False,
-             key_kinds: dict[str, str] | None = None):
-    """The filtered, sorted queryset of a survey's galaxies (truth deferred)."""
+def filtered_galaxies(survey, filters: list[Filter], sort_key: str = "",
+                      key_kinds: dict[str, str] | None = None):
+    """The filtered, UNORDERED queryset of a survey's galaxies (truth deferred)."""
     kinds = key_kinds if key_kinds is not None else metadata_keys(survey)
     qs = Galaxy.objects.filter(survey=survey).only(*GALAXY_FIELDS)
     for flt in filters:
         qs = qs.filter(filter_q(flt, kinds))
     if sort_key and sort_key not in COLUMNS and sort_key not in kinds:
         raise BrowseError(f"no column or metadata key {sort_key!r} in {survey.slug}")
-    return qs.order_by(*order_by(sort_key, descending))
+    return qs
+
+
+def galaxies(survey, filters: list[Filter], sort_key: str = "", descending: bool = False,
+             key_kinds: dict[str, str] | None = None):
+    """The filtered queryset in page order: galaxies without the key last, id breaks ties."""
+    qs = filtered_galaxies(survey, filters, sort_key, key_kinds)
+    return paging.ordered_rows(qs, paging.SortOrder(sort_key, descending))
+
+
+PER_PAGE_DEFAULT = 100
+
+
+def grid_page(survey, filter_texts: list[str], sort: str | None, per=None, page_no=None, cursor: str = ""):
+    """(page, context) of the catalogue grid and its API: a keyset page (services.paging).
+
+    Raises BrowseError for any bad input (filters, sort, per, page number, cursor)."""
+    key_kinds = metadata_keys(survey)
+    filters = [parse_filter(f) for f in filter_texts if f.strip()]
+    sort_key, descending = parse_sort(sort)
+    qs = filtered_galaxies(survey, filters, sort_key, key_kinds)
+    try:
+        per_page = int(PER_PAGE_DEFAULT if per in (None, "") else per)
+    except (TypeError, ValueError):
+        raise BrowseError("per must be an integer") from None
+    if not 1 <= per_page <= 500:
+        raise BrowseError("per must be between 1 and 500")
+    try:
+        page = paging.keyset_page(qs, paging.SortOrder(sort_key, descending), per_page, cursor=cursor or "",
+                                  page_number=page_no, survey=survey, filtered=bool(filters))
+    except paging.PageError as exc:
+        raise BrowseError(str(exc)) from None
+    return page, {"filters": filters, "sort_key": sort_key, "descending": descending,
+                  "key_kinds": key_kinds, "per_page": per_page}
 
 
 # ----------------------------------------------------------------- public dicts (no truth)

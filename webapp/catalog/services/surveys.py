@@ -27,12 +27,20 @@ Guarantees:
 - Publishing identical input again changes nothing: same checksum, same rows, and
   the existing store file is kept (the new identical file is discarded).
 - The replaced store file is deleted only after the transaction commits.
+- Memory is bounded: appended rows are spooled to a temporary file beside the store
+  (only an 8-byte hash per source_id stays in RAM, for the duplicate check), and a new
+  survey's Galaxy rows are streamed from the spool through galaxy_rows.insert_galaxies
+  (COPY on PostgreSQL) in batches, inside the one publishing transaction.  Re-publishing
+  over a survey that already has galaxies diffs against them in memory (O(existing)).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import pickle
+import tempfile
 import uuid
 import os
 from contextlib import contextmanager
@@ -49,6 +57,7 @@ from django.utils.text import slugify
 from ml.imagestore import ImageStoreWriter
 from ml.progress import Progress
 from webapp.catalog.models import Galaxy, Survey
+from webapp.catalog.services.galaxy_rows import BATCH_SIZE, insert_galaxies, sky_columns
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +143,35 @@ class SurveyPublisher:
         self.spec = _clean_spec(spec)
         self.progress = progress
         self.expected = expected        # total rows, for progress only (0 = unknown)
-        self.rows: list[GalaxyRow] = []
         self.survey: Survey | None = None
         self.changes: dict = {}
-        self._ids: set[str] = set()
+        self._n = 0
+        self._spool = None               # temporary file of pickled row batches
+        self._hashes: list[np.ndarray] = []  # int64 hash of each source_id, per batch
         self._writer: ImageStoreWriter | None = None
         self._rel_path = ""
         self._closed = False
 
     @property
     def n(self) -> int:
-        return len(self.rows)
+        return self._n
+
+    @property
+    def rows(self) -> list[GalaxyRow]:
+        """Every appended row, read back from the spool (O(n) memory: for small surveys and tests)."""
+        return list(self._iter_rows())
+
+    def _iter_rows(self):
+        if self._spool is None:
+            return
+        self._spool.flush()
+        with open(self._spool.name, "rb") as spool:
+            while True:
+                try:
+                    batch = pickle.load(spool)
+                except EOFError:
+                    return
+                yield from (GalaxyRow(*t) for t in batch)
 
     def append(self, rows: Sequence[GalaxyRow], images: np.ndarray) -> None:
         """Add ``len(rows)`` galaxies and their (n, C, H, W) float32 images (finite, square)."""
@@ -158,15 +185,20 @@ class SurveyPublisher:
             raise PublishError(f"images of shape {images.shape[1:]} do not fit {n_bands} bands "
                                f"{self.spec['bands']} of square cutouts")
         clean = [_clean_row(r) for r in rows]
-        for row in clean:
-            if row.source_id in self._ids:
+        hashes = np.asarray([_id_hash(r.source_id) for r in clean], dtype=np.int64)
+        seen = {}
+        for row, h in zip(clean, hashes.tolist()):   # duplicates inside this batch
+            if seen.get(h) == row.source_id:
                 raise PublishError(f"duplicate source_id {row.source_id!r}")
-            self._ids.add(row.source_id)
+            seen[h] = row.source_id
         with _storage_guard("the image store"):
             if self._writer is None:
                 self._open_writer(images.shape[2])
             self._writer.append(images.astype(np.float32, copy=False))
-        self.rows.extend(clean)
+            pickle.dump([(r.source_id, r.ra, r.dec, r.metadata, r.truth) for r in clean], self._spool,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+        self._hashes.append(hashes)
+        self._n += len(clean)
         if self.progress:
             self.progress(self.n, max(self.expected, self.n), f"wrote {self.n} images")
 
@@ -177,6 +209,7 @@ class SurveyPublisher:
             self.abort()
             raise PublishError(f"survey {self.spec['name']!r} has no galaxies to publish")
         try:
+            self._check_duplicates()
             with _storage_guard("the image store"):
                 shape, checksum = self._writer.close()
         except BaseException:
@@ -189,10 +222,12 @@ class SurveyPublisher:
             self.survey = self._save_rows(list(shape), checksum)
         except BaseException:
             _remove(new_file)
+            self._close_spool()
             raise
         if self.survey.store_path != self._rel_path:   # identical pixels: the old file was kept
             _remove(new_file)
         self._closed = True
+        self._close_spool()
         return self.survey
 
     def abort(self) -> None:
@@ -200,6 +235,7 @@ class SurveyPublisher:
         if self._closed:
             return
         self._closed = True
+        self._close_spool()
         if self._writer is not None:
             if self._writer.result is None:
                 self._writer.abort()
@@ -224,6 +260,33 @@ class SurveyPublisher:
                                         bands=self.spec["bands"], size=size,
                                         attrs={"survey": self.spec["name"]},
                                         min_free_bytes=settings.DISK_HEADROOM_BYTES)
+        self._spool = tempfile.NamedTemporaryFile(
+            dir=(Path(settings.DATA_DIR) / self._rel_path).parent, prefix=".rows-", suffix=".partial")
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            try:
+                self._spool.close()   # NamedTemporaryFile deletes itself
+            except OSError:
+                log.warning("could not remove the row spool %s", self._spool.name, exc_info=True)
+            self._spool = None
+
+    def _check_duplicates(self) -> None:
+        """PublishError naming a source_id that was appended twice (hash first, then the strings)."""
+        if len(self._hashes) < 2:
+            return
+        hashes = np.concatenate(self._hashes)
+        values, counts = np.unique(hashes, return_counts=True)
+        suspects = set(values[counts > 1].tolist())
+        if not suspects:
+            return
+        first: dict[int, set] = {}
+        for row in self._iter_rows():
+            h = _id_hash(row.source_id)
+            if h in suspects:
+                if row.source_id in first.setdefault(h, set()):
+                    raise PublishError(f"duplicate source_id {row.source_id!r}")
+                first[h].add(row.source_id)
 
     def _save_rows(self, shape: list, checksum: str) -> Survey:
         with transaction.atomic():
@@ -242,7 +305,13 @@ class SurveyPublisher:
             survey.status = Survey.Status.READY
             survey.image_shape, survey.image_checksum, survey.n_galaxies = shape, checksum, self.n
             survey.save()
-            self.changes = _sync_galaxies(survey, self.rows)
+            if not Galaxy.objects.filter(survey=survey).exists():
+                # A new (or empty) survey: stream the spool straight in, in batches.
+                created = insert_galaxies(survey, self._iter_rows(), batch_size=BATCH_SIZE,
+                                          progress=self.progress, total=self.n)
+                self.changes = {"created": created, "updated": 0, "deleted": 0, "unchanged": 0}
+            else:
+                self.changes = _sync_galaxies(survey, self.rows)
             self.changes["store_replaced"] = survey.store_path == self._rel_path
             if old_path is not None and old_path != survey.store_abspath:
                 transaction.on_commit(lambda: _remove(old_path))
@@ -263,12 +332,14 @@ def _sync_galaxies(survey: Survey, rows: list[GalaxyRow]) -> dict:
     for index, row in enumerate(rows):
         old = existing.get(row.source_id)
         if old is None:
-            to_create.append(Galaxy(survey=survey, source_id=row.source_id, ra=row.ra, dec=row.dec,
-                                    image_index=index, metadata=row.metadata, truth=row.truth))
+            to_create.append((index, row))
         elif old[1:] != (index, row.ra, row.dec, row.metadata, row.truth):
             moved = moved or old[1] != index
             to_update.append(Galaxy(pk=old[0], image_index=index, ra=row.ra, dec=row.dec,
                                     metadata=row.metadata, truth=row.truth))
+    cells, mags = sky_columns([g for g in to_update])
+    for g, cell, mag in zip(to_update, cells, mags):
+        g.healpix, g.mag = cell, mag
     if moved:
         # Unique (survey, image_index) is checked row by row: park kept rows on indices
         # above every old and new index first, so the final update cannot collide.
@@ -277,18 +348,31 @@ def _sync_galaxies(survey: Survey, rows: list[GalaxyRow]) -> dict:
         kept = {pk: idx for sid, (pk, idx, *_) in existing.items() if sid in wanted}
         updated = {g.pk for g in to_update}
         to_update += [Galaxy(pk=pk, image_index=idx) for pk, idx in kept.items() if pk not in updated]
-        fields = ["image_index", "ra", "dec", "metadata", "truth"]
+        fields = ["image_index", "ra", "dec", "metadata", "truth", "healpix", "mag"]
         full = [g for g in to_update if g.pk in updated]
         Galaxy.objects.bulk_update(full, fields, batch_size=UPDATE_BATCH)
         Galaxy.objects.bulk_update([g for g in to_update if g.pk not in updated], ["image_index"],
                                    batch_size=UPDATE_BATCH)
         n_updated = len(full)
     else:
-        Galaxy.objects.bulk_update(to_update, ["ra", "dec", "metadata", "truth"], batch_size=UPDATE_BATCH)
+        Galaxy.objects.bulk_update(to_update, ["ra", "dec", "metadata", "truth", "healpix", "mag"],
+                                   batch_size=UPDATE_BATCH)
         n_updated = len(to_update)
-    Galaxy.objects.bulk_create(to_create, batch_size=CREATE_BATCH)
+    # New rows keep their positions: insert runs of consecutive image indices.
+    run: list = []
+    for index, row in to_create:
+        if run and index != run[0][0] + len(run):
+            insert_galaxies(survey, [r for _, r in run], first_index=run[0][0])
+            run = []
+        run.append((index, row))
+    if run:
+        insert_galaxies(survey, [r for _, r in run], first_index=run[0][0])
     return {"created": len(to_create), "updated": n_updated, "deleted": len(gone),
             "unchanged": len(rows) - len(to_create) - n_updated}
+
+
+def _id_hash(source_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(source_id.encode(), digest_size=8).digest(), "little", signed=True)
 
 
 def _clean_spec(spec: dict) -> dict:

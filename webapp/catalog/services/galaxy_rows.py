@@ -1,0 +1,116 @@
+"""Bulk-insert Galaxy rows in batches: the one home for writing many galaxies.
+
+    with transaction.atomic():
+        n = insert_galaxies(survey, rows, first_index=0, batch_size=20_000, progress=cb)
+
+``rows`` is any iterable of objects with ``source_id``, ``ra``, ``dec``, ``metadata`` and
+``truth`` (services.surveys.GalaxyRow), already validated; the i-th row gets
+``image_index = first_index + i``.  The iterable is consumed one batch at a time, so memory
+is bounded by ``batch_size`` whatever the number of rows.  ``healpix`` and ``mag`` are
+computed here (services.sky), so every writer fills them the same way.
+
+On PostgreSQL each batch goes through ``COPY ... FROM STDIN`` (psycopg's ``cursor.copy``);
+elsewhere through ``bulk_create``.  The helper opens no transaction of its own: call it
+inside ``transaction.atomic()`` and the caller's publish stays all or nothing.
+"""
+from __future__ import annotations
+
+import json
+from itertools import islice
+from typing import Iterable
+
+from django.db import connection
+
+from ml.progress import Progress
+from webapp.catalog.models import Galaxy
+from webapp.catalog.services.sky import healpix_index, promoted_mag
+
+BATCH_SIZE = 20_000
+_dumps = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+COPY_COLUMNS = ("survey_id", "source_id", "ra", "dec", "image_index", "metadata", "truth", "healpix", "mag")
+
+
+def sky_columns(rows) -> tuple[list, list]:
+    """(healpix, mag) lists for ``rows`` (None where there is no position / magnitude)."""
+    cells = healpix_index([r.ra for r in rows], [r.dec for r in rows]) if rows else []
+    return ([int(c) if c >= 0 else None for c in cells], [promoted_mag(r.metadata) for r in rows])
+
+
+def insert_galaxies(survey, rows: Iterable, *, first_index: int = 0, batch_size: int = BATCH_SIZE,
+                    progress: Progress | None = None, total: int = 0) -> int:
+    """Insert ``rows`` as new Galaxy rows of ``survey`` in batches; returns how many were written.
+
+    ``total`` (optional) is only for progress messages.  Raises the database's IntegrityError
+    on a duplicate source_id or image_index; the caller's transaction then rolls back.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    use_copy = connection.vendor == "postgresql"
+    iterator, written = iter(rows), 0
+    while True:
+        batch = list(islice(iterator, batch_size))
+        if not batch:
+            break
+        cells, mags = sky_columns(batch)
+        if use_copy:
+            _copy_batch(survey.pk, batch, first_index + written, cells, mags)
+        else:
+            Galaxy.objects.bulk_create([
+                Galaxy(survey_id=survey.pk, source_id=r.source_id, ra=r.ra, dec=r.dec,
+                       image_index=first_index + written + i, metadata=r.metadata or {},
+                       truth=r.truth or {}, healpix=cells[i], mag=mags[i])
+                for i, r in enumerate(batch)], batch_size=min(batch_size, 2000))
+        written += len(batch)
+        if progress:
+            progress(written, max(total, written), f"saved {written:,} galaxies")
+    return written
+
+
+def _copy_batch(survey_id: int, batch: list, start: int, cells: list, mags: list) -> None:
+    table = connection.ops.quote_name(Galaxy._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(Galaxy._meta.get_field(
+        c.removesuffix("_id") if c == "survey_id" else c).column) for c in COPY_COLUMNS)
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for i, r in enumerate(batch):
+                copy.write_row((survey_id, r.source_id, r.ra, r.dec, start + i,
+                                _dumps(r.metadata) if r.metadata else "{}", _dumps(r.truth) if r.truth else "{}",
+                                cells[i], mags[i]))
+
+
+def fill_sky_columns(model=Galaxy, batch_size: int = 5000, only_missing: bool = True,
+                     survey_id: int | None = None, progress: Progress | None = None) -> int:
+    """Compute ``healpix`` and ``mag`` for existing rows, ``batch_size`` rows per transaction.
+
+    Walks the table by primary key (keyset, so each batch costs the same), which makes it safe
+    to stop and re-run: with ``only_missing`` a re-run skips rows already filled.  ``model``
+    lets a data migration pass its historical Galaxy model.  Returns rows updated.
+    """
+    from django.db import transaction
+    from django.db.models import Q
+
+    qs = model.objects.all()
+    if survey_id is not None:
+        qs = qs.filter(survey_id=survey_id)
+    if only_missing:   # a position without its cell, or a row never looked at for a magnitude
+        qs = qs.filter(Q(healpix__isnull=True, ra__isnull=False, dec__isnull=False) | Q(mag__isnull=True))
+    total = qs.count() if progress else 0
+    last, done = 0, 0
+    while True:
+        batch = list(qs.filter(pk__gt=last).order_by("pk").only("id", "ra", "dec", "metadata", "healpix", "mag")
+                     [:batch_size])
+        if not batch:
+            break
+        cells, mags = sky_columns(batch)
+        changed = []
+        for g, cell, mag in zip(batch, cells, mags):
+            if (g.healpix, g.mag) != (cell, mag):
+                g.healpix, g.mag = cell, mag
+                changed.append(g)
+        with transaction.atomic():
+            model.objects.bulk_update(changed, ["healpix", "mag"], batch_size=1000)
+        last, done = batch[-1].pk, done + len(changed)
+        if progress:
+            progress(min(done, total), max(total, done), f"filled {done:,} galaxies")
+    return done
