@@ -176,6 +176,13 @@ def field_arcsec(survey) -> float | None:
     """Width of a cutout on the sky in arcsec (pixel scale × side), None when the scale is unknown."""
     if survey.pixel_scale_arcsec and survey.image_shape:
         return survey.pixel_scale_arcsec * survey.image_shape[-1]
+    # A survey whose cutouts come from a remote service (only() querysets that left the fields
+    # out are not asked: that would cost a query per card).
+    deferred = survey.get_deferred_fields()
+    if not survey.image_shape and not deferred & {"cutout_url_template", "store_path", "cutout_field_arcsec"} \
+            and survey.remote_pixels:
+        from webapp.catalog.services.remote_cutouts import field_arcsec as remote_field
+        return remote_field(survey)
     return None
 
 
