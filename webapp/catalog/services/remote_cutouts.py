@@ -35,6 +35,7 @@ from pathlib import Path
 from urllib.parse import quote, urlparse
 
 import requests
+import urllib3
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from PIL import Image, ImageDraw, ImageFont
@@ -179,15 +180,17 @@ def fetch_image(url: str, size: int) -> tuple[bytes, str]:
                 raise FetchError("too large")
             deadline = time.monotonic() + read
             chunks, total = [], 0
-            for chunk in resp.iter_content(64 * 1024):
+            while chunk := resp.raw.read1(64 * 1024, decode_content=True):  # what has arrived, <= 64 KiB
                 total += len(chunk)
                 if total > cap:
                     raise FetchError("too large")
                 if time.monotonic() > deadline:
                     raise FetchError("timeout")
                 chunks.append(chunk)
-    except requests.exceptions.Timeout:
+    except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
         raise FetchError("timeout") from None
+    except urllib3.exceptions.HTTPError as exc:  # read1() raises urllib3's own errors
+        raise FetchError(f"read failed ({type(exc).__name__})") from None
     except requests.exceptions.ConnectionError:
         raise FetchError("connection failed") from None
     except requests.exceptions.RequestException as exc:
