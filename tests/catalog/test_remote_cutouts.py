@@ -324,6 +324,7 @@ def test_grid_and_galaxy_page_of_a_remote_survey(server, viewer):
     assert page.status_code == 200
     assert f"/thumbs/{galaxy.pk}.png?size=320" in html
     assert "&amp;band=" not in html  # no per-band strip: the remote service gives one colour image
+    assert "Cutout from 127.0.0.1" in html and "40.0″ across" in html
     composite = viewer.get(f"/thumbs/{galaxy.pk}.png?size=320")
     assert composite.status_code == 200 and decoded(composite.content).size == (320, 320)
     assert server.requests[-1].endswith("size=320&layer=ls-dr10&pixscale=0.125")

@@ -65,6 +65,11 @@ class Survey(models.Model):
         """Cutouts come from cutout_url_template: no local image store and a template set."""
         return bool(self.cutout_url_template) and not self.store_path
 
+    @property
+    def cutout_host(self) -> str:
+        from urllib.parse import urlparse
+        return urlparse(self.cutout_url_template).hostname or "" if self.cutout_url_template else ""
+
     def viewer_url(self, galaxy: "Galaxy") -> str:
         if not self.viewer_url_template:
             return ""

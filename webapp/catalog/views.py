@@ -156,7 +156,7 @@ def galaxy_detail(request, galaxy_id):
     return render(request, "catalog/galaxy_detail.html", {
         "galaxy": galaxy, "survey": survey, "ra_hms": card["ra_hms"], "dec_dms": card["dec_dms"],
         # Every band, a single-band survey's too (the card leaves those out).
-        "bands": browse.band_images(galaxy, survey, {"url": 128}) if survey.store_path else [],
+        "bands": browse.band_images(galaxy, survey, {"url": 128}),
         "composite_url": card["composite_url"],
         "prev_url": f"/galaxies/{prev_g.pk}/{keep}" if prev_g else "",
         "next_url": f"/galaxies/{next_g.pk}/{keep}" if next_g else "",

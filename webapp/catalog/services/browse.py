@@ -165,6 +165,8 @@ def galaxy_dict(galaxy, survey) -> dict:
 def band_images(galaxy, survey, sizes: dict[str, int]) -> list[dict]:
     """One {"index", "name", key: URL, ...} per band of the survey's images, blue to red, with a
     single-band thumbnail URL under each key of ``sizes`` ({key: px}); unnamed bands read "band <i>"."""
+    if not survey.image_shape and "store_path" not in survey.get_deferred_fields() and not survey.store_path:
+        return []  # no local pixels (remote cutouts are one colour image)
     names = survey.bands or []
     n_bands = int(survey.image_shape[1]) if survey.image_shape else len(names)
     return [{"index": i, "name": names[i] if i < len(names) else f"band {i}",
