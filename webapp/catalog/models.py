@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
-from webapp.catalog.services.remote_cutouts import TEMPLATE_HELP, template_validator
+from webapp.catalog.cutout_templates import TEMPLATE_HELP, template_validator
 
 
 class Survey(models.Model):

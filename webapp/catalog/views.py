@@ -213,7 +213,7 @@ def survey_prerender(request, slug):
 def survey_cutout_source(request, slug):
     """Curators set the survey's remote cutout URL template (used when it has no local store)."""
     from webapp.catalog.forms import CutoutSourceForm
-    from webapp.catalog.services.remote_cutouts import EXAMPLE_TEMPLATES
+    from webapp.catalog.cutout_templates import EXAMPLE_TEMPLATES
     survey = get_object_or_404(Survey, slug=slug)
     form = CutoutSourceForm(request.POST or None, instance=survey)
     if request.method == "POST" and form.is_valid():

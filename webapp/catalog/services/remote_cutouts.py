@@ -8,7 +8,8 @@ and ``{source_id}`` (URL-quoted), for example
     https://www.legacysurvey.org/viewer/cutout.jpg?ra={ra}&dec={dec}&size={size}&layer={layer}&pixscale={pixscale}
     https://skyserver.sdss.org/dr18/SkyServerWS/ImgCutout/getjpeg?ra={ra}&dec={dec}&scale={pixscale}&width={size}&height={size}
 
-get_cutout() answers the image bytes of one URL:
+Templates are validated in webapp/catalog/cutout_templates.py.  get_cutout() answers the image
+bytes of one URL:
 - from the on-disk cache, DATA_DIR/cache/remote_cutouts/<k[:2]>/<k>.img with k the sha256 of
   the URL (a changed template or layer changes every key).  A hit sets the file's mtime, and
   a sweep after writes deletes the least recently used files above settings.CUTOUT_CACHE_BYTES.
@@ -26,7 +27,6 @@ import hashlib
 import io
 import logging
 import os
-import string
 import threading
 import time
 from dataclasses import dataclass
@@ -37,26 +37,15 @@ from urllib.parse import quote, urlparse
 import requests
 import urllib3
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from PIL import Image, ImageDraw, ImageFont
 
 from ml.atomic import write_atomic
+from webapp.catalog.cutout_templates import (EXAMPLE_TEMPLATES, PLACEHOLDERS, TEMPLATE_HELP,  # noqa: F401
+                                             TemplateError, validate_template)
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDERS = ("ra", "dec", "size", "pixscale", "layer", "source_id")
-EXAMPLE_TEMPLATES = {
-    "Legacy Survey viewer (DR10)": "https://www.legacysurvey.org/viewer/cutout.jpg?ra={ra}&dec={dec}"
-                                   "&size={size}&layer={layer}&pixscale={pixscale}",
-    "SDSS SkyServer ImgCutout (DR18)": "https://skyserver.sdss.org/dr18/SkyServerWS/ImgCutout/getjpeg"
-                                       "?ra={ra}&dec={dec}&scale={pixscale}&width={size}&height={size}",
-}
-TEMPLATE_HELP = ("Remote cutout URL with {ra} {dec} {size} {pixscale} {layer} {source_id} placeholders, e.g. "
-                 + EXAMPLE_TEMPLATES["Legacy Survey viewer (DR10)"] + " (layer ls-dr10, 0.262″/px) or "
-                 + EXAMPLE_TEMPLATES["SDSS SkyServer ImgCutout (DR18)"] + ". Used only when the survey "
-                 "has no local image store.")
-DEFAULT_FIELD_ARCSEC = 64.0   # cutout width on the sky when the survey sets none (~ a 10 kpc disc at z=0.1, x8)
-MAX_TEMPLATE_LENGTH = 500
+DEFAULT_FIELD_ARCSEC = 64.0   # cutout width (arcsec) when the survey sets none; the Legacy viewer's 256 px x 0.262″
 MAX_PIXELS = 2048 * 2048      # decoded image size cap (decompression bombs)
 CACHE_DIRNAME = "remote_cutouts"
 TOUCH_EVERY = 30.0            # s: a hit refreshes the file's mtime (the LRU clock) at most this often
@@ -68,10 +57,6 @@ PLACEHOLDER_MAX_AGE = 60      # s of browser caching for the placeholder
 OK_MAX_AGE = 86400            # s of browser caching for a fetched cutout
 USER_AGENT = "LatentSky cutout fetcher"
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png"}
-
-
-class TemplateError(ValueError):
-    """A cutout URL template that cannot be used; the message says why."""
 
 
 class FetchError(RuntimeError):
@@ -91,52 +76,6 @@ class Cutout:
 
 
 # ----------------------------------------------------------------- templates
-
-_SAMPLE = {"ra": 150.1, "dec": 2.2, "size": 96, "pixscale": 0.262, "layer": "ls-dr10", "source_id": "OBJ1"}
-
-
-def validate_template(template: str) -> str:
-    """The template, stripped; raises TemplateError for unknown placeholders or non-http(s) URLs.
-    Blank is allowed (no remote cutouts)."""
-    template = (template or "").strip()
-    if not template:
-        return ""
-    if len(template) > MAX_TEMPLATE_LENGTH:
-        raise TemplateError(f"the template is longer than {MAX_TEMPLATE_LENGTH} characters")
-    allowed = " ".join("{%s}" % p for p in PLACEHOLDERS)
-    fields = set()
-    try:
-        for _, field, _, conversion in string.Formatter().parse(template):
-            if field is None:
-                continue
-            if field not in PLACEHOLDERS:
-                shown = "{%s}" % field if field else "{}"
-                raise TemplateError(f"unknown placeholder {shown}; use {allowed} (write {{{{ and }}}} "
-                                    "for literal braces)")
-            if conversion is not None:
-                raise TemplateError(f"placeholder {{{field}!{conversion}}}: conversions are not allowed")
-            fields.add(field)
-        sample = template.format(**_SAMPLE)
-    except TemplateError:
-        raise
-    except (ValueError, IndexError, KeyError) as exc:
-        raise TemplateError(f"cannot read the template: {exc}") from None
-    parsed = urlparse(sample)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise TemplateError("the template must be an http:// or https:// URL with a host")
-    if not ({"ra", "dec"} <= fields or "source_id" in fields):
-        raise TemplateError("the template needs {ra} and {dec} (or {source_id}), "
-                            "otherwise every galaxy gets the same image")
-    return template
-
-
-def template_validator(value: str) -> None:
-    """Model/form field validator of Survey.cutout_url_template."""
-    try:
-        validate_template(value)
-    except TemplateError as exc:
-        raise ValidationError(str(exc)) from None
-
 
 def field_arcsec(survey) -> float:
     """Width of a remote cutout on the sky (arcsec)."""

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
 from webapp.catalog.models import Survey
-from webapp.catalog.services.remote_cutouts import EXAMPLE_TEMPLATES, PLACEHOLDERS
+from webapp.catalog.cutout_templates import EXAMPLE_TEMPLATES, PLACEHOLDERS
 
 
 class Command(BaseCommand):
