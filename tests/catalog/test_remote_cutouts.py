@@ -228,6 +228,37 @@ def test_lru_eviction_keeps_the_recently_used_files_under_the_cap(server, settin
     assert rc.cache_path(url_for(server, 4)).exists() and files == 3
 
 
+def _hammer_cache(worker: int, n: int) -> None:
+    """Child process: store n cutouts and re-read earlier ones while the other child does the same."""
+    for i in range(n):
+        rc.store(f"http://cache.test/{worker}/{i}", render_cutout(float(worker), float(i), 64))
+        for j in range(0, i, 7):
+            data = rc.read_cached(f"http://cache.test/{1 - worker}/{j}")
+            if data is not None:
+                decoded(data)  # a whole image or nothing, never half a file
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_cache_under_its_cap(settings):
+    import multiprocessing
+    rc.reset_state()
+    one = len(render_cutout(0.0, 0.0, 64))
+    settings.CUTOUT_CACHE_BYTES = cap = 40 * one
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_hammer_cache, args=(w, 120)) for w in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    files, total = rc.cache_usage()
+    # Each process sweeps after every cap/50 bytes it writes, so the overshoot is a few files.
+    assert 0 < files and total <= cap + 2 * (cap // rc.SWEEP_FRACTION + 2 * one)
+    assert not [p for p in rc.cache_root().rglob("*") if p.name.endswith(".partial")]
+    for path in rc.cache_root().rglob("*.img"):
+        assert decoded(path.read_bytes()).size == (64, 64)
+
+
 @pytest.mark.django_db
 def test_concurrency_is_bounded_and_a_saturated_process_answers_busy(server, settings):
     server.reset("slow")
