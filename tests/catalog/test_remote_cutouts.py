@@ -446,3 +446,27 @@ def test_env_float_parses_and_rejects(monkeypatch):
     monkeypatch.setenv("X_SECONDS", "0.001")
     with pytest.raises(env.ConfigError):
         env.env_float("X_SECONDS", 1.0, minimum=0.01)
+
+
+@pytest.mark.django_db
+def test_survey_list_offers_remote_cutouts_to_curators_and_no_prerender_without_a_store(server, role_clients):
+    survey = remote_survey(server.template, slug="listed")
+    html = role_clients["curator"].get("/surveys/").content.decode()
+    assert f'href="/surveys/{survey.slug}/cutouts"' in html
+    assert f"/surveys/{survey.slug}/prerender" not in html  # nothing local to pre-render
+    assert f'href="/surveys/{survey.slug}/cutouts"' not in role_clients["viewer"].get("/surveys/").content.decode()
+
+
+def test_admin_edits_the_remote_cutout_fields():
+    from django.contrib import admin
+    fields = [f for _, opts in admin.site._registry[Survey].fieldsets for f in opts["fields"]]
+    assert {"cutout_url_template", "cutout_layer", "cutout_field_arcsec"} <= set(fields)
+
+
+@pytest.mark.django_db
+def test_prerender_job_refuses_a_survey_without_a_local_store(server):
+    from types import SimpleNamespace
+    survey = remote_survey(server.template, slug="noprerender")
+    with pytest.raises(ValueError, match="no local image store"):
+        render.run_prerender_job(SimpleNamespace(params={"survey_id": survey.pk}), progress=None)
+    assert server.count == 0
