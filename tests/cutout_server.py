@@ -5,12 +5,13 @@ pixels are a deterministic function of (ra, dec, size): a coloured elliptical bl
 noise.  ``server.mode`` switches its behaviour: "ok", "slow" (waits ``delay`` s before
 answering), "drip" (sends the headers, then the body a byte at a time every ``delay`` s),
 "404", "500", "garbage" (200 image/jpeg that is not an image), "html" (200 text/html),
-"huge" (an image/jpeg body of ``huge_bytes``).  It counts requests and the most in flight.
+"huge" (an image/jpeg body of ``huge_bytes``), "chunked" (the image gzipped, in chunks).  It counts requests and the most in flight.
 
     python -m tests.cutout_server --port 8765    # serve until Ctrl-C
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import threading
@@ -21,7 +22,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 from PIL import Image
 
-MODES = ("ok", "slow", "drip", "404", "500", "garbage", "html", "huge")
+MODES = ("ok", "slow", "drip", "404", "500", "garbage", "html", "huge", "chunked")
 
 
 def render_cutout(ra: float, dec: float, size: int) -> bytes:
@@ -115,6 +116,17 @@ class CutoutServer:
         body = render_cutout(ra, dec, size)
         if mode == "slow":
             time.sleep(self.delay)
+        if mode == "chunked":
+            data = gzip.compress(body)
+            h.send_response(200)
+            h.send_header("Content-Type", "image/jpeg")
+            h.send_header("Content-Encoding", "gzip")
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            for i in range(0, len(data), 1000):
+                h.wfile.write(b"%x\r\n" % len(data[i:i + 1000]) + data[i:i + 1000] + b"\r\n")
+            h.wfile.write(b"0\r\n\r\n")
+            return
         if mode == "drip":
             h.send_response(200)
             h.send_header("Content-Type", "image/jpeg")

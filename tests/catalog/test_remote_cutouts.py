@@ -138,6 +138,13 @@ def test_fetch_returns_the_servers_image_and_a_second_request_is_a_cache_hit(ser
 
 
 @pytest.mark.django_db
+def test_a_gzipped_chunked_answer_is_read_whole(server):
+    server.reset("chunked")
+    cut = rc.get_cutout(url_for(server, 3), 96)
+    assert cut.ok and cut.data == render_cutout(180.03, -0.94, 96)
+
+
+@pytest.mark.django_db
 def test_an_image_of_the_wrong_size_is_resized(server):
     url = url_for(server, 1, size=64).replace("size=64", "size=40")  # the server answers 40 px
     cut = rc.get_cutout(url, 64)
