@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from webapp.env import (ConfigError, env_bool, env_int, env_list, env_path,
+from webapp.env import (ConfigError, env_bool, env_float, env_int, env_list, env_path,
                         env_str, parse_database_url)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -198,6 +198,19 @@ MAX_UPLOAD_BYTES = env_int("LATENTSKY_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minim
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
+
+# Remote cutouts: surveys whose pixels come from a cutout URL template (Survey.cutout_url_template,
+# webapp/catalog/services/remote_cutouts.py).  Fetched images are cached under
+# DATA_DIR/cache/remote_cutouts, evicted least recently used above this many MiB.
+CUTOUT_CACHE_BYTES = env_int("LATENTSKY_CUTOUT_CACHE_MB", 512, minimum=1) * 1024 * 1024
+CUTOUT_CONNECT_TIMEOUT = env_float("LATENTSKY_CUTOUT_CONNECT_TIMEOUT", 3.0, minimum=0.01)  # seconds
+# Seconds for the whole response body (and for each socket read): a slow server gets the placeholder.
+CUTOUT_READ_TIMEOUT = env_float("LATENTSKY_CUTOUT_READ_TIMEOUT", 8.0, minimum=0.01)
+CUTOUT_MAX_BYTES = env_int("LATENTSKY_CUTOUT_MAX_BYTES", 4 * 1024 * 1024, minimum=1024)  # per response
+CUTOUT_CONCURRENCY = env_int("LATENTSKY_CUTOUT_CONCURRENCY", 4, minimum=1)  # fetches at once, per process
+# A request that finds every fetch slot busy for this long answers the placeholder instead of queueing.
+CUTOUT_SLOT_WAIT = env_float("LATENTSKY_CUTOUT_SLOT_WAIT", 0.5, minimum=0.0)  # seconds
+CUTOUT_NEGATIVE_TTL = env_int("LATENTSKY_CUTOUT_NEGATIVE_TTL", 60, minimum=0)  # seconds a failed URL is not retried
 
 # Celery.  The embedded default broker needs no server: kombu's SQLAlchemy
 # transport on a SQLite file.  Production points CELERY_BROKER_URL at Redis.

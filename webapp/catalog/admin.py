@@ -19,6 +19,8 @@ class SurveyAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "slug", "description", "status", "is_simulated")}),
         ("Imaging", {"fields": ("bands", "image_kind", "pixel_scale_arcsec", "psf_fwhm_arcsec", "zero_points",
                                 "depth", "viewer_url_template")}),
+        ("Remote cutouts (surveys without a local image store)", {"fields": (
+            "cutout_url_template", "cutout_layer", "cutout_field_arcsec")}),
         ("Image store (written by ingestion; read-only)", {"fields": (
             "store_path", "image_shape", "image_checksum", "n_galaxies", "sample_thumbnails")}),
         ("Provenance", {"fields": ("provenance", "created_at", "updated_at")}),

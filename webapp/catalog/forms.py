@@ -1,8 +1,9 @@
-"""Forms of the catalogue app: the browser ingest form (curators)."""
+"""Forms of the catalogue app: the browser ingest form and the remote cutout settings (curators)."""
 from __future__ import annotations
 
 from django import forms
 
+from webapp.catalog.models import Survey
 from webapp.catalog.services.ingest import FORMATS, PRESETS, build_options, resolve_allowed_path
 from webapp.catalog.services.ingest_pixels import NAN_POLICIES, IngestError
 from webapp.catalog.services.ingest_types import MAX_SIZE
@@ -73,3 +74,24 @@ class IngestForm(forms.Form):
         params = {"format": data["format"], "preset": data.get("preset") or ""}
         params.update({k: data.get(k) for k in OPTION_FIELDS if data.get(k) not in (None, "")})
         return params
+
+
+class CutoutSourceForm(forms.ModelForm):
+    """A survey's remote cutout service; the template is validated by the model field
+    (services.remote_cutouts.validate_template)."""
+
+    class Meta:
+        model = Survey
+        fields = ("cutout_url_template", "cutout_layer", "cutout_field_arcsec")
+        labels = {"cutout_url_template": "Cutout URL template", "cutout_layer": "Layer",
+                  "cutout_field_arcsec": "Field width (arcsec)"}
+        widgets = {"cutout_url_template": forms.TextInput(attrs={"size": 100, "class": "mono"})}
+
+    def clean_cutout_url_template(self):
+        return (self.cleaned_data.get("cutout_url_template") or "").strip()
+
+    def clean_cutout_field_arcsec(self):
+        value = self.cleaned_data.get("cutout_field_arcsec")
+        if value is not None and not 1.0 <= value <= 3600.0:
+            raise forms.ValidationError("field width must be between 1 and 3600 arcsec")
+        return value

@@ -5,6 +5,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
+from webapp.catalog.cutout_templates import TEMPLATE_HELP, template_validator
+
 
 class Survey(models.Model):
     class ImageKind(models.TextChoices):
@@ -30,6 +32,15 @@ class Survey(models.Model):
     viewer_url_template = models.CharField(
         max_length=300, blank=True,
         help_text="public viewer link with {ra} {dec} {source_id} placeholders")
+    # Remote pixels: a survey without a local image store shows cutouts fetched from this URL
+    # (services/remote_cutouts.py); a survey with a store ignores it.
+    cutout_url_template = models.CharField(max_length=500, blank=True, validators=[template_validator],
+                                           help_text=TEMPLATE_HELP)
+    cutout_layer = models.CharField(max_length=64, blank=True,
+                                    help_text="{layer} of the cutout URL, e.g. ls-dr10 (Legacy Survey viewer)")
+    cutout_field_arcsec = models.FloatField(
+        null=True, blank=True,
+        help_text="width of a remote cutout on the sky (arcsec, default 64); {pixscale} = this / {size}")
     is_simulated = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.EMPTY)
     store_path = models.CharField(max_length=500, blank=True, help_text="relative to LATENTSKY_DATA_DIR")
@@ -48,6 +59,16 @@ class Survey(models.Model):
     @property
     def store_abspath(self) -> Path:
         return Path(settings.DATA_DIR) / self.store_path
+
+    @property
+    def remote_pixels(self) -> bool:
+        """Cutouts come from cutout_url_template: no local image store and a template set."""
+        return bool(self.cutout_url_template) and not self.store_path
+
+    @property
+    def cutout_host(self) -> str:
+        from urllib.parse import urlparse
+        return urlparse(self.cutout_url_template).hostname or "" if self.cutout_url_template else ""
 
     def viewer_url(self, galaxy: "Galaxy") -> str:
         if not self.viewer_url_template:

@@ -13,4 +13,5 @@ urlpatterns = [
 urlpatterns += [
     path("surveys/<slug:slug>/", views.survey_grid, name="survey_grid"),
     path("surveys/<slug:slug>/prerender", views.survey_prerender, name="survey_prerender"),
+    path("surveys/<slug:slug>/cutouts", views.survey_cutout_source, name="survey_cutout_source"),
 ]

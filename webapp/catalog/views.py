@@ -187,27 +187,32 @@ def galaxy_detail(request, galaxy_id):
 
 # ----------------------------------------------------------------- thumbnails
 
+THUMB_SURVEY_FIELDS = ("id", "image_checksum", "image_shape", "bands", "image_kind", "store_path", "n_galaxies",
+                       "status", "cutout_url_template", "cutout_layer", "cutout_field_arcsec")
+
+
 def thumbnail(request, galaxy_id):
     galaxy = get_object_or_404(Galaxy.objects.select_related("survey").only(
-        "id", "image_index", "survey__id", "survey__image_checksum", "survey__image_shape",
-        "survey__bands", "survey__image_kind", "survey__store_path", "survey__n_galaxies",
-        "survey__status"), pk=galaxy_id)
+        "id", "image_index", "ra", "dec", "source_id", *[f"survey__{f}" for f in THUMB_SURVEY_FIELDS]),
+        pk=galaxy_id)
     survey = galaxy.survey
     try:
         size = rendering.parse_size(request.GET.get("size"))
-        band = rendering.parse_band(survey, request.GET.get("band"))
+        band = rendering.parse_band(survey, request.GET.get("band")) if survey.store_path else "composite"
     except rendering.RenderError as exc:
         return HttpResponseBadRequest(str(exc), content_type="text/plain")
-    variant = rendering.variant_name(band, size)
-    etag = f'"{(survey.image_checksum or "x")[:12]}-{galaxy.image_index}-{variant}"'
-    headers = {"Cache-Control": "public, max-age=86400", "ETag": etag}
-    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
-        return HttpResponse(status=304, headers=headers)
+    etag = rendering.thumbnail_etag(survey, galaxy, size, band)
+    if etag and etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return HttpResponse(status=304, headers={"Cache-Control": f"public, max-age={rendering.LOCAL_MAX_AGE}",
+                                                 "ETag": etag})
     try:
-        data = rendering.thumbnail_png(survey, galaxy.image_index, size, band)
+        thumb = rendering.galaxy_thumbnail(survey, galaxy, size, band)
     except StoreMissing:
         raise Http404("this survey has no image store yet") from None
-    return HttpResponse(data, content_type="image/png", headers=headers)
+    headers = {"Cache-Control": thumb.cache_control}
+    if thumb.etag:
+        headers["ETag"] = thumb.etag
+    return HttpResponse(thumb.data, content_type=thumb.content_type, headers=headers)
 
 
 # ----------------------------------------------------------------- curator action
@@ -221,3 +226,22 @@ def survey_prerender(request, slug):
                      title=f"Render thumbnails: {survey.name}")
     messages.info(request, f"Rendering thumbnails of {survey.name} (job {job.pk}).")
     return redirect("jobs:detail", job_id=job.pk)
+
+
+@role_required("curator")
+def survey_cutout_source(request, slug):
+    """Curators set the survey's remote cutout URL template (used when it has no local store)."""
+    from webapp.catalog.forms import CutoutSourceForm
+    from webapp.catalog.cutout_templates import EXAMPLE_TEMPLATES
+    survey = get_object_or_404(Survey, slug=slug)
+    form = CutoutSourceForm(request.POST or None, instance=survey)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.info(request, f"Remote cutouts of {survey.name} saved.")
+        return redirect("catalog:survey_cutout_source", slug=survey.slug)
+    survey.refresh_from_db()  # the preview shows the saved settings, not a rejected edit
+    samples = [{"galaxy": g, "thumb": browse.thumb_url(g, survey, size=96)}
+               for g in Galaxy.objects.filter(survey=survey).only(*browse.GALAXY_FIELDS).order_by("image_index")[:4]]
+    return render(request, "catalog/cutout_source.html", {
+        "survey": survey, "form": form, "examples": EXAMPLE_TEMPLATES, "samples": samples,
+        "has_store": bool(survey.store_path)}, status=400 if form.errors else 200)

@@ -190,6 +190,8 @@ def galaxy_dict(galaxy, survey) -> dict:
 def band_images(galaxy, survey, sizes: dict[str, int]) -> list[dict]:
     """One {"index", "name", key: URL, ...} per band of the survey's images, blue to red, with a
     single-band thumbnail URL under each key of ``sizes`` ({key: px}); unnamed bands read "band <i>"."""
+    if not survey.image_shape and "store_path" not in survey.get_deferred_fields() and not survey.store_path:
+        return []  # no local pixels (remote cutouts are one colour image)
     names = survey.bands or []
     n_bands = int(survey.image_shape[1]) if survey.image_shape else len(names)
     return [{"index": i, "name": names[i] if i < len(names) else f"band {i}",
@@ -201,6 +203,13 @@ def field_arcsec(survey) -> float | None:
     """Width of a cutout on the sky in arcsec (pixel scale × side), None when the scale is unknown."""
     if survey.pixel_scale_arcsec and survey.image_shape:
         return survey.pixel_scale_arcsec * survey.image_shape[-1]
+    # A survey whose cutouts come from a remote service (only() querysets that left the fields
+    # out are not asked: that would cost a query per card).
+    deferred = survey.get_deferred_fields()
+    if not survey.image_shape and not deferred & {"cutout_url_template", "store_path", "cutout_field_arcsec"} \
+            and survey.remote_pixels:
+        from webapp.catalog.services.remote_cutouts import field_arcsec as remote_field
+        return remote_field(survey)
     return None
 
 

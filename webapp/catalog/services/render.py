@@ -7,6 +7,10 @@ them at DATA_DIR/cache/thumbs/<survey_id>/<checksum[:8]>/<image_index>_<variant>
 (variant "composite-96", "b1-128", ...); a re-ingest changes the store checksum
 and so, silently, the whole cache.  The survey's stretch is kept beside the
 thumbnails as stretch.json, so every web and worker process shares one.
+
+A survey without a local image store takes its cutouts from its cutout URL template
+(services/remote_cutouts.py, cached there): galaxy_thumbnail() is the one entry point that
+serves both kinds, and a placeholder where no pixels can be had.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import json
 import threading
 import time
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +29,7 @@ from PIL import Image
 from ml.atomic import write_atomic
 from ml.progress import check_cancelled
 from ml.stretch import SurveyStretch, band_grey, composite_rgb, estimate_stretch
+from webapp.catalog.services import remote_cutouts
 from webapp.catalog.services.store_cache import read_images
 
 DEFAULT_THUMB_SIZE = 96    # px; grid cells are ~100-130 CSS px wide
@@ -138,6 +143,53 @@ def thumbnail_png(survey, image_index: int, size: int = DEFAULT_THUMB_SIZE, band
     return data
 
 
+# ----------------------------------------------------------------- local or remote
+
+LOCAL_MAX_AGE = 86400  # s of browser caching; the URL carries the store checksum
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    data: bytes
+    content_type: str
+    cache_control: str
+    etag: str | None    # None for placeholders (never revalidated)
+    ok: bool
+
+
+def has_local_store(survey) -> bool:
+    return bool(survey.store_path)
+
+
+def thumbnail_etag(survey, galaxy, size: int, band: str) -> str | None:
+    """The ETag a successful thumbnail of these parameters carries (no I/O), or None."""
+    if survey.remote_pixels:
+        try:
+            return remote_cutouts.url_etag(remote_cutouts.cutout_url(survey, galaxy, size))
+        except remote_cutouts.FetchError:
+            return None
+    if not has_local_store(survey):
+        return None
+    return f'"{(survey.image_checksum or "x")[:12]}-{galaxy.image_index}-{variant_name(band, size)}"'
+
+
+def galaxy_thumbnail(survey, galaxy, size: int = DEFAULT_THUMB_SIZE, band: str = "composite",
+                     *, fetch: bool = True) -> Thumbnail:
+    """One galaxy's cutout, from the local store (``band`` honoured) or from the survey's remote
+    cutout service (always the colour image; ``fetch=False``: cached ones only), else a placeholder.
+    Local-store errors (StoreMissing, ...) propagate as from thumbnail_png()."""
+    if has_local_store(survey):
+        data = thumbnail_png(survey, galaxy.image_index, size, band)
+        return Thumbnail(data, "image/png", f"public, max-age={LOCAL_MAX_AGE}",
+                         thumbnail_etag(survey, galaxy, size, band), True)
+    if survey.remote_pixels:
+        cut = remote_cutouts.galaxy_cutout(survey, galaxy, size, fetch=fetch)
+    else:
+        cut = remote_cutouts.placeholder(size, "no pixels", text="no cutout")
+    etag = thumbnail_etag(survey, galaxy, size, band) if cut.ok else None
+    return Thumbnail(cut.data, cut.content_type, cut.cache_control, etag, cut.ok)
+
+
 def prerender_survey(survey, size: int = DEFAULT_THUMB_SIZE, band: str = "composite",
                      batch: int = 256, progress=None) -> dict:
     """Render every missing thumbnail of a survey, reading the store in batches."""
@@ -165,4 +217,7 @@ def run_prerender_job(job, progress) -> dict:
     survey = Survey.objects.get(pk=int(job.params["survey_id"]))
     if survey.status != Survey.Status.READY:
         raise ValueError(f"survey {survey.slug} is {survey.status}, not ready")
+    if not has_local_store(survey):
+        raise ValueError(f"survey {survey.slug} has no local image store; its cutouts are fetched "
+                         "from the remote cutout service when first shown")
     return prerender_survey(survey, size=parse_size(job.params.get("size")), progress=progress)

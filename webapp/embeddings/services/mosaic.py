@@ -2,7 +2,8 @@
 
 Tiles come from the catalogue's thumbnail renderer and its on-disk cache
 (webapp/catalog/services/render.py), so a mosaic uses exactly the colours of the grid
-and detail pages and mostly reads cached PNGs.
+and detail pages and mostly reads cached PNGs.  Galaxies of a survey whose cutouts come from a
+remote cutout service are drawn only when already cached (a mosaic never fetches thousands).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from PIL import Image
 
 from ml.mosaic import MosaicGrid, compose, mosaic_cells
 from webapp.catalog.models import Galaxy, Survey
-from webapp.catalog.services.render import thumbnail_png
+from webapp.catalog.services.render import galaxy_thumbnail
 from webapp.catalog.services.store_cache import StoreMissing
 from webapp.embeddings.services.maps import load_coords
 from webapp.embeddings.services.vectors import load_embedding_set
@@ -30,21 +31,21 @@ def tiles_for(lm, grid: MosaicGrid, tile_px: int) -> list[np.ndarray | None]:
     """(tile, tile, 3) uint8 thumbnails of the grid's galaxies, None where one cannot be drawn."""
     ids, _, _ = load_embedding_set(lm.embedding_set)
     wanted = [int(ids[r]) for r in grid.rows]
-    where = {gid: (sid, idx) for gid, sid, idx in
-             Galaxy.objects.filter(pk__in=wanted).values_list("id", "survey_id", "image_index")}
-    surveys = {s.pk: s for s in Survey.objects.filter(pk__in={v[0] for v in where.values()})}
+    where = {g.pk: g for g in Galaxy.objects.filter(pk__in=wanted).only(
+        "id", "survey_id", "image_index", "ra", "dec", "source_id")}
+    surveys = {s.pk: s for s in Survey.objects.filter(pk__in={g.survey_id for g in where.values()})}
     tiles = []
     for gid in wanted:
         if gid not in where:
             tiles.append(None)
             continue
-        sid, index = where[gid]
+        galaxy = where[gid]
         try:
-            png = thumbnail_png(surveys[sid], index, size=tile_px)
+            thumb = galaxy_thumbnail(surveys[galaxy.survey_id], galaxy, size=tile_px, fetch=False)
         except (StoreMissing, OSError, ValueError):  # a missing store leaves the cell empty
             tiles.append(None)
             continue
-        tiles.append(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")))
+        tiles.append(np.asarray(Image.open(io.BytesIO(thumb.data)).convert("RGB")) if thumb.ok else None)
     return tiles
 
 
