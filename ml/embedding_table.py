@@ -337,7 +337,8 @@ class EmbeddingTable:
 
 # ----------------------------------------------------------------- validation
 
-def block_problems(block: Block, check_vectors: bool = True) -> tuple[np.ndarray, list[RowError]]:
+def block_problems(block: Block, check_vectors: bool = True,
+                   max_id_length: int | None = None) -> tuple[np.ndarray, list[RowError]]:
     """(good mask, errors) of one block, every check but duplicates."""
     n = len(block)
     good = np.ones(n, dtype=bool)
@@ -349,6 +350,9 @@ def block_problems(block: Block, check_vectors: bool = True) -> tuple[np.ndarray
         good[mask] = False
 
     flag(np.array([i is None for i in block.ids], dtype=bool), "missing id")
+    if max_id_length:
+        flag(np.array([i is not None and len(i) > max_id_length for i in block.ids], dtype=bool),
+             f"id longer than {max_id_length} characters")
     flag(~np.isfinite(block.ra) | ~np.isfinite(block.dec), "missing RA/Dec")
     flag((block.ra < 0) | (block.ra >= 360), "RA outside [0, 360) degrees")
     flag((block.dec < -90) | (block.dec > 90), "Dec outside [-90, 90] degrees")
@@ -375,7 +379,8 @@ def _hash_id(text: str) -> int:
     return hash(text)   # per process, which is all this needs (exact recheck of collisions below)
 
 
-def validate(table: EmbeddingTable, progress: Progress | None = None) -> Validation:
+def validate(table: EmbeddingTable, progress: Progress | None = None,
+             max_id_length: int | None = None) -> Validation:
     """Pass over the whole table: per-row checks, then duplicate ids (first good row of an id kept)."""
     n = table.info.n_rows
     keep = np.zeros(n, dtype=bool)
@@ -383,7 +388,7 @@ def validate(table: EmbeddingTable, progress: Progress | None = None) -> Validat
     errors: list[RowError] = []
     n_errors = 0
     for block in table.blocks(columns=False):
-        good, errs = block_problems(block)
+        good, errs = block_problems(block, max_id_length=max_id_length)
         lo, hi = block.start, block.start + len(block)
         keep[lo:hi] = good
         hashes[lo:hi] = [_hash_id(i) if ok else 0 for i, ok in zip(block.ids, good)]
@@ -462,17 +467,20 @@ class ParquetTableWriter:
     The catalogue columns' types are fixed by the first block (int, float, bool, else string);
     later values that do not fit become null."""
 
-    def __init__(self, path: str | Path, dim: int, metadata: dict | None = None,
-                 row_group_rows: int = BATCH_ROWS):
-        self.path, self.dim, self.metadata = Path(path), int(dim), metadata or {}
+    def __init__(self, path: str | Path | None, dim: int, metadata: dict | None = None,
+                 row_group_rows: int = BATCH_ROWS, sink=None):
+        """``path`` (written atomically) or ``sink``, a writable binary file object (e.g. a
+        streamed HTTP response's buffer)."""
+        self.path, self.dim, self.metadata = (Path(path) if path else None), int(dim), metadata or {}
+        self.sink = sink
         self.row_group_rows = row_group_rows
         self._writer = None
         self._schema = None
         self.n = 0
 
     def __enter__(self):
-        self._atomic = atomic_path(self.path)
-        self._partial = self._atomic.__enter__()
+        self._atomic = atomic_path(self.path) if self.sink is None else None
+        self._partial = self._atomic.__enter__() if self._atomic is not None else self.sink
         return self
 
     def __exit__(self, *exc):
@@ -483,7 +491,9 @@ class ParquetTableWriter:
                 self._open({})
                 self._writer.close()
         finally:
-            return self._atomic.__exit__(*exc)
+            if self._atomic is not None:
+                self._atomic.__exit__(*exc)
+        return False
 
     def _open(self, columns: dict[str, list]) -> None:
         fields = [pa.field("id", pa.string()), pa.field("ra", pa.float64()), pa.field("dec", pa.float64()),
