@@ -9,7 +9,7 @@ What is created (the reader, validation and layouts are in ml/embedding_table.py
   columns in ``metadata``), inserted with ``bulk_create`` in batches,
 - an Encoder with ``source="external"`` whose ``config`` holds the provenance (file name,
   sha256, layout, column mapping, row counts),
-- an EmbeddingSet whose vectors are written block by block into a ``.npy`` memmap.
+- an EmbeddingSet whose vectors are written block by block into a ``.npy`` (header, then bytes).
 
 Steps: sha256 of the file; pass 1 validates every row (bounded memory); pass 2 writes the
 vectors to ``vectors.npy.partial`` in a fresh directory; pass 3 writes the database rows in
@@ -99,6 +99,7 @@ class ImportReport:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    phases: dict = field(default_factory=dict)   # seconds per step: checksum, validate, vectors, rows
 
     def as_result(self) -> dict:
         data = asdict(self)
@@ -160,6 +161,7 @@ def import_embeddings(path: str | Path, options: ImportOptions | None = None, us
     if not path.is_file():
         raise ImportProblem(f"{path}: no such file")
     report.sha256 = sha256_file(path)
+    report.phases["checksum"] = round(time.monotonic() - started, 2)
     previous = Encoder.objects.filter(source=Encoder.Source.EXTERNAL, config__sha256=report.sha256).first()
     if previous is not None:
         sets = ", ".join(str(pk) for pk in previous.embedding_sets.values_list("pk", flat=True))
@@ -181,6 +183,7 @@ def import_embeddings(path: str | Path, options: ImportOptions | None = None, us
     except TableError as exc:
         raise ImportProblem(str(exc)) from exc
     report.skipped = checked.n_errors
+    report.phases["validate"] = round(time.monotonic() - started - sum(report.phases.values()), 2)
     report.errors = [str(e) for e in checked.errors[:MAX_RESULT_ERRORS]]
     n_good = checked.n_good
     if n_good == 0:
@@ -190,6 +193,7 @@ def import_embeddings(path: str | Path, options: ImportOptions | None = None, us
     try:
         checksum = _write_vectors(table, checked.keep, directory / "vectors.npy.partial", n_good,
                                   span(progress, 0.35, 0.6))
+        report.phases["vectors"] = round(time.monotonic() - started - sum(report.phases.values()), 2)
         provenance = {
             "file": path.name, "sha256": report.sha256, "kind": info.kind, "layout": options.layout or "latentsky",
             "columns": info.layout, "catalog_columns": info.catalog_columns,
@@ -225,35 +229,34 @@ def import_embeddings(path: str | Path, options: ImportOptions | None = None, us
     report.survey_id, report.slug, report.encoder_id, report.embedding_set_id = survey.pk, slug, encoder.pk, es.pk
     report.imported = n_good
     report.seconds = round(time.monotonic() - started, 3)
+    report.phases["rows"] = round(report.seconds - sum(report.phases.values()), 2)
     if progress:
         progress(1, 1, report.summary())
     return report
 
 
 def _write_vectors(table: EmbeddingTable, keep: np.ndarray, partial: Path, n_good: int, progress) -> str:
-    """Good rows' vectors, block by block, into an (n_good, D) float32 .npy; returns the sha256
-    of the raw array bytes (the EmbeddingSet.checksum convention of services.vectors)."""
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(n_good, table.info.dim))
+    """Good rows' vectors, block by block, into an (n_good, D) float32 .npy (the header of
+    np.lib.format, then each block's bytes appended: memory is one block, and the file is what
+    ``np.load(mmap_mode="r")`` reads); returns the sha256 of the raw array bytes (the
+    EmbeddingSet.checksum convention of services.vectors)."""
     digest = hashlib.sha256()
     done = 0
-    try:
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+              "shape": (n_good, table.info.dim)}
+    with open(partial, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
         for block in table.blocks(columns=False):
             good = keep[block.start:block.start + len(block)]
-            vectors = np.ascontiguousarray(block.vectors[good], dtype=np.float32)
-            out[done:done + len(vectors)] = vectors
-            digest.update(vectors.tobytes())
-            done += len(vectors)
+            data = np.ascontiguousarray(block.vectors[good], dtype=np.float32).tobytes()
+            handle.write(data)
+            digest.update(data)
+            done += int(good.sum())
             if progress:
                 progress(block.start + len(block), table.info.n_rows, f"wrote {done:,} vectors")
                 check_cancelled(progress)
-        out.flush()
-    finally:
-        del out
-    fd = os.open(partial, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        handle.flush()
+        os.fsync(handle.fileno())
     if done != n_good:
         raise ImportProblem(f"{table.path.name} changed while importing ({done} good rows, expected {n_good})")
     return digest.hexdigest()

@@ -55,6 +55,7 @@ class Command(BaseCommand):
             self.stdout.write(f"skipped {line}")
         self.stdout.write(f"Survey {report.slug} (id {report.survey_id}), encoder {report.encoder_id}, "
                           f"embedding set {report.embedding_set_id}: {report.summary()}")
+        self.stdout.write("seconds per step: " + ", ".join(f"{k} {v}" for k, v in report.phases.items()))
         if report.skipped:
             raise CommandError(f"{report.skipped} row(s) skipped (listed above; the {report.imported:,} good rows "
                                "were imported)")
