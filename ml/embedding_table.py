@@ -230,7 +230,8 @@ class EmbeddingTable:
     # -- Parquet
     def _open_parquet(self) -> None:
         try:
-            self._pq = pq.ParquetFile(self.path)
+            # pre_buffer=False: with it, pyarrow keeps every row group read so far (RSS grows with N)
+            self._pq = pq.ParquetFile(self.path, pre_buffer=False)
         except (pa.ArrowInvalid, OSError) as exc:
             raise TableError(f"{self.path.name}: not a readable Parquet file ({exc})") from exc
         schema = self._pq.schema_arrow
