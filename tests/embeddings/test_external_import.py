@@ -116,21 +116,21 @@ def test_failure_midway_leaves_nothing(tmp_path, settings, monkeypatch):
     table_file(tmp_path / "t.parquet", n=60)
     monkeypatch.setattr(external, "INSERT_BATCH", 10)
     calls = []
-    original = Galaxy.objects.bulk_create
+    original = external._insert_batch
 
-    def failing(rows, **kwargs):
+    def failing(survey, rows, first):
         calls.append(len(rows))
         if len(calls) == 3:
             raise RuntimeError("database went away")
-        return original(rows, **kwargs)
-    monkeypatch.setattr(Galaxy.objects, "bulk_create", failing)
+        return original(survey, rows, first)
+    monkeypatch.setattr(external, "_insert_batch", failing)
     with pytest.raises(RuntimeError, match="went away"):
         import_embeddings(tmp_path / "t.parquet")
     assert calls == [10, 10, 10]        # two batches were inserted before the failure...
     assert counts() == (0, 0, 0, 0)     # ...and rolled back with everything else
     assert not (Path(settings.DATA_DIR) / "embeddings").exists() or not any(
         (Path(settings.DATA_DIR) / "embeddings").iterdir())
-    monkeypatch.setattr(Galaxy.objects, "bulk_create", original)
+    monkeypatch.setattr(external, "_insert_batch", original)
     assert import_embeddings(tmp_path / "t.parquet").imported == 60   # the same file imports afterwards
 
 

@@ -6,7 +6,8 @@ survey + external encoder + embedding set, all or nothing.
 What is created (the reader, validation and layouts are in ml/embedding_table.py):
 - a Survey with ``image_kind="none"`` (no image store; pages show a placeholder cutout),
 - one Galaxy row per good table row (``image_index`` = row in the embedding set, catalogue
-  columns in ``metadata``), inserted with ``bulk_create`` in batches,
+  columns in ``metadata``), inserted in batches of INSERT_BATCH: COPY on PostgreSQL,
+  ``bulk_create`` elsewhere,
 - an Encoder with ``source="external"`` whose ``config`` holds the provenance (file name,
   sha256, layout, column mapping, row counts),
 - an EmbeddingSet whose vectors are written block by block into a ``.npy`` (header, then bytes).
@@ -24,6 +25,7 @@ Re-runs are refused, with nothing changed: a file whose sha256 was already impor
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -32,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils.text import slugify
 
 from ml.atomic import sha256_file
@@ -270,22 +272,41 @@ def _insert_galaxies(table: EmbeddingTable, keep: np.ndarray, survey: Survey, n_
     for block in table.blocks(vectors=False):
         good = np.flatnonzero(keep[block.start:block.start + len(block)])
         for lo in range(0, len(good), INSERT_BATCH):
-            chunk = good[lo:lo + INSERT_BATCH]
-            rows = [Galaxy(survey=survey, source_id=block.ids[i], ra=float(block.ra[i]), dec=float(block.dec[i]),
-                           image_index=done + k, metadata={c: block.columns[c][i] for c in catalog})
-                    for k, i in enumerate(chunk.tolist())]
-            created = Galaxy.objects.bulk_create(rows, batch_size=INSERT_BATCH)
-            pks = [g.pk for g in created]
-            if None in pks:   # a backend without RETURNING: read them back by row
-                pks = list(Galaxy.objects.filter(survey=survey, image_index__gte=done,
-                                                 image_index__lt=done + len(rows))
-                           .order_by("image_index").values_list("pk", flat=True))
-            galaxy_ids[done:done + len(rows)] = pks
+            chunk = good[lo:lo + INSERT_BATCH].tolist()
+            rows = [(block.ids[i], float(block.ra[i]), float(block.dec[i]), done + k,
+                     {c: block.columns[c][i] for c in catalog}) for k, i in enumerate(chunk)]
+            galaxy_ids[done:done + len(rows)] = _insert_batch(survey, rows, done)
             done += len(rows)
         if progress:
             progress(block.start + len(block), table.info.n_rows, f"wrote {done:,} of {n_good:,} galaxy rows")
             check_cancelled(progress)
     return galaxy_ids
+
+
+def _insert_batch(survey: Survey, rows: list[tuple], first_index: int) -> list[int]:
+    """Insert (source_id, ra, dec, image_index, metadata) rows; their pks in order.
+    PostgreSQL: COPY, then the pks read back by image_index; elsewhere bulk_create (RETURNING)."""
+    if connection.vendor == "postgresql":
+        opts = Galaxy._meta
+        columns = [opts.get_field(f).column for f in ("survey", "source_id", "ra", "dec", "image_index",
+                                                      "metadata", "truth")]
+        sql = f'COPY {connection.ops.quote_name(opts.db_table)} ({", ".join(columns)}) FROM STDIN'
+        with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+            for source_id, ra, dec, index, metadata in rows:
+                copy.write_row((survey.pk, source_id, ra, dec, index, json.dumps(metadata), "{}"))
+        pks = None
+    else:
+        created = Galaxy.objects.bulk_create(
+            [Galaxy(survey=survey, source_id=s, ra=ra, dec=dec, image_index=i, metadata=m) for s, ra, dec, i, m in rows],
+            batch_size=INSERT_BATCH)
+        pks = [g.pk for g in created]
+    if pks is None or None in pks:
+        pks = list(Galaxy.objects.filter(survey=survey, image_index__gte=first_index,
+                                         image_index__lt=first_index + len(rows))
+                   .order_by("image_index").values_list("pk", flat=True))
+    if len(pks) != len(rows):
+        raise ImportProblem(f"inserted {len(rows)} galaxy rows but read back {len(pks)}")
+    return pks
 
 
 def run_import_job(job, progress) -> dict:
