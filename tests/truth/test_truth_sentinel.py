@@ -123,6 +123,7 @@ def fill(route: str, w: dict) -> str:
     values = {"galaxy_id": w["ids"][0], "slug": w["survey"].slug, "job_id": w["job"].pk,
               "encoder_id": w["encoder"].pk, "map_id": w["map"].pk, "collection_id": w["collection"].pk,
               "score_set_id": w["score_set"].pk, "task_id": w["task"].pk, "token_id": w["token"].pk,
+              "set_id": w["es"].pk,
               # a signed SAMP link (served without login to TOPCAT/Aladin) to the collection's table
               "token": links.sign({"k": "collection", "id": w["collection"].pk}), "filename": "sentinel.vot"}
 

@@ -12,6 +12,7 @@ class Survey(models.Model):
     class ImageKind(models.TextChoices):
         FLUX = "flux", "calibrated flux per band"   # simulated, FITS, HDF5 arrays
         RGB = "rgb", "RGB colour image (JPEG/PNG)"   # e.g. SDSS gri JPEG cutouts
+        NONE = "none", "catalogue only (no image store)"   # e.g. imported embedding tables
 
     class Status(models.TextChoices):
         EMPTY = "empty"
@@ -46,7 +47,7 @@ class Survey(models.Model):
     store_path = models.CharField(max_length=500, blank=True, help_text="relative to LATENTSKY_DATA_DIR")
     image_shape = models.JSONField(default=list, blank=True)  # [N, bands, H, W]
     image_checksum = models.CharField(max_length=64, blank=True)
-    n_galaxies = models.PositiveIntegerField(default=0)
+    n_galaxies = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -55,6 +56,11 @@ class Survey(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def has_images(self) -> bool:
+        """False for a catalogue-only survey (imported embeddings): pages show a placeholder."""
+        return self.image_kind != self.ImageKind.NONE and bool(self.store_path)
 
     @property
     def store_abspath(self) -> Path:
@@ -84,7 +90,7 @@ class Galaxy(models.Model):
     source_id = models.CharField(max_length=64, help_text="survey catalogue id, e.g. SDSS objID")
     ra = models.FloatField(null=True, blank=True, help_text="degrees, ICRS")
     dec = models.FloatField(null=True, blank=True, help_text="degrees, ICRS")
-    image_index = models.PositiveIntegerField(help_text="row in the survey's image store")
+    image_index = models.PositiveBigIntegerField(help_text="row in the survey's image store (or in the imported table)")
     # Nested HEALPix cell of (ra, dec) at services.sky.HEALPIX_ORDER (cone search); null without a position.
     healpix = models.BigIntegerField(null=True, blank=True, editable=False,
                                      help_text="nested HEALPix index of (ra, dec) at order 12")

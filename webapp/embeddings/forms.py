@@ -27,7 +27,8 @@ CHECKPOINT_LIMIT = getattr(settings, "MAX_CHECKPOINT_UPLOAD_BYTES", 200 * 1024 *
 
 def survey_choices():
     return [(s.slug, f"{s.name} — {s.n_galaxies:,} galaxies, {s.image_kind} {''.join(s.bands)}")
-            for s in Survey.objects.filter(status=Survey.Status.READY).order_by("name")]
+            for s in Survey.objects.filter(status=Survey.Status.READY).exclude(image_kind=Survey.ImageKind.NONE)
+            .order_by("name")]
 
 
 def validate_train_params(params: dict) -> list[str]:
@@ -176,3 +177,25 @@ class EmbedForm(forms.Form):
         except SurveyProblem as exc:
             raise forms.ValidationError(str(exc)) from None
         return slugs
+
+
+class ImportEmbeddingsForm(forms.Form):
+    """Import an embedding table from DATA_DIR/imports/ (services/external.py)."""
+    path = forms.ChoiceField(label="File", help_text="under the data directory's imports/ folder")
+    layout = forms.ChoiceField(initial="latentsky", help_text="column names of a known public table")
+    name = forms.CharField(max_length=100, required=False, help_text="encoder and embedding set name "
+                           "(default: the file name)")
+    survey_name = forms.CharField(max_length=100, required=False, help_text="default: the name")
+    id_column = forms.CharField(max_length=100, required=False, help_text="overrides the layout's")
+    ra_column = forms.CharField(max_length=100, required=False)
+    dec_column = forms.CharField(max_length=100, required=False)
+    embedding_column = forms.CharField(max_length=100, required=False)
+
+    def __init__(self, *args, files_available=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        from ml.embedding_table import LAYOUTS
+        self.fields["path"].choices = [(f["name"], f"{f['name']} ({f['size']:,} bytes)") for f in files_available]
+        self.fields["layout"].choices = [(name, name) for name in LAYOUTS]
+
+    def job_params(self) -> dict:
+        return {k: v for k, v in self.cleaned_data.items() if v not in (None, "")}

@@ -38,6 +38,7 @@ class Encoder(models.Model):
     class Source(models.TextChoices):
         TRAINED = "trained"
         UPLOADED = "uploaded"
+        EXTERNAL = "external"   # vectors imported from a table made elsewhere (config holds provenance)
 
     name = models.CharField(max_length=100)
     method = models.CharField(max_length=20, help_text="simclr, byol, …")
@@ -67,7 +68,7 @@ class EmbeddingSet(models.Model):
     surveys = models.ManyToManyField("catalog.Survey", related_name="embedding_sets")
     name = models.CharField(max_length=200, blank=True)
     dim = models.PositiveIntegerField(default=0)
-    n = models.PositiveIntegerField(default=0)
+    n = models.PositiveBigIntegerField(default=0)
     vectors_path = models.CharField(max_length=500, blank=True, help_text="N×D float32 .npy, relative to DATA_DIR")
     ids_path = models.CharField(max_length=500, blank=True, help_text="N int64 Galaxy ids, row order")
     checksum = models.CharField(max_length=64, blank=True)
@@ -93,7 +94,7 @@ class LatentMap(models.Model):
     params = models.JSONField(default=dict, help_text="UMAPConfig")
     coords_path = models.CharField(max_length=500, blank=True)
     checksum = models.CharField(max_length=64, blank=True)
-    n = models.PositiveIntegerField(default=0)
+    n = models.PositiveBigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=ArtifactStatus.choices, default=ArtifactStatus.BUILDING)
     seconds = models.FloatField(null=True, blank=True)
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

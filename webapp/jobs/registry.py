@@ -23,6 +23,8 @@ class JobKind:
 JOB_KINDS: dict[str, JobKind] = {
     "simulate_surveys": JobKind("webapp.catalog.services.simulation.run_simulate_job", "cpu", "Simulate surveys"),
     "ingest": JobKind("webapp.catalog.services.ingest_job.run_ingest_job", "cpu", "Ingest catalogue"),
+    "import_embeddings": JobKind("webapp.embeddings.services.external.run_import_job", "cpu",
+                                 "Import embeddings"),
     "render_thumbnails": JobKind("webapp.catalog.services.render.run_prerender_job", "default", "Render thumbnails"),
     "train_encoder": JobKind("webapp.embeddings.services.training.run_train_job", "gpu", "Train encoder"),
     "embed": JobKind("webapp.embeddings.services.embedding.run_embed_job", "gpu", "Embed surveys"),

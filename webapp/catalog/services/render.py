@@ -20,6 +20,7 @@ import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -130,8 +131,24 @@ def render_pixels(survey, image: np.ndarray, band_stem: str) -> np.ndarray:
     return band_grey(image, int(band_stem[1:]), params)
 
 
+@lru_cache(maxsize=32)
+def placeholder_png(size: int = DEFAULT_THUMB_SIZE) -> bytes:
+    """A neutral grey square with a thin ring: the cutout of a galaxy whose survey holds no
+    pixels (a catalogue-only survey, e.g. imported embeddings)."""
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    radius = np.hypot(yy, xx) / max(size / 2, 1)
+    pixels = np.full((size, size), 58, dtype=np.uint8)
+    pixels[np.abs(radius - 0.45) < 1.5 / max(size / 2, 1)] = 120
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
+
+
 def thumbnail_png(survey, image_index: int, size: int = DEFAULT_THUMB_SIZE, band: str = "composite") -> bytes:
-    """PNG bytes of one cutout (cached). ``band`` is "composite" or "b<index>"."""
+    """PNG bytes of one cutout (cached). ``band`` is "composite" or "b<index>".
+    A survey without images (catalogue only) gets :func:`placeholder_png`."""
+    if not survey.has_images:
+        return placeholder_png(size)
     path = thumb_path(survey, image_index, variant_name(band, size))
     try:
         return path.read_bytes()
@@ -194,6 +211,9 @@ def prerender_survey(survey, size: int = DEFAULT_THUMB_SIZE, band: str = "compos
                      batch: int = 256, progress=None) -> dict:
     """Render every missing thumbnail of a survey, reading the store in batches."""
     n = int(survey.image_shape[0]) if survey.image_shape else survey.n_galaxies
+    if not survey.has_images:
+        return {"survey_id": survey.pk, "rendered": 0, "skipped": n, "variant": variant_name(band, size),
+                "seconds": 0.0, "note": "catalogue-only survey: no pixels to render"}
     variant = variant_name(band, size)
     start, rendered = time.perf_counter(), 0
     for lo in range(0, n, batch):
