@@ -7,6 +7,7 @@ threaded.  Prints build time, sizes on disk, the query process's peak RSS, p50/p
 at k = 50 and recall@50 against exact search.  Writes no results file.
 
     .venv/bin/python benchmarks/scale_index_probe.py --n 1000000 --dir /tmp/scaleprobe
+    (delete --dir afterwards: it holds the vectors, N x D x 4 bytes)
 """
 from __future__ import annotations
 
@@ -114,7 +115,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--step", choices=["all", "build", "query"], default="all")
+    ap.add_argument("--quick", action="store_true", help="smoke run (make benchmarks): 20k rows, 200 queries")
     args = ap.parse_args()
+    if args.quick:
+        args.n, args.queries, args.clusters = min(args.n, 20_000), min(args.queries, 200), 100
+        args.dir = args.dir.rstrip("/") + "_quick"
     Path(args.dir).mkdir(parents=True, exist_ok=True)
     if args.step in ("all", "build"):
         build(args)
