@@ -136,3 +136,18 @@ def test_auto_sizes():
     rows = compressed.train_rows(10**6, 4000, 64, 100_000, seed=0)
     assert len(rows) == 256_000 and np.all(np.diff(rows) > 0)
     np.testing.assert_array_equal(rows, compressed.train_rows(10**6, 4000, 64, 100_000, seed=0))
+
+
+def test_loaded_index_skips_per_process_distance_tables_unless_asked(built):
+    index, path, queries, _ = built
+    plain = SearchIndex.load(path, mmap=True)
+    assert compressed.ivf_of(plain.index).precomputed_table.size() == 0
+    np.testing.assert_array_equal(plain.query(queries[:20], 10)[1], index.query(queries[:20], 10)[1])
+    saved = (path.parent / "index.faiss.json").read_text()
+    meta = json.loads(saved)
+    meta["config"]["pq_table_max_mb"] = 64
+    (path.parent / "index.faiss.json").write_text(json.dumps(meta))
+    try:
+        assert compressed.ivf_of(SearchIndex.load(path, mmap=True).index).precomputed_table.size() > 0
+    finally:
+        (path.parent / "index.faiss.json").write_text(saved)  # the module's other tests share the files
