@@ -15,6 +15,13 @@ GMM miss groups larger than k ("masking"; results: benchmarks/results/anomaly_sc
 "mean" is the default because it led on the realistic embeddings.
 
 Learning what a person finds interesting from their feedback is ml/ranking.py.
+
+Bounded memory (issue 14): `score_all` never holds a normalised copy of all N rows.  The
+isolation forest and the mixture are fitted on a seeded sample (all rows when N <= the
+sample size, which gives exactly the old scores) and every row is scored block by block;
+the kNN graph comes from the same index kind as similarity search (exact, IVF, or above
+IndexConfig.compressed_above the IVF-PQ index re-ranked from float16 rows), queried
+`knn_block` rows at a time.
 """
 from __future__ import annotations
 
@@ -41,6 +48,9 @@ class AnomalyConfig:
     gmm_components: int = 10       # mixture components (galaxy "types")
     gmm_pca_dim: int = 16          # full covariances in 16-d stay well conditioned
     gmm_fit_max: int = 100_000     # rows sampled to fit the mixture; all rows are scored
+    iforest_fit_max: int = 100_000  # rows sampled to fit the forest (each tree still draws iforest_max_samples)
+    knn_block: int = 65_536        # rows queried / scored per step (bounds the working memory)
+    knn_compressed_above: int = 1_000_000  # IVF-PQ + float16 re-rank from this N, as IndexConfig.compressed_above
     gmm_min_members: int = 20      # drop components owning fewer rows: a lone far outlier would
                                    # otherwise get its own tight component and look *dense*
     combine: str = "mean"          # for callers: combine_scores(score_all(...), cfg.combine); "mean" or
@@ -48,21 +58,30 @@ class AnomalyConfig:
     seed: int = 0
 
 
-def knn_graph(x: np.ndarray, k: int, metric: str, exact_below: int = 50_000
-              ) -> tuple[np.ndarray, np.ndarray]:
+def knn_graph(x: np.ndarray, k: int, metric: str, exact_below: int = 50_000, block: int = 65_536,
+              index_cfg: IndexConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """k nearest OTHER rows of every row. (N, D) -> distances (N, k) float32, ids (N, k).
 
+    x may be a read-only memmap of raw vectors.  The index is the kind ml.search picks for N
+    (`index_cfg`, default IndexConfig with `exact_below`), queried `block` rows at a time.
     Distances follow ml.search (cosine distance, or Euclidean for "l2"). Uses every core.
     """
     n = len(x)
     k = min(k, n - 1)
-    cfg = IndexConfig(metric=metric, exact_below=exact_below, query_threads=0, tune_k=k + 1)
+    cfg = index_cfg or IndexConfig(metric=metric, exact_below=exact_below, query_threads=0, tune_k=k + 1)
+    dist_out = np.empty((n, k), dtype=np.float32)
+    ids_out = np.empty((n, k), dtype=np.int64)
     with faiss_threads(0):  # a batch job: all cores, then back to the caller's setting
-        dist, ids = SearchIndex.build(x, cfg).query(x, k + 1)  # (N, k+1), usually self first
-    is_self = ids == np.arange(n)[:, None]
-    is_self[~is_self.any(axis=1), -1] = True                # self missing: drop the farthest
-    keep = ~is_self
-    return dist[keep].reshape(n, k), ids[keep].reshape(n, k)
+        index = SearchIndex.build(x, cfg)
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            dist, ids = index.query(x[start:stop], k + 1)   # (B, k+1), usually self first
+            is_self = ids == np.arange(start, stop)[:, None]
+            is_self[~is_self.any(axis=1), -1] = True        # self missing: drop the farthest
+            keep = ~is_self
+            dist_out[start:stop] = dist[keep].reshape(-1, k)
+            ids_out[start:stop] = ids[keep].reshape(-1, k)
+    return dist_out, ids_out
 
 
 def knn_score(dist: np.ndarray, k: int) -> np.ndarray:
@@ -83,23 +102,46 @@ def lof_score(dist: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
     return lrd[ids].mean(axis=1) / lrd
 
 
+def _blocks(x: np.ndarray, cfg: AnomalyConfig):
+    """(start, prepared rows (B, D) float32) over x in cfg.knn_block steps."""
+    for start in range(0, len(x), cfg.knn_block):
+        yield start, prepare_vectors(x[start:start + cfg.knn_block], cfg.metric)
+
+
+def _per_block(x: np.ndarray, cfg: AnomalyConfig, score) -> np.ndarray:
+    out = np.empty(len(x), dtype=np.float64)
+    for start, rows in _blocks(x, cfg):
+        out[start:start + len(rows)] = score(rows)
+    return out
+
+
 def iforest_score(x: np.ndarray, cfg: AnomalyConfig) -> np.ndarray:
+    """Fitted on a seeded sample of cfg.iforest_fit_max rows (every row when N is smaller),
+    scored block by block. x raw or prepared (N, D), may be a memmap."""
     from sklearn.ensemble import IsolationForest
 
+    n = len(x)
+    fit_rows = (np.arange(n) if n <= cfg.iforest_fit_max
+                else np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.iforest_fit_max, replace=False)))
     forest = IsolationForest(n_estimators=cfg.iforest_trees, random_state=cfg.seed,
-                             max_samples=min(cfg.iforest_max_samples, len(x)))
-    return -forest.fit(x).score_samples(x)
+                             max_samples=min(cfg.iforest_max_samples, len(fit_rows)))
+    forest.fit(prepare_vectors(x[fit_rows], cfg.metric))
+    return _per_block(x, cfg, lambda rows: -forest.score_samples(rows))
 
 
 def gmm_score(x: np.ndarray, cfg: AnomalyConfig) -> np.ndarray:
-    """Negative log-likelihood (nats, in PCA space) under a pruned Gaussian mixture."""
+    """Negative log-likelihood (nats, in PCA space) under a pruned Gaussian mixture, fitted on
+    a sample of cfg.gmm_fit_max rows and scored block by block."""
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
     rng = np.random.default_rng(cfg.seed)
     fit_rows = rng.choice(len(x), min(cfg.gmm_fit_max, len(x)), replace=False)
     pca = PCA(n_components=min(cfg.gmm_pca_dim, x.shape[1], len(fit_rows)), random_state=cfg.seed)
-    z_fit = pca.fit_transform(x[fit_rows])                  # (F, P)
+    order = np.argsort(fit_rows)                            # read the memmap in row order, fit in draw order
+    fit_x = np.empty((len(fit_rows), x.shape[1]), dtype=np.float32)
+    fit_x[order] = prepare_vectors(x[fit_rows[order]], cfg.metric)
+    z_fit = pca.fit_transform(fit_x)                        # (F, P)
     gm = GaussianMixture(n_components=min(cfg.gmm_components, len(fit_rows)),
                          covariance_type="full", reg_covar=1e-4, random_state=cfg.seed)
     members = np.bincount(gm.fit(z_fit).predict(z_fit), minlength=gm.n_components)
@@ -108,14 +150,16 @@ def gmm_score(x: np.ndarray, cfg: AnomalyConfig) -> np.ndarray:
     gm.means_, gm.covariances_ = gm.means_[keep], gm.covariances_[keep]
     gm.precisions_cholesky_ = gm.precisions_cholesky_[keep]
     gm.n_components = int(keep.sum())
-    return -gm.score_samples(pca.transform(x))
+    return _per_block(x, cfg, lambda rows: -gm.score_samples(pca.transform(rows)))
 
 
 def score_all(vectors: np.ndarray, cfg: AnomalyConfig | None = None,
               progress: Progress | None = None) -> dict[str, np.ndarray]:
-    """Every score in cfg.methods, each (N,) float32 with HIGHER = more anomalous."""
+    """Every score in cfg.methods, each (N,) float32 with HIGHER = more anomalous.
+
+    vectors (N, D) raw, may be a read-only memmap: rows are normalised a block at a time."""
     cfg = cfg or AnomalyConfig()
-    x = prepare_vectors(vectors, cfg.metric)               # (N, D) float32
+    x = vectors                                            # (N, D), never copied whole
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown anomaly methods {sorted(unknown)}; choose from {METHODS}")
@@ -125,7 +169,10 @@ def score_all(vectors: np.ndarray, cfg: AnomalyConfig | None = None,
         if progress:
             progress(done, total, f"anomaly score: {name}")
         if name in ("knn", "lof") and graph is None:
-            graph = knn_graph(x, max(cfg.knn_k, cfg.lof_k), cfg.metric, cfg.knn_exact_below)
+            k = max(cfg.knn_k, cfg.lof_k)
+            index_cfg = IndexConfig(metric=cfg.metric, exact_below=cfg.knn_exact_below, query_threads=0,
+                                    tune_k=k + 1, compressed_above=cfg.knn_compressed_above, seed=cfg.seed)
+            graph = knn_graph(x, k, cfg.metric, block=cfg.knn_block, index_cfg=index_cfg)
         if name == "iforest":
             out[name] = iforest_score(x, cfg)
         elif name == "knn":

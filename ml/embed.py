@@ -46,14 +46,14 @@ def prepare_model(model: GalaxyEncoder, device: torch.device) -> GalaxyEncoder:
 
 
 @torch.no_grad()
-def embed_batches(model: GalaxyEncoder, preprocess: PreprocessConfig, batches: Iterator[np.ndarray],
-                  total: int, device: torch.device | None = None, amp: bool = True,
-                  progress: Progress | None = None) -> np.ndarray:
-    """Embed raw (B, C, H, W) batches in order -> (total, D) float32 unit vectors."""
+def iter_embed_batches(model: GalaxyEncoder, preprocess: PreprocessConfig, batches: Iterator[np.ndarray],
+                       total: int, device: torch.device | None = None, amp: bool = True,
+                       progress: Progress | None = None) -> Iterator[np.ndarray]:
+    """Embed raw (B, C, H, W) batches in order, yielding each (B, D) float32 block of unit
+    vectors as it is done (bounded memory: a caller writes blocks straight to disk)."""
     device = device or pick_device()
     model = prepare_model(model, device)
     pre = Preprocess(preprocess)
-    out = np.empty((total, model.feature_dim), dtype=np.float32)
     done = 0
     for raw in prefetch(batches, depth=3):
         x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
@@ -63,12 +63,25 @@ def embed_batches(model: GalaxyEncoder, preprocess: PreprocessConfig, batches: I
         with autocast_for(device, amp):
             h = model(x)  # (B, D)
         h = torch.nn.functional.normalize(h.float(), dim=1)
-        out[done:done + len(h)] = h.cpu().numpy()
         done += len(h)
+        if done > total:
+            raise RuntimeError(f"source yielded more than the {total} images expected")
+        yield h.cpu().numpy()
         if progress is not None:
             progress(done, total, f"embedded {done:,} of {total:,} images")
     if done != total:
         raise RuntimeError(f"source yielded {done} images, expected {total}")
+
+
+def embed_batches(model: GalaxyEncoder, preprocess: PreprocessConfig, batches: Iterator[np.ndarray],
+                  total: int, device: torch.device | None = None, amp: bool = True,
+                  progress: Progress | None = None) -> np.ndarray:
+    """Embed raw (B, C, H, W) batches in order -> (total, D) float32 unit vectors."""
+    out = np.empty((total, model.feature_dim), dtype=np.float32)
+    done = 0
+    for h in iter_embed_batches(model, preprocess, batches, total, device, amp, progress):
+        out[done:done + len(h)] = h
+        done += len(h)
     return out
 
 
@@ -79,6 +92,15 @@ def embed_source(model: GalaxyEncoder, preprocess: PreprocessConfig, source, bat
     check_compatible(preprocess, source.item_shape)
     return embed_batches(model, preprocess, source.ordered_batches(batch_size), len(source),
                          device, amp, progress)
+
+
+def iter_embed_source(model: GalaxyEncoder, preprocess: PreprocessConfig, source, batch_size: int = 512,
+                      device: torch.device | None = None, amp: bool = True,
+                      progress: Progress | None = None) -> Iterator[np.ndarray]:
+    """Every row of a source, in row order, as (B, D) blocks (see iter_embed_batches)."""
+    check_compatible(preprocess, source.item_shape)
+    return iter_embed_batches(model, preprocess, source.ordered_batches(batch_size), len(source),
+                              device, amp, progress)
 
 
 def embed_array(model: GalaxyEncoder, preprocess: PreprocessConfig, images: np.ndarray,

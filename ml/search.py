@@ -17,6 +17,14 @@ Index choice (measured by benchmarks/search.py, 2 shared CPU cores, 1e6 x 128):
     recall -> 1 as nprobe grows. SearchIndex.build tunes nprobe on the data itself.
   - kind "hnsw": IndexHNSWFlat (M=16, efConstruction=64) takes ~2 min to build at 1e6
     and its recall@50 saturated at ~0.82 on the hard data even with efSearch=512.
+  - N >= compressed_above (or kind "pq"): IVF-PQ, optionally OPQ-rotated, re-ranked exactly
+    from a memory-mapped float16 copy of the vectors (ml/compressed.py).  An IVF-Flat index
+    holds every float32 vector (5 GB at 1e7 x 128, 20 GB at 1e7 x 512); IVF-PQ holds pq_m
+    bytes per row.  The float16 copy is written beside the index (`<index>.f16.npy`).
+
+Loading: every index kind here (flat, IVF-Flat, IVF-PQ, OPQ+IVF-PQ, HNSW) reads with
+faiss.IO_FLAG_MMAP in faiss 1.15 (checked by the tests), so web processes map one file
+and share it through the page cache; the float16 rows are np.load(mmap_mode="r") too.
 
 Threads: faiss uses one process-wide OpenMP pool. A web process with several worker
 threads/processes each running multi-threaded faiss oversubscribes the CPU and makes
@@ -30,7 +38,7 @@ import dataclasses
 import json
 import math
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -38,7 +46,8 @@ from typing import Iterator, Sequence
 import faiss
 import numpy as np
 
-from ml.atomic import atomic_path, write_atomic
+from ml import compressed
+from ml.atomic import atomic_path, save_npy_atomic, write_atomic
 from ml.progress import Progress
 
 
@@ -61,6 +70,20 @@ class IndexConfig:
     build_threads: int = 0        # OpenMP threads while building; 0 = all cores
     query_threads: int = 1        # OpenMP threads for queries (1 = no oversubscription in web processes)
     seed: int = 0                 # k-means and tuning-query sampling seed
+    # Compressed index (IVF-PQ + float16 re-rank) for big sets.  At 1e6 x 128 an IVF-Flat is
+    # 0.5 GB per copy and still fine; above it the flat codes outgrow a web process (1.5 GB
+    # budget: 5 GB at 1e7 x 128), while IVF-PQ stays at pq_m bytes per row (0.3 GB at 1e7).
+    compressed_above: int = 1_000_000  # N at or above this -> IVF-PQ (0 = never, unless kind "pq")
+    pq_m: int = 0                 # PQ bytes per vector; 0 = auto: largest divisor of D <= min(64, D/4) (32 at D=128)
+    pq_opq: bool = False          # OPQ rotation first: better codes, but training costs minutes on 2 cores
+    pq_nlist: int = 0             # IVF cells; 0 = auto ~4 sqrt(N), capped at pq_nlist_max
+    pq_nlist_max: int = 8192      # cap for auto nlist (training k-means cost grows with nlist x sample)
+    pq_train_per_list: int = 64   # training sample = max(this * nlist, pq_train_min) rows, seeded
+    pq_train_min: int = 100_000   # ... so small sets still train the PQ codebooks on enough rows
+    pq_kmeans_iter: int = 10      # k-means iterations (coarse and PQ); re-ranking hides the small loss vs 25
+    rerank_factor: int = 4        # PQ candidates per query = k * this, re-ranked exactly from float16
+    pq_table_max_mb: int = 0      # IVF-PQ precomputed distance tables (nlist x pq_m x 256 floats) are private to
+                                  # each process: 131 MB at 1e6 (268 MB at 1e7); 0 = none, measured p50 +0.2 ms
 
 
 def config_from_dict(d: dict) -> IndexConfig:
@@ -105,9 +128,28 @@ def _nlist_for(n: int, cfg: IndexConfig) -> int:
     return max(1, min(nlist, n // 39 or 1))  # never more cells than the data can train
 
 
+def is_compressed(n: int, cfg: IndexConfig) -> bool:
+    """Whether a set of n rows gets the compressed (IVF-PQ + float16 re-rank) index."""
+    if n < cfg.exact_below:
+        return False
+    return cfg.kind == "pq" or (cfg.compressed_above > 0 and n >= cfg.compressed_above)
+
+
 def _empty_index(n: int, d: int, cfg: IndexConfig) -> faiss.Index:
     if n < cfg.exact_below:
         return faiss.IndexFlatL2(d)
+    if is_compressed(n, cfg):
+        nlist = compressed.pq_nlist(n, cfg.pq_nlist, cfg.pq_nlist_max)
+        m = compressed.pq_m(d, cfg.pq_m)
+        index = faiss.index_factory(d, compressed.factory_string(d, nlist, m, cfg.pq_opq))
+        ivf = compressed.ivf_of(index)
+        ivf.nprobe = cfg.ivf_nprobe
+        ivf.cp.seed, ivf.cp.niter = cfg.seed, cfg.pq_kmeans_iter
+        ivf.cp.max_points_per_centroid = max(cfg.pq_train_per_list, 39)
+        ivf.pq.cp.seed, ivf.pq.cp.niter = cfg.seed, cfg.pq_kmeans_iter
+        ivf.pq.cp.max_points_per_centroid = max(cfg.pq_train_per_list, 39)  # 16k rows per codebook
+        ivf.do_polysemous_training = False  # index_factory turns it on; it costs minutes and we re-rank
+        return index
     if cfg.kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, cfg.hnsw_m)
         index.hnsw.efConstruction = cfg.hnsw_ef_construction
@@ -130,27 +172,55 @@ def _train_ivf(index: faiss.Index, vectors: np.ndarray, cfg: IndexConfig) -> Non
     index.make_direct_map()  # enables reconstruct(i) for query_by_id
 
 
+def _train_compressed(index: faiss.Index, vectors: np.ndarray, cfg: IndexConfig) -> None:
+    ivf = compressed.ivf_of(index)
+    rows = compressed.train_rows(len(vectors), ivf.nlist, cfg.pq_train_per_list, cfg.pq_train_min, cfg.seed)
+    sample = np.concatenate([prepare_vectors(vectors[rows[s:s + cfg.add_chunk]], cfg.metric)
+                             for s in range(0, len(rows), cfg.add_chunk)])  # (T, D), memmap-friendly
+    index.train(sample)
+
+
 def build_index(vectors: np.ndarray, cfg: IndexConfig | None = None,
                 progress: Progress | None = None) -> faiss.Index:
     """Build a faiss index over (N, D) embeddings; row i gets id i.
 
     Vectors may be a np.memmap: rows are normalised and added `cfg.add_chunk` at a time,
     so peak extra memory is one chunk, not a full copy. HNSW on 1e6 x 128 takes minutes.
+    A compressed index built here has no float16 re-rank rows: use SearchIndex.build.
     """
-    cfg = cfg or IndexConfig()
+    return _build(vectors, cfg or IndexConfig(), progress)[0]
+
+
+def _build(vectors: np.ndarray, cfg: IndexConfig, progress: Progress | None,
+           rerank_path: str | os.PathLike | None = None) -> tuple[faiss.Index, np.ndarray | None]:
+    """(index, float16 prepared rows or None).  For a compressed index the float16 rows are
+    written block by block as the vectors are added (to `rerank_path`, published atomically,
+    and returned memory-mapped; in RAM without a path)."""
     n, d = vectors.shape
     index = _empty_index(n, d, cfg)
-    with faiss_threads(cfg.build_threads):
-        if hasattr(index, "nlist"):
+    pq = is_compressed(n, cfg)
+    rows16 = None
+    with faiss_threads(cfg.build_threads), \
+            (compressed.float16_rows(n, d, rerank_path) if pq else nullcontext()) as rows16:
+        if pq:
+            if progress:
+                progress(0, n, f"training {compressed.ivf_of(index).nlist} IVF-PQ cells on a sample")
+            _train_compressed(index, vectors, cfg)
+        elif hasattr(index, "nlist"):
             if progress:
                 progress(0, n, "training IVF centroids")
             _train_ivf(index, vectors, cfg)
         for start in range(0, n, cfg.add_chunk):
             stop = min(n, start + cfg.add_chunk)
-            index.add(prepare_vectors(vectors[start:stop], cfg.metric))
+            block = prepare_vectors(vectors[start:stop], cfg.metric)
+            if pq:
+                rows16[start:stop] = compressed.check_float16(block)
+            index.add(block)
             if progress:
                 progress(stop, n, "adding vectors")
-    return index
+    if pq and rerank_path is not None:
+        rows16 = np.load(rerank_path, mmap_mode="r")
+    return index, rows16
 
 
 def save_index(index: faiss.Index, path: str | os.PathLike) -> None:
@@ -215,21 +285,36 @@ def tune_query_param(index: "SearchIndex", vectors: np.ndarray) -> dict:
             "queries": len(rows)}
 
 
-class SearchIndex:
-    """A faiss index plus the config that built it. Thread count is set on construction."""
+RERANK_SUFFIX = ".f16.npy"  # the float16 re-rank rows of a compressed index live at <index path> + this
 
-    def __init__(self, index: faiss.Index, cfg: IndexConfig, tuning: dict | None = None):
+
+class SearchIndex:
+    """A faiss index plus the config that built it. Thread count is set on construction.
+
+    A compressed (IVF-PQ) index also carries `rows16`, the prepared vectors as float16
+    (N, D), usually a read-only memmap: queries fetch k * rerank_factor PQ candidates and
+    re-rank them with exact distances from these rows."""
+
+    def __init__(self, index: faiss.Index, cfg: IndexConfig, tuning: dict | None = None,
+                 rows16: np.ndarray | None = None):
         self.index = index
         self.cfg = cfg
         self.tuning = tuning or {}  # what tune_query_param measured, kept in the .json sidecar
+        self.rows16 = rows16
         set_faiss_threads(cfg.query_threads)
 
     @classmethod
     def build(cls, vectors: np.ndarray, cfg: IndexConfig | None = None,
-              progress: Progress | None = None) -> "SearchIndex":
-        """build_index, then (approximate indexes only) tune nprobe/efSearch to cfg.tune_recall."""
+              progress: Progress | None = None, rerank_path: str | os.PathLike | None = None
+              ) -> "SearchIndex":
+        """build_index, then (approximate indexes only) tune nprobe/efSearch to cfg.tune_recall.
+
+        A compressed index writes its float16 re-rank rows to `rerank_path` while adding
+        (pass the index path + RERANK_SUFFIX so `save` finds them there), else keeps them in RAM.
+        """
         cfg = dataclasses.replace(cfg or IndexConfig())  # tuning edits cfg: never the caller's
-        self = cls(build_index(vectors, cfg, progress), cfg)
+        index, rows16 = _build(vectors, cfg, progress, rerank_path)
+        self = cls(index, cfg, rows16=rows16)
         if cfg.tune_recall > 0 and not isinstance(self.index, faiss.IndexFlat):
             if progress:
                 progress(len(vectors), len(vectors), "tuning query parameters")
@@ -237,18 +322,44 @@ class SearchIndex:
         return self
 
     def save(self, path: str | os.PathLike) -> None:
-        """Index at `path`, config beside it at `path`.json (both written atomically)."""
+        """Index at `path`, config beside it at `path`.json, float16 re-rank rows (compressed
+        index only) at `path` + RERANK_SUFFIX unless build already wrote them there; every
+        file is written atomically, the .json last."""
+        meta = {"config": asdict(self.cfg), "ntotal": self.ntotal, "dim": self.index.d,
+                "tuning": self.tuning, "kind": type(self.index).__name__}
+        if self.rows16 is not None:
+            target = Path(str(path) + RERANK_SUFFIX)
+            if not (isinstance(self.rows16, np.memmap) and self.rows16.filename
+                    and Path(self.rows16.filename).resolve() == target.resolve()):
+                save_npy_atomic(target, self.rows16)
+            meta["rerank_file"] = target.name  # beside the index: a moved directory still loads
+            meta["rerank_dtype"] = "float16"
         save_index(self.index, path)
-        write_atomic(str(path) + ".json", json.dumps({"config": asdict(self.cfg), "ntotal": self.ntotal,
-                                                     "dim": self.index.d, "tuning": self.tuning}, indent=1))
+        write_atomic(str(path) + ".json", json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike, mmap: bool = False) -> "SearchIndex":
+        """mmap=True: faiss.IO_FLAG_MMAP, so processes share one page-cached copy (web)."""
         meta = json.loads(Path(str(path) + ".json").read_text())
         cfg = config_from_dict(meta["config"])
-        index = load_index(path, mmap=mmap)
+        old_table = faiss.cvar.precomputed_table_max_bytes  # read_index builds the IVF-PQ tables
+        faiss.cvar.precomputed_table_max_bytes = cfg.pq_table_max_mb << 20
+        try:
+            index = load_index(path, mmap=mmap)
+        finally:
+            faiss.cvar.precomputed_table_max_bytes = old_table
         _apply_query_params(index, cfg)
-        return cls(index, cfg, meta.get("tuning"))
+        rows16 = None
+        if meta.get("rerank_file"):
+            rows16 = np.load(Path(path).parent / meta["rerank_file"], mmap_mode="r")  # never a private copy
+            if rows16.shape != (index.ntotal, index.d):
+                raise ValueError(f"re-rank rows {rows16.shape} do not match the index "
+                                 f"({index.ntotal}, {index.d}); rebuild the index")
+        return cls(index, cfg, meta.get("tuning"), rows16)
+
+    @property
+    def compressed(self) -> bool:
+        return self.rows16 is not None
 
     @property
     def ntotal(self) -> int:
@@ -265,13 +376,19 @@ class SearchIndex:
         if isinstance(self.index, faiss.IndexHNSWFlat):
             # efSearch below k silently truncates the result list
             self.index.hnsw.efSearch = max(self.cfg.hnsw_ef_search, k)
-        raw, ids = self.index.search(q, k)
+        if self.rows16 is not None:  # PQ candidates, re-ranked exactly from the float16 rows
+            _, candidates = self.index.search(q, min(self.ntotal, k * max(1, self.cfg.rerank_factor)))
+            raw, ids = compressed.rerank(q, candidates, self.rows16, k)
+        else:
+            raw, ids = self.index.search(q, k)
         dist = _to_distance(raw, self.cfg.metric).astype(np.float32)
         dist[ids < 0] = np.inf
         return dist, ids
 
     def vector(self, i: int) -> np.ndarray:
         """The stored (normalised, for cosine) vector of row i. (D,)"""
+        if self.rows16 is not None:  # PQ reconstruction is lossy; the float16 row is not (much)
+            return np.asarray(self.rows16[int(i)], dtype=np.float32)
         return self.index.reconstruct(int(i))
 
     def query_by_id(self, i: int, k: int, exclude_self: bool = True
@@ -321,5 +438,6 @@ def _apply_query_params(index: faiss.Index, cfg: IndexConfig) -> None:
     """Query-time knobs are not all stored in the index file; re-apply them from cfg."""
     if isinstance(index, faiss.IndexHNSWFlat):
         index.hnsw.efSearch = cfg.hnsw_ef_search
-    if hasattr(index, "nprobe"):
-        index.nprobe = cfg.ivf_nprobe
+    ivf = compressed.ivf_of(index)  # also inside an OPQ pre-transform
+    if ivf is not None:
+        ivf.nprobe = cfg.ivf_nprobe

@@ -211,3 +211,35 @@ def test_rgb_jpeg_survey_trains_embeds_and_evaluates_on_galaxy_zoo_classes():
     flux = make_survey(name="flux", slug="flux-survey")
     refused = run("embed", {"encoder_id": encoder.pk, "surveys": [flux.slug]})
     assert refused.status == "failed" and "trained on rgb images" in refused.message
+
+
+def test_streamed_embed_job_matches_the_in_memory_path_bit_for_bit(monkeypatch):
+    """The job writes encoder batches straight into the published .npy; the vectors and the
+    checksum are exactly those of embedding every survey in RAM and concatenating."""
+    from ml.checkpoints import load_encoder
+    from ml.embed import embed_source
+    from ml.sources import StoreSource
+    from webapp.catalog.models import Survey
+    from webapp.embeddings.services.encoders import galaxy_rows
+    from webapp.embeddings.services.vectors import sha256_array
+
+    labelled_survey()
+    labelled_survey("sim-tiny-2", n=12, seed=5)
+    train = run("train_encoder", train_params(["sim-tiny"], epochs=1, evaluate=False))
+    monkeypatch.setattr(embedding, "BATCH", 7)  # several blocks per survey, a short last one
+    job = run("embed", {"encoder_id": train.result["encoder_id"], "surveys": ["sim-tiny", "sim-tiny-2"]})
+    assert job.status == "succeeded", job.error
+    es = EmbeddingSet.objects.get(pk=job.result["embedding_set_id"])
+    _, vectors, _ = load_embedding_set(es)
+    model, pre, _ = load_encoder(abspath(Encoder.objects.get(pk=train.result["encoder_id"]).checkpoint_path))
+    old = []
+    for slug in ("sim-tiny", "sim-tiny-2"):
+        survey = Survey.objects.get(slug=slug)
+        rows, _ = galaxy_rows(survey)
+        source = StoreSource([survey.store_abspath])
+        old.append(embed_source(model, pre, source, 512, device=torch.device("cpu"))[rows])
+        source.close()
+    old = np.concatenate(old)
+    np.testing.assert_array_equal(np.asarray(vectors), old)
+    assert es.checksum == sha256_array(old) == job.result["checksum"]
+    assert not list((abspath(es.vectors_path)).parent.glob("*.partial"))

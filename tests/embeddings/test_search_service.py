@@ -114,3 +114,31 @@ def test_latest_set_for_picks_newest_set_containing_the_galaxy():
     search.forget_cached_indexes()
     assert search.latest_set_for(g.pk) == older
     assert search.latest_set_for(10**9) is None
+
+
+def test_compressed_index_writes_float16_rows_and_is_mmap_loaded(settings, monkeypatch):
+    """Above the threshold the job builds IVF-PQ + float16 re-rank rows; web processes load it
+    with IO_FLAG_MMAP and memory-map the rows, and neighbours match exact search."""
+    from ml.search import RERANK_SUFFIX, IndexConfig
+
+    vectors, _ = clustered_vectors(3000, 16, clusters=5)
+    es = make_embedding_set(vectors=vectors, n=3000)
+    cfg = IndexConfig(exact_below=100, compressed_above=2000, pq_m=4, pq_nlist=16, pq_kmeans_iter=5,
+                      pq_train_min=3000, rerank_factor=8, tune_recall=0.95, tune_queries=50, tune_k=10)
+    build_for_set(es, cfg)
+    es.refresh_from_db()
+    assert es.index_kind == "IVF-PQ" and es.index_config["config"]["compressed_above"] == 2000
+    rows16 = np.load(settings.DATA_DIR / (es.index_path + RERANK_SUFFIX))
+    assert rows16.dtype == np.float16 and rows16.shape == (3000, 16)
+    flags = []
+    real_load = search.SearchIndex.load
+    monkeypatch.setattr(search.SearchIndex, "load",
+                        classmethod(lambda cls, p, **kw: flags.append(kw) or real_load(p, **kw)))
+    gids, _, _ = load_embedding_set(es)
+    hits = 0
+    for row in range(0, 3000, 150):
+        found = [r["id"] for r in search.nearest(es, int(gids[row]), k=10)]
+        hits += len(set(found) & {int(gids[i]) for i in brute_force(vectors, row, 10)})
+    assert hits / (20 * 10) >= 0.9
+    assert flags == [{"mmap": True}]
+    assert isinstance(search.get_index(es).rows16, np.memmap)

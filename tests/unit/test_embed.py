@@ -81,3 +81,14 @@ def test_prefetch_keeps_order_and_reraises():
         for item in prefetch(broken()):
             got.append(item)
     assert got == [1]
+
+
+def test_streamed_blocks_equal_the_whole_array():
+    from ml.embed import iter_embed_source
+
+    x = images()
+    model, pre = setup(x)
+    whole = embed_source(model, pre, ArraySource(x), batch_size=8, device=torch.device("cpu"))
+    blocks = list(iter_embed_source(model, pre, ArraySource(x), batch_size=8, device=torch.device("cpu")))
+    assert [len(b) for b in blocks] == [8, 8, 8, 8, 5]
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)

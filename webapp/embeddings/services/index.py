@@ -1,7 +1,9 @@
 """The `build_index` job: a faiss index for one EmbeddingSet, saved beside its vectors.
 
 Exact (flat) below IndexConfig.exact_below rows, IVF (nprobe tuned to recall@50 >= 0.98 on
-the data itself) above; see ml/search.py and benchmarks/search.py for why.  The index is
+the data itself) above, and from IndexConfig.compressed_above rows (10^6) IVF-PQ re-ranked
+from a float16 copy of the vectors written beside the index (index.faiss.f16.npy); see
+ml/search.py, ml/compressed.py and benchmarks/search.py for why.  The index is
 written to index.faiss.partial and renamed, and the row says ``index_status=ready`` only
 after that, so web processes never load half a file; re-running replaces the index and
 its build stamp, which makes every web process reload it on its next query.
@@ -16,7 +18,7 @@ import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
-from ml.search import IndexConfig, SearchIndex, config_from_dict
+from ml.search import RERANK_SUFFIX, IndexConfig, SearchIndex, config_from_dict
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, failed_on_error
 from webapp.embeddings.services.vectors import load_embedding_set
 
@@ -30,7 +32,8 @@ def index_relpath(es: EmbeddingSet) -> str:
 
 def index_kind_name(index: SearchIndex) -> str:
     name = type(index.index).__name__
-    return {"IndexFlatL2": "exact", "IndexIVFFlat": "IVF", "IndexHNSWFlat": "HNSW"}.get(name, name)
+    return {"IndexFlatL2": "exact", "IndexIVFFlat": "IVF", "IndexHNSWFlat": "HNSW", "IndexIVFPQ": "IVF-PQ",
+            "IndexPreTransform": "OPQ+IVF-PQ"}.get(name, name)
 
 
 def build_for_set(es: EmbeddingSet, cfg: IndexConfig | None = None, progress=None) -> EmbeddingSet:
@@ -42,10 +45,12 @@ def build_for_set(es: EmbeddingSet, cfg: IndexConfig | None = None, progress=Non
     with failed_on_error(es, "index_status"):
         _, vectors, _ = load_embedding_set(es)
         started = time.monotonic()
-        index = SearchIndex.build(np.asarray(vectors), cfg, progress)
-        seconds = time.monotonic() - started
         relative = index_relpath(es)
-        index.save(Path(settings.DATA_DIR) / relative)
+        path = Path(settings.DATA_DIR) / relative
+        # vectors stay memory-mapped; a compressed index streams its float16 rows to disk
+        index = SearchIndex.build(vectors, cfg, progress, rerank_path=str(path) + RERANK_SUFFIX)
+        seconds = time.monotonic() - started
+        index.save(path)
     es.index_path = relative
     es.index_kind = index_kind_name(index)
     es.index_config = {"config": dataclasses.asdict(index.cfg), "tuning": index.tuning,

@@ -10,8 +10,9 @@ Distances are cosine distances 1 - cos(a, b) in [0, 2] for the default index met
 (see ml/search.py); lower is closer.
 
 The faiss index a `build_index` job saved beside the vectors is loaded once per process
-and cached by (set, index file, build stamp), so a rebuilt index replaces the old one on
-the next query.  Before the index exists, sets of up to FALLBACK_EXACT_MAX rows are
+with faiss.IO_FLAG_MMAP (so all web processes share one page-cached copy; a compressed
+index's float16 re-rank rows are memory-mapped too) and cached by (set, index file, build
+stamp), so a rebuilt index replaces the old one on the next query.  Before the index exists, sets of up to FALLBACK_EXACT_MAX rows are
 searched with an exact in-memory index built on first use (a few ms per query up to
 ~3e5 rows); larger sets raise IndexNotReady with a message saying what to do.
 """
@@ -80,7 +81,7 @@ def _load_or_build(es: EmbeddingSet, key: tuple) -> SearchIndex:
     if key[2] != "exact-fallback":
         path = Path(settings.DATA_DIR) / es.index_path
         if path.exists():
-            return SearchIndex.load(path)
+            return SearchIndex.load(path, mmap=True)
     if es.n > FALLBACK_EXACT_MAX:
         raise IndexNotReady(f"the search index of embedding set {es.pk} ({es.n:,} galaxies) is not built "
                             "yet; a curator can build it from the map page")

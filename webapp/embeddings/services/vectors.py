@@ -15,11 +15,13 @@ import hashlib
 import uuid
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from django.conf import settings
+from numpy.lib.format import open_memmap
 
-from ml.atomic import save_npy_atomic
+from ml.atomic import atomic_path, save_npy_atomic
 
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet
 
@@ -47,20 +49,55 @@ def save_array_atomic(path: Path, array: np.ndarray) -> str:
     return sha256_array(array)
 
 
+WRITE_BLOCK = 65_536  # rows per block when an in-memory array is written through the block writer
+
+
 def write_embedding_set(es: EmbeddingSet, galaxy_ids: np.ndarray, vectors: np.ndarray) -> EmbeddingSet:
     """Store vectors + ids for ``es`` and mark it ready (ids and vectors must align)."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    galaxy_ids = np.ascontiguousarray(galaxy_ids, dtype=np.int64)
+    vectors = np.asarray(vectors)
     if vectors.ndim != 2 or len(vectors) != len(galaxy_ids):
-        raise ValueError(f"vectors {vectors.shape} and ids {galaxy_ids.shape} do not align")
-    if not np.isfinite(vectors).all():
-        raise ValueError("embedding contains NaN or inf; refusing to store it")
+        raise ValueError(f"vectors {vectors.shape} and ids {np.shape(galaxy_ids)} do not align")
+    return write_embedding_set_blocks(es, galaxy_ids, (vectors[s:s + WRITE_BLOCK]
+                                                       for s in range(0, max(len(vectors), 1), WRITE_BLOCK)))
+
+
+def write_embedding_set_blocks(es: EmbeddingSet, galaxy_ids: np.ndarray, blocks: Iterable[np.ndarray]
+                               ) -> EmbeddingSet:
+    """Store vectors arriving as (B, D) blocks in row order (e.g. straight from the encoder)
+    for ``es`` and mark it ready.  The blocks go into an open_memmap at ml.atomic's temporary
+    name and the sha256 (same as sha256_array of the whole) is updated block by block, so
+    no N x D copy is held in RAM; the file is published (renamed) only when all N rows
+    arrived finite, and the row marked ready after that."""
+    galaxy_ids = np.ascontiguousarray(galaxy_ids, dtype=np.int64)
+    n = len(galaxy_ids)
     directory, relative = new_artifact_dir(f"set{es.pk}")
+    digest, done, dim = hashlib.sha256(), 0, None
+    with atomic_path(directory / "vectors.npy") as partial:
+        out = None
+        for block in blocks:
+            block = np.ascontiguousarray(block, dtype=np.float32)
+            if out is None:
+                if block.ndim != 2:
+                    raise ValueError(f"vector blocks must be (rows, dim), got {block.shape}")
+                dim = block.shape[1]
+                out = open_memmap(partial, mode="w+", dtype=np.float32, shape=(n, dim))
+            if block.ndim != 2 or block.shape[1] != dim or done + len(block) > n:
+                raise ValueError(f"vectors ({done + len(block)}+ rows, block {block.shape}) and ids ({n},) "
+                                 "do not align")
+            if not np.isfinite(block).all():
+                raise ValueError("embedding contains NaN or inf; refusing to store it")
+            out[done:done + len(block)] = block
+            digest.update(block.reshape(-1).view(np.uint8))
+            done += len(block)
+        if out is None or done != n:
+            raise ValueError(f"vectors ({done} rows) and ids ({n},) do not align")
+        out.flush()
+        del out
     save_array_atomic(directory / "ids.npy", galaxy_ids)
-    checksum = save_array_atomic(directory / "vectors.npy", vectors)
+    checksum = digest.hexdigest()
     es.vectors_path = f"{relative}/vectors.npy"
     es.ids_path = f"{relative}/ids.npy"
-    es.n, es.dim, es.checksum = int(vectors.shape[0]), int(vectors.shape[1]), checksum
+    es.n, es.dim, es.checksum = n, int(dim), checksum
     es.status = ArtifactStatus.READY
     es.save(update_fields=["vectors_path", "ids_path", "n", "dim", "checksum", "status"])
     return es
