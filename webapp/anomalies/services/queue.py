@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
+
 from webapp.anomalies.models import ScoreSet
 from webapp.anomalies.services.files import load_ranking, load_scores
 from webapp.anomalies.services.neighbours import similar
@@ -67,7 +69,7 @@ def next_candidates(user, score_set: ScoreSet, n: int = 10, rank_by: str = "pers
     for item in candidates:
         verdict = verdicts.get(item["id"])
         item["verdict"] = verdict.as_dict() if verdict else None
-    reviewed_here = sum(1 for g in verdicts if g in scores.row_of)
+    reviewed_here = int(scores.row_of.contains(np.fromiter(verdicts.keys(), np.int64, len(verdicts))).sum())
     pending = pending_ranking(user, score_set)
     return {
         "score_set": score_set.pk, "rank_by": rank_by, "source": source,
