@@ -221,3 +221,21 @@ def test_task_rows_positions_use_the_id_index(make_user):
     assert rows.rows.dtype == np.int64 and gids.dtype == np.int64
     np.testing.assert_array_equal(rows.positions([gids[5], 10**12, gids[2]]), [5, 2])   # input order, missing dropped
     assert not hasattr(rows, "position")
+
+
+def test_uncertainty_picks_come_from_a_bounded_top_k_pool(make_user, monkeypatch):
+    from webapp.labeling.services import picking
+
+    task = make_task(n=40)
+    user = make_user("labeler")
+    label_galaxies(task, user, 16)
+    assert run(rounds.start_round(task, user)).status == "succeeded"
+    monkeypatch.setattr(picking, "CANDIDATES", 6)
+    rows = store.task_rows(task)
+    unc = store.predictions_for(store.serving_round(task), rows.galaxy_ids)["uncertainty"]
+    taken = set(picking.excluded_galaxies(task).tolist())
+    free = [(-u, i) for i, (g, u) in enumerate(zip(rows.galaxy_ids.tolist(), unc)) if g not in taken]
+    top6 = {int(rows.galaxy_ids[i]) for _, i in sorted(free)[:6]}
+    picks = picking.pick_next(task, 4)
+    assert len(picks) == 4 and {p.galaxy_id for p in picks} <= top6
+    assert not {p.galaxy_id for p in picks} & taken

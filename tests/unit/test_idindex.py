@@ -75,3 +75,19 @@ def test_no_module_builds_an_id_to_row_dict_any_more(path):
     source = (Path(__file__).resolve().parents[2] / path).read_text()
     assert not re.search(r"\{int\(\w+\): *\w+ for \w+, *\w+ in enumerate", source), path
     assert "row_of = {" not in source and "where = {" not in source and "position = {" not in source
+
+
+def test_top_k_stream_matches_a_full_sort_in_small_blocks():
+    from ml.topk import top_k_stream
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=10_007).astype(np.float32)
+    values[[5, 50, 500]] = np.nan
+    rows = rng.permutation(10_007)[:6000]
+    exclude = rng.random(6000) < 0.2
+    got = top_k_stream(values, 37, rows=rows, exclude=exclude, block=256)
+    v = values[rows].astype(np.float64)
+    v[~np.isfinite(v) | exclude] = -np.inf
+    expected = np.argsort(-v, kind="stable")[:37]
+    np.testing.assert_array_equal(got, expected)
+    assert len(top_k_stream(values, 0)) == 0 and len(top_k_stream(values[:3], 10)) == 3
