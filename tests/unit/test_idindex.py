@@ -1,5 +1,4 @@
 """ml.idindex: id -> row by searchsorted on memory-mapped sorted ids, no dicts."""
-import inspect
 
 import numpy as np
 import pytest
