@@ -163,7 +163,7 @@ def retrain_timing(n: int = 100_000, d: int = 128, k: int = 6, threads: int = 2)
 
 def round_timing(n: int, n_labels: int = 1000, head: str = "mlp_ensemble", database_url: str | None = None) -> dict:
     """One labeling round end to end at n galaxies, as the cpu worker runs it: consensus,
-    fit + temperature, predict all n with uncertainty, write files and n Prediction rows,
+    fit + temperature, predict all n with uncertainty, write the columnar prediction files (no per-galaxy rows),
     refill the queue. A scratch Django site (SQLite in a temp dir unless database_url)."""
     import os
     import tempfile
@@ -179,7 +179,7 @@ def round_timing(n: int, n_labels: int = 1000, head: str = "mlp_ensemble", datab
     from webapp.embeddings.services.vectors import write_embedding_set
     from webapp.jobs.services import execute_job
     from webapp.labeling.models import Label, Task
-    from webapp.labeling.services import queue, rounds
+    from webapp.labeling.services import queue, rounds, store
 
     call_command("migrate", verbosity=0)
     t0 = time.perf_counter()
@@ -212,7 +212,8 @@ def round_timing(n: int, n_labels: int = 1000, head: str = "mlp_ensemble", datab
     next_s = time.perf_counter() - t0
     return {"n_galaxies": n, "n_labels": n_labels, "head": head, "database": "sqlite" if not database_url else "postgres",
             "setup_s": setup, "cold_start_refill_s": cold, "round_s": round_s, "round_status": rnd.status,
-            "round_accuracy": rnd.metrics.get("accuracy"), "predictions": rnd.predictions.count(),
+            "round_accuracy": rnd.metrics.get("accuracy"),
+            "predictions": int(np.isfinite(np.asarray(store.load_predictions(rnd)["uncertainty"])).sum()),
             "next_items_s": next_s, "items": len(first) + len(nxt), "model_version": rnd.model_version}
 
 
@@ -232,7 +233,7 @@ def main() -> None:
     ap.add_argument("--labels", default=None, help="(N,) int .npy matching --embeddings")
     ap.add_argument("--timing-only", action="store_true")
     ap.add_argument("--round-timing", action="store_true",
-                    help="time one whole labeling round (Django, files, Prediction rows, queue refill)")
+                    help="time one whole labeling round (Django, columnar files, queue refill)")
     ap.add_argument("--database-url", default=None, help="--round-timing on this database (default: scratch SQLite)")
     ap.add_argument("--name", default=None, help="result name (default from the mode)")
     args = ap.parse_args()

@@ -87,3 +87,27 @@ def curator_client(make_user, client):
 def using_real_services() -> bool:
     return bool(os.environ.get("DATABASE_URL", "").startswith("postgres")
                 and os.environ.get("CELERY_BROKER_URL", "").startswith("redis"))
+
+
+@pytest.fixture(autouse=True)
+def label_refill_inline(request, monkeypatch):
+    """Labeling queue refills are jobs, never run inside a request (labeling/services/queue.py).
+    Tests have no worker by default, so here the job runs as soon as it is queued, as Celery's
+    eager mode would.  Mark a test ``refill_async`` to see the real queueing."""
+    if request.node.get_closest_marker("refill_async"):
+        yield
+        return
+    from webapp.labeling.services import queue
+
+    real = queue.request_refill
+
+    def queue_and_run(task, user=None):
+        from webapp.jobs.services import execute_job
+
+        job = real(task, user)
+        if job.status == "queued":
+            execute_job(job.pk, worker="test-inline")
+        return job
+
+    monkeypatch.setattr(queue, "request_refill", queue_and_run)
+    yield

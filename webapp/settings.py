@@ -195,6 +195,10 @@ CONTENT_SECURITY_POLICY = {
 # space would still be free, instead of letting HDF5 hit ENOSPC mid-write.
 DISK_HEADROOM_BYTES = env_int("LATENTSKY_DISK_HEADROOM_BYTES", 64 * 1024 * 1024, minimum=0)
 MAX_UPLOAD_BYTES = env_int("LATENTSKY_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
+# Retention of computed per-galaxy files: the last K labeling rounds per task, score sets per
+# embedding set and personal rankings per person and score set keep their files; older ones
+# are deleted at the end of each round / scoring / ranking job (never the serving one).
+KEEP_ROUNDS = env_int("LATENTSKY_KEEP_ROUNDS", 5, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None

@@ -11,6 +11,7 @@
   const boot = JSON.parse(bootEl.textContent);
   const PREFETCH = 10;      // galaxies fetched per queue request
   const LOW_WATER = 4;      // fetch more when fewer than this remain locally
+  const REFILL_RETRY_MS = 1500;  // queue empty while a refill job picks galaxies: ask again after this
   const RECENT = 8;         // thumbnails in "your last answers"
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -52,7 +53,9 @@
         const known = new Set(knownIds());
         data.items.filter(it => !known.has(it.galaxy_id)).forEach(it => { preloadItem(it); state.queue.push(it); });
         updateProgress(data.progress);
-        if (!state.current) advance(null);
+        // the server is picking more galaxies in a job: ask again shortly
+        if (!data.items.length && data.refilling) setTimeout(refill, REFILL_RETRY_MS);
+        if (!state.current && (state.queue.length || !data.refilling)) advance(null);
       })
       .catch(err => setSaveState("Could not load more galaxies: " + err.message, true))
       .finally(() => { state.fetching = null; });

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tests.anomalies.factories import blob_vectors, make_embedding_set, make_score_set
-from webapp.anomalies.models import AnomalyScore, ScoreSet
+from webapp.anomalies.models import ScoreSet
 from webapp.anomalies.services.files import load_scores
 from webapp.anomalies.services.layers import anomaly_colour_layers
 from webapp.anomalies.services.scoring import ScoringError, anomaly_config, start_scoring
@@ -37,17 +37,21 @@ def test_score_job_stores_every_galaxy_with_method_and_parameters():
     assert score_set.config["iforest_trees"] == 200 and score_set.config["lof_k"] == 20
     assert score_set.config["combine"] == "max"
     assert job.progress == 1.0 and job.result["n"] == 51 and job.result["methods"] == ["iforest", "knn", "lof"]
-    rows = {r.galaxy_id: r for r in AnomalyScore.objects.filter(score_set=score_set)}
-    assert sorted(rows) == sorted(ids)
-    outlier = rows[ids[50]]
-    assert set(outlier.per_method) == {"iforest", "knn", "lof"}
-    assert outlier.ranks == {"iforest": 1.0, "knn": 1.0, "lof": 1.0}
-    assert outlier.combined == 1.0 and max(r.combined for r in rows.values()) == 1.0
-    # the file holds the same numbers in the embedding set's row order
+    # columnar files in the embedding set's row order, memory-mapped; no per-galaxy rows
     arrays = load_scores(score_set)
     assert arrays.ids.tolist() == ids
+    assert isinstance(arrays.combined, np.memmap) and arrays.combined.shape == (51,)
+    outlier = arrays.values_at(ids[50])
+    assert set(outlier["scores"]) == {"iforest", "knn", "lof"}
+    assert outlier["ranks"] == {"iforest": 1.0, "knn": 1.0, "lof": 1.0}
+    assert outlier["combined"] == 1.0 and float(arrays.combined.max()) == 1.0
+    assert arrays.values_at(10**12) is None
+    # sorted lists come from orders the job precomputed (stable: ties keep catalogue order)
+    assert (arrays.directory / "order_combined.npy").exists()
     assert arrays.order("combined")[0] == ids[50] and arrays.order("lof")[0] == ids[50]
-    np.testing.assert_allclose(arrays.scores["knn"][50], outlier.per_method["knn"], rtol=1e-5)
+    expected = np.asarray(ids)[np.argsort(-np.asarray(arrays.scores["knn"]), kind="stable")]
+    np.testing.assert_array_equal(arrays.order("knn"), expected)
+    np.testing.assert_allclose(arrays.scores["knn"][50], outlier["scores"]["knn"], rtol=1e-5)
 
 
 def test_rerunning_the_same_job_rewrites_instead_of_duplicating():
@@ -59,8 +63,11 @@ def test_rerunning_the_same_job_rewrites_instead_of_duplicating():
     assert jobs.execute_job(job.pk) == "succeeded"
     assert ScoreSet.objects.filter(job=job).count() == 1
     score_set = ScoreSet.objects.get(job=job)
-    assert AnomalyScore.objects.filter(score_set=score_set).count() == 51
+    assert load_scores(score_set).combined.shape == (51,)
     assert score_set.scores_path != first_path and score_set.status == "ready"
+    from django.conf import settings
+    from pathlib import Path
+    assert not (Path(settings.DATA_DIR) / first_path).exists()          # the first run's files are gone
 
 
 def test_bad_requests_fail_with_clear_messages():
@@ -99,3 +106,32 @@ def test_colour_layers_follow_the_embedding_set_rows():
 def test_colour_layers_empty_without_a_ready_score_set():
     es, _ = make_embedding_set(blob_vectors())
     assert anomaly_colour_layers(es) == []
+
+
+def test_retention_keeps_the_last_k_score_sets_and_their_rankings(settings, make_user):
+    """settings.KEEP_ROUNDS score sets per embedding set survive each scoring job; older
+    ones lose their rows, files and rankings, while people's reviews stay."""
+    from pathlib import Path
+
+    from webapp.anomalies.models import PersonalRanking, Review
+    from webapp.anomalies.services import retention
+
+    settings.KEEP_ROUNDS = 2
+    es, ids = make_embedding_set(outlier_vectors())
+    user = make_user("labeler")
+    first = ScoreSet.objects.get(pk=run_job(es, methods=["knn"]).result["score_set_id"])
+    Review.objects.create(user=user, galaxy_id=ids[0], score_set=first, interest=5)
+    ranking = PersonalRanking.objects.create(user=user, score_set=first, status="ready",
+                                             ranking_path=f"anomalies/rank999-x/ranking.npz")
+    first_dir = Path(settings.DATA_DIR) / first.scores_path
+    assert first_dir.is_dir()
+    run_job(es, methods=["knn"])
+    assert ScoreSet.objects.filter(pk=first.pk).exists()                # 2 kept
+    third = ScoreSet.objects.get(pk=run_job(es, methods=["knn"]).result["score_set_id"])
+    assert not ScoreSet.objects.filter(pk=first.pk).exists() and not first_dir.exists()
+    assert not PersonalRanking.objects.filter(pk=ranking.pk).exists()
+    assert Review.objects.get(galaxy_id=ids[0]).score_set_id is None   # the verdict stays
+    assert ScoreSet.objects.filter(embedding_set=es).count() == 2
+    assert load_scores(third).values_at(ids[50])["combined"] == 1.0
+    assert retention.prune_score_sets(es, keep=1) != [third.pk]
+    assert ScoreSet.objects.filter(embedding_set=es).get().pk == third.pk   # the newest always stays

@@ -82,3 +82,27 @@ def test_a_task_on_unfinished_embeddings_says_why_it_cannot_pick(task, make_user
     queue.enqueue_galaxies(task, galaxy_ids(task)[:2], user)
     r = client.get(f"/api/tasks/{task.pk}/queue?n=5")
     assert r.status_code == 200 and len(r.json()["items"]) == 2
+
+
+@pytest.mark.refill_async
+def test_next_never_picks_inside_the_request_and_queues_one_refill_job(make_user, monkeypatch):
+    """A labeller who runs dry gets what is queued at once; the strategy runs in a job, one per task."""
+    from webapp.jobs.models import Job
+    from webapp.jobs.services import execute_job
+
+    task = make_task(n=40)
+    ann, bob = make_user("labeler", "ann"), make_user("labeler", "bob")
+
+    def no_picking_here(*args, **kwargs):
+        raise AssertionError("the strategy ran inside the request")
+    monkeypatch.setattr(queue, "pick_next", no_picking_here)
+    assert queue.next_items(task, ann, 4) == []
+    assert queue.next_items(task, bob, 4) == []                      # a second request: same pending job
+    jobs = Job.objects.filter(kind="label_refill")
+    assert jobs.count() == 1 and jobs.get().params == {"task_id": task.pk} and jobs.get().queue == "cpu"
+    monkeypatch.undo()
+    assert execute_job(jobs.get().pk, worker="test") == "succeeded"
+    assert Job.objects.get(kind="label_refill").result["added"] == task.batch_size
+    assert len(queue.next_items(task, ann, 4)) == 4                  # the job's picks are served
+    assert queue.pending_refill(task) is None                        # a full batch queued: no new job
+    assert Job.objects.filter(kind="label_refill").count() == 1

@@ -8,7 +8,7 @@ from webapp.catalog.models import Galaxy
 from webapp.embeddings.models import ArtifactStatus
 from webapp.jobs.models import Job
 from webapp.jobs.services import execute_job
-from webapp.labeling.models import Prediction, QueueItem, Round
+from webapp.labeling.models import QueueItem, Round
 from webapp.labeling.services import labels, queue, rounds, store
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
@@ -19,6 +19,27 @@ def label_galaxies(task, user, n, survey=None, start=0):
     for g in galaxies:
         labels.record_label(task, g.pk, user, "value", class_index=true_class(g))
     return list(galaxies)
+
+
+def served(task, survey=None) -> dict[int, dict]:
+    """{galaxy id: prediction} of the serving round, read from its columnar files (galaxies
+    with a prediction only; optionally those of one survey)."""
+    rnd = store.serving_round(task)
+    gids = store.task_rows(task).galaxy_ids
+    if survey is not None:
+        gids = np.array(sorted(set(gids.tolist()) & set(survey.galaxies.values_list("pk", flat=True))))
+    preds = store.predictions_for(rnd, gids)
+    out = {}
+    for i, g in enumerate(gids.tolist()):
+        if not np.isfinite(preds["uncertainty"][i]):
+            continue
+        item = {"round_id": rnd.pk, "uncertainty": float(preds["uncertainty"][i])}
+        if "probs" in preds:
+            item.update(probabilities=preds["probs"][i].tolist(), class_index=int(np.argmax(preds["probs"][i])))
+        else:
+            item.update(value=float(preds["mean"][i]))
+        out[g] = item
+    return out
 
 
 def run(rnd) -> Job:
@@ -39,11 +60,14 @@ def test_round_trains_predicts_every_galaxy_and_refills_the_queue(make_user):
     assert rnd.model_version.startswith(f"{task.pk}.1-logistic-")
     assert rnd.metrics["accuracy"] >= 0.9 and rnd.metrics["evaluation"] == "cv"
     assert set(rnd.metrics) >= {"accuracy", "balanced_accuracy", "macro_f1", "ece", "confusion", "reliability"}
-    preds = {p.galaxy_id: p for p in Prediction.objects.filter(task=task)}
+    preds = served(task)
     assert len(preds) == 40
-    right = sum(p.class_index == true_class(g) for g in Galaxy.objects.all() for p in [preds[g.pk]])
+    right = sum(preds[g.pk]["class_index"] == true_class(g) for g in Galaxy.objects.all())
     assert right >= 38
-    assert all(abs(sum(p.probabilities) - 1) < 1e-2 and p.uncertainty >= 0 for p in preds.values())
+    assert all(abs(sum(p["probabilities"]) - 1) < 1e-2 and p["uncertainty"] >= 0 for p in preds.values())
+    # no per-galaxy rows: the round points at a directory of columns on the set's rows
+    columns = store.load_predictions(rnd)
+    assert columns["probs"].shape == (task.embedding_set.n, len(task.classes)) and isinstance(columns["probs"], np.memmap)
     # the queue now holds margin picks of this round's model, with the reason shown to people
     picks = QueueItem.objects.filter(task=task, done=False, source="strategy")
     assert picks.count() == task.batch_size
@@ -56,7 +80,7 @@ def test_failed_retrain_leaves_the_previous_model_serving(make_user, monkeypatch
     label_galaxies(task, user, 12)
     first = rounds.start_round(task, user)
     assert run(first).status == "succeeded"
-    before = dict(Prediction.objects.filter(task=task).values_list("galaxy_id", "round_id"))
+    before = {g: (p["round_id"], p["class_index"]) for g, p in served(task).items()}
     label_galaxies(task, user, 8, start=12)
 
     def broken(*args, **kwargs):
@@ -68,7 +92,7 @@ def test_failed_retrain_leaves_the_previous_model_serving(make_user, monkeypatch
     assert job.status == "failed" and "optimizer diverged" in job.message
     assert second.status == ArtifactStatus.FAILED and "optimizer diverged" in second.error
     assert store.serving_round(task).pk == first.pk
-    assert dict(Prediction.objects.filter(task=task).values_list("galaxy_id", "round_id")) == before
+    assert {g: (p["round_id"], p["class_index"]) for g, p in served(task).items()} == before
 
 
 def test_round_refuses_without_labels_or_while_one_runs(make_user):
@@ -106,8 +130,9 @@ def test_regression_round_gives_mean_sigma_rmse_and_coverage(make_user):
     assert run(rnd).status == "succeeded"
     rnd.refresh_from_db()
     assert rnd.metrics["rmse"] < 0.5 and 0 <= rnd.metrics["coverage_90"] <= 1
-    p = Prediction.objects.filter(task=task).exclude(galaxy_id__in=list(truth)[:30]).first()
-    assert abs(p.value - truth[p.galaxy_id]) < 1.0 and p.uncertainty > 0
+    g = list(truth)[30]
+    p = served(task)[g]
+    assert abs(p["value"] - truth[g]) < 1.0 and p["uncertainty"] > 0
     picks = QueueItem.objects.filter(task=task, source="strategy")
     assert all(q.reason.startswith("predictive sigma") for q in picks)
 
@@ -120,7 +145,7 @@ def test_model_trained_on_survey_a_predicts_b_and_adapts_with_b_labels(make_user
     user = make_user("labeler")
     label_galaxies(task, user, 30, survey=a)
     assert run(rounds.start_round(task, user)).status == "succeeded"
-    on_b = Prediction.objects.filter(task=task, galaxy__survey=b).count()
+    on_b = len(served(task, survey=b))
     assert on_b == 60                                          # B is predicted at once
     label_galaxies(task, user, 12, survey=b)
     rnd = rounds.start_round(task, user)
@@ -129,7 +154,7 @@ def test_model_trained_on_survey_a_predicts_b_and_adapts_with_b_labels(make_user
     t = rnd.transfer["sb"]
     assert t["source"] == "sa" and t["n_target_labels"] == 12
     assert t["after"]["accuracy"] >= t["before"]["accuracy"] and t["after"]["accuracy"] >= 0.9
-    preds = dict(Prediction.objects.filter(task=task, galaxy__survey=b).values_list("galaxy_id", "class_index"))
+    preds = {g: p["class_index"] for g, p in served(task, survey=b).items()}
     acc = np.mean([preds[g.pk] == true_class(g) for g in Galaxy.objects.filter(survey=b)])
     assert acc >= 0.9
     # the task page reports A -> B accuracy before and after adaptation
@@ -141,3 +166,76 @@ def test_model_trained_on_survey_a_predicts_b_and_adapts_with_b_labels(make_user
         assert f"{100 * t[when]['accuracy']:.1f}%" in section
         lo, hi = t[when]["intervals"]["accuracy"]                 # 12 target labels: a wide interval, shown
         assert hi - lo > 0.2 and f"{lo * 100:.1f}–{hi * 100:.1f}%" in section
+
+
+def test_old_rounds_lose_their_files_but_the_serving_one_stays(make_user, settings):
+    """Retention (settings.KEEP_ROUNDS): run at the end of each round job."""
+    from pathlib import Path
+
+    settings.KEEP_ROUNDS = 2
+    task = make_task(n=40)
+    user = make_user("labeler")
+    made = []
+    for i in range(3):
+        label_galaxies(task, user, 4, start=4 * i)
+        rnd = rounds.start_round(task, user)
+        assert run(rnd).status == "succeeded"
+        rnd.refresh_from_db()
+        made.append((rnd, Path(settings.DATA_DIR) / rnd.predictions_path))
+    for rnd, _ in made:
+        rnd.refresh_from_db()
+    (r1, d1), (r2, d2), (r3, d3) = made
+    assert r1.predictions_path == "" and r1.model_path == "" and not d1.parent.exists()
+    assert r1.status == "ready" and r1.metrics                      # the learning curve keeps its point
+    assert d2.is_dir() and d3.is_dir() and store.serving_round(task).pk == r3.pk
+    assert len(served(task)) == 40
+    assert rounds.prune_rounds(task, keep=1) == [2] and not d2.parent.exists() and d3.is_dir()
+    # a galaxy page still renders and shows the serving prediction
+    g = Galaxy.objects.filter(survey=task.surveys.first()).first()
+    from django.test import Client
+    c = Client()
+    c.force_login(user)
+    assert "round 3" in c.get(f"/galaxies/{g.pk}/").content.decode().lower()
+
+
+def test_prediction_columns_are_published_only_whole(make_user, tmp_path):
+    """A failure while predicting leaves no column files behind (ml.atomic partials removed)."""
+    task = make_task(n=12)
+    es = task.embedding_set
+    with pytest.raises(RuntimeError):
+        with store.PredictionWriter(tmp_path / "predictions", es) as writer:
+            writer.put("uncertainty", np.array([0, 3]), np.array([0.5, 0.25], np.float32))
+            raise RuntimeError("worker died")
+    assert list((tmp_path / "predictions").iterdir()) == []
+    with store.PredictionWriter(tmp_path / "p2", es) as writer:
+        writer.put("uncertainty", np.array([3, 0]), np.array([0.25, 0.5], np.float32))
+    col = np.load(tmp_path / "p2" / "uncertainty.npy")
+    assert col.shape == (es.n,) and col[0] == 0.5 and col[3] == 0.25 and np.isnan(col[1])
+    assert (tmp_path / "p2" / "meta.json").exists()
+
+
+def test_task_rows_positions_use_the_id_index(make_user):
+    task = make_task(n=20)
+    rows = store.task_rows(task)
+    gids = rows.galaxy_ids
+    assert rows.rows.dtype == np.int64 and gids.dtype == np.int64
+    np.testing.assert_array_equal(rows.positions([gids[5], 10**12, gids[2]]), [5, 2])   # input order, missing dropped
+    assert not hasattr(rows, "position")
+
+
+def test_uncertainty_picks_come_from_a_bounded_top_k_pool(make_user, monkeypatch):
+    from webapp.labeling.services import picking
+
+    task = make_task(n=40)
+    user = make_user("labeler")
+    label_galaxies(task, user, 16)
+    assert run(rounds.start_round(task, user)).status == "succeeded"
+    monkeypatch.setattr(picking, "CANDIDATES", 6)
+    rows = store.task_rows(task)
+    unc = store.predictions_for(store.serving_round(task), rows.galaxy_ids)["uncertainty"]
+    taken = set(picking.excluded_galaxies(task).tolist())
+    free = [(-u, i) for i, (g, u) in enumerate(zip(rows.galaxy_ids.tolist(), unc)) if g not in taken]
+    top6 = {int(rows.galaxy_ids[i]) for _, i in sorted(free)[:6]}
+    picks = picking.pick_next(task, 4)
+    assert len(picks) == 4 and {p.galaxy_id for p in picks} <= top6
+    assert not {p.galaxy_id for p in picks} & taken

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from webapp.anomalies.models import AnomalyScore, PersonalRanking, Review, ScoreSet
+from webapp.anomalies.models import PersonalRanking, Review, ScoreSet
 
 
 @admin.register(ScoreSet)
@@ -8,13 +8,6 @@ class ScoreSetAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "embedding_set", "n", "status", "seconds", "created_at")
     list_filter = ("status",)
     readonly_fields = ("scores_path", "checksum", "n", "seconds", "job", "created_at")
-
-
-@admin.register(AnomalyScore)
-class AnomalyScoreAdmin(admin.ModelAdmin):
-    list_display = ("galaxy", "score_set", "combined")
-    raw_id_fields = ("galaxy",)
-    list_select_related = ("galaxy",)
 
 
 @admin.register(Review)

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 
 from webapp.accounts.roles import has_role
-from webapp.anomalies.models import AnomalyScore, ScoreSet
+from webapp.anomalies.models import ScoreSet
 from webapp.anomalies.services import export, queue, reviews
 from webapp.anomalies.services.ranking import current_ranking, maybe_rerank, pending_ranking, request_rerank
 from webapp.anomalies.services.scoring import start_scoring
@@ -238,11 +238,11 @@ def api_rerank(request, score_set_id: int):
 @router.get("/anomalies/galaxies/{int:galaxy_id}/", response=GalaxyScores, url_name="api_galaxy_scores",
             summary="A galaxy's anomaly scores in every ready score set, and the person's verdict and history")
 def api_galaxy_scores(request, galaxy_id: int):
-    rows = (AnomalyScore.objects.filter(galaxy_id=galaxy_id, score_set__status=ArtifactStatus.READY)
-            .select_related("score_set").order_by("-score_set__created_at", "-score_set_id"))
+    from webapp.anomalies.services.layers import galaxy_scores
+    rows = galaxy_scores(galaxy_id)
     verdict = reviews.latest_verdicts(request.user, [galaxy_id]).get(galaxy_id)
     return {"galaxy_id": galaxy_id,
-            "scores": [{"score_set": r.score_set_id, "combined": r.combined, "ranks": r.ranks,
-                        "scores": r.per_method} for r in rows],
+            "scores": [{"score_set": ss.pk, "combined": v["combined"], "ranks": v["ranks"],
+                        "scores": v["scores"]} for ss, v in rows],
             "verdict": verdict.as_dict() if verdict else None,
             "history": reviews.history(request.user, galaxy_id)}

@@ -8,19 +8,20 @@ from webapp.embeddings.models import ArtifactStatus
 class ScoreSet(models.Model):
     """One run of the unsupervised scorers over an EmbeddingSet.
 
-    Per-galaxy values live twice: as AnomalyScore rows (queries, filters, detail pages) and
-    as one .npz file in the EmbeddingSet's row order (queue ordering and map colours
-    without reading N rows); the row becomes ``ready`` only after both are complete.
+    Per-galaxy values live only in columnar files (services/files.py), addressed by the
+    EmbeddingSet's row, with precomputed orders for sorted lists; the row becomes
+    ``ready`` only after every file is complete.  Older sets beyond settings.KEEP_ROUNDS
+    per embedding set are deleted (services/retention.py).
     """
 
     embedding_set = models.ForeignKey("embeddings.EmbeddingSet", on_delete=models.CASCADE, related_name="score_sets")
     name = models.CharField(max_length=200, blank=True)
     config = models.JSONField(default=dict, help_text="AnomalyConfig: methods and their parameters")
     status = models.CharField(max_length=16, choices=ArtifactStatus.choices, default=ArtifactStatus.BUILDING)
-    scores_path = models.CharField(max_length=500, blank=True, help_text=".npz of ids, per-method scores and "
-                                   "ranks, combined; relative to DATA_DIR")
+    scores_path = models.CharField(max_length=500, blank=True, help_text="directory of columnar score files "
+                                   "(per-method scores, ranks, combined, orders); relative to DATA_DIR")
     checksum = models.CharField(max_length=64, blank=True)
-    n = models.PositiveIntegerField(default=0)
+    n = models.BigIntegerField(default=0)
     seconds = models.FloatField(null=True, blank=True, help_text="wall time of the scorers")
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -34,20 +35,6 @@ class ScoreSet(models.Model):
     @property
     def methods(self) -> list[str]:
         return list(self.config.get("methods", []))
-
-
-class AnomalyScore(models.Model):
-    """Per-galaxy scores (higher = more anomalous); `combined` is the rank-normalised blend in [0, 1]."""
-
-    score_set = models.ForeignKey(ScoreSet, on_delete=models.CASCADE, related_name="scores")
-    galaxy = models.ForeignKey("catalog.Galaxy", on_delete=models.CASCADE, related_name="anomaly_scores")
-    combined = models.FloatField(db_index=True)
-    per_method = models.JSONField(default=dict, help_text="raw score per method (higher = more anomalous)")
-    ranks = models.JSONField(default=dict, help_text="percentile rank per method in [0, 1] (1 = most anomalous)")
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["score_set", "galaxy"], name="one_score_per_galaxy_per_set")]
-        indexes = [models.Index(fields=["score_set", "-combined"])]
 
 
 class Review(models.Model):
@@ -81,7 +68,7 @@ class PersonalRanking(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rankings")
     score_set = models.ForeignKey(ScoreSet, on_delete=models.CASCADE, related_name="rankings")
     ranking_path = models.CharField(max_length=500, blank=True, help_text=".npz, relative to DATA_DIR")
-    n_reviews = models.PositiveIntegerField(default=0, help_text="verdicts (scores and artifact tags) it was fitted on")
+    n_reviews = models.BigIntegerField(default=0, help_text="verdicts (scores and artifact tags) it was fitted on")
     config = models.JSONField(default=dict, help_text="FeedbackConfig")
     seconds = models.FloatField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=ArtifactStatus.choices, default=ArtifactStatus.BUILDING)

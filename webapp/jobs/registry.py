@@ -35,6 +35,7 @@ JOB_KINDS: dict[str, JobKind] = {
     "anomaly_scores": JobKind("webapp.anomalies.services.scoring.run_score_job", "cpu", "Score anomalies"),
     "anomaly_rerank": JobKind("webapp.anomalies.services.ranking.run_rerank_job", "cpu", "Personalised re-rank"),
     "label_round": JobKind("webapp.labeling.services.rounds.run_round_job", "cpu", "Labeling round"),
+    "label_refill": JobKind("webapp.labeling.services.queue.run_refill_job", "cpu", "Pick galaxies to label"),
     "label_finetune": JobKind("webapp.labeling.services.finetune.run_finetune_job", "gpu", "Fine-tune encoder for a task"),
     "label_use_embeddings": JobKind("webapp.labeling.services.finetune.run_use_embeddings_job", "default",
                                     "Switch a task to new embeddings"),

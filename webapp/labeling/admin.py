@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from webapp.labeling.models import Label, Prediction, QueueItem, Round, Task
+from webapp.labeling.models import Label, QueueItem, Round, Task
 
 
 @admin.register(Task)
@@ -20,12 +20,6 @@ class LabelAdmin(admin.ModelAdmin):
 class RoundAdmin(admin.ModelAdmin):
     list_display = ("task", "number", "status", "trigger", "n_labels", "model_version", "created_at")
     list_filter = ("task", "status")
-
-
-@admin.register(Prediction)
-class PredictionAdmin(admin.ModelAdmin):
-    list_display = ("task", "galaxy", "class_index", "value", "uncertainty")
-    raw_id_fields = ("galaxy",)
 
 
 @admin.register(QueueItem)

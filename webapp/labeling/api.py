@@ -122,6 +122,8 @@ class QueueItemOut(Out):
 class QueueOut(Out):
     items: list[QueueItemOut]
     progress: dict
+    refilling: dict | None = Field(None, description="the refill job picking more galaxies (ask again "
+                                   "shortly when items is empty), or null")
 
 
 class QueueQuery(Schema):
@@ -312,9 +314,10 @@ def api_queue(request, task_id: int, q: Query[QueueQuery]):
                                                            "image_checksum", "pixel_scale_arcsec")])
         .filter(pk__in=[i.galaxy_id for i in items])}
     preds = _prediction(task, serving_round(task), [i.galaxy_id for i in items])
+    pending = queue_service.pending_refill(task)
     return {"items": [queue_item_dict(i, galaxies[i.galaxy_id], task, preds.get(i.galaxy_id))
                       for i in items if i.galaxy_id in galaxies],
-            "progress": stats.round_progress(task)}
+            "progress": stats.round_progress(task), "refilling": pending.as_dict() if pending else None}
 
 
 @router.post(TASK + "/labels", response={201: LabelOut, 400: Error, 403: Error, 404: Error},

@@ -40,26 +40,40 @@ def prediction_layers(embedding_set) -> list[ColourLayer]:
 
 
 class _Aligned:
-    """A round's prediction arrays re-ordered to the embedding set's rows (computed once)."""
+    """A round's prediction columns on the embedding set's rows (ml.idindex; no dict)."""
 
     def __init__(self, embedding_set, rnd):
         self.embedding_set, self.rnd, self._idx = embedding_set, rnd, None
 
-    def index(self) -> np.ndarray:
+    def index(self) -> np.ndarray | None:
+        """Row of the round's columns for each row of the set; None when they are the same rows."""
         if self._idx is None:
             ids, _, _ = load_embedding_set(self.embedding_set)
             data = load_predictions(self.rnd)
-            where = {int(g): i for i, g in enumerate(data["galaxy_ids"])}
-            self._idx = np.array([where.get(int(g), -1) for g in ids], dtype=np.int64)
-        return self._idx
+            same = data.ids_path == self.embedding_set.ids_path          # columns already on these rows
+            self._idx = False if same else data.index.rows(ids)
+        return None if self._idx is False else self._idx
 
     def array(self, key: str) -> np.ndarray:
-        idx = self.index()
+        column, idx = load_predictions(self.rnd)[key], self.index()
+        if idx is None:
+            return np.asarray(column, dtype=np.float32)
         out = np.full(len(idx), np.nan, dtype=np.float32)
-        out[idx >= 0] = load_predictions(self.rnd)[key][idx[idx >= 0]]
+        out[idx >= 0] = column[idx[idx >= 0]]
         return out
 
     def classes(self, names: list[str]) -> list[str | None]:
+        probs = load_predictions(self.rnd)["probs"]
         idx = self.index()
-        best = load_predictions(self.rnd)["probs"].argmax(axis=1)
-        return [names[best[i]] if i >= 0 else None for i in idx]
+        rows = np.arange(len(probs)) if idx is None else idx
+        out: list[str | None] = [None] * len(rows)
+        for start in range(0, len(rows), 1 << 16):                       # blockwise argmax
+            chunk = rows[start:start + (1 << 16)]
+            ok = chunk >= 0
+            block = np.asarray(probs[chunk[ok]], dtype=np.float32)
+            has = np.isfinite(block).all(axis=1)
+            best = np.where(has, np.nan_to_num(block).argmax(axis=1), -1)
+            for j, b in zip(np.flatnonzero(ok).tolist(), best.tolist()):
+                if b >= 0:
+                    out[start + j] = names[b]
+        return out

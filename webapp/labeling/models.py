@@ -1,9 +1,9 @@
 """Labeling tasks, append-only labels, the labeling queue, model rounds and predictions.
 
-Arrays (trained heads, per-galaxy probabilities) live in files under
-DATA_DIR/labeling/; rows keep their paths.  A Round becomes ``ready`` only after its
-files were written and its Prediction rows replaced in one transaction, so a failed
-retrain leaves the previous round serving.
+Arrays (trained heads, per-galaxy probabilities and uncertainties) live in columnar
+files under DATA_DIR/labeling/ addressed by embedding-set row; rows keep their paths and
+there is no per-galaxy result row.  A Round becomes ``ready`` only after its files were
+written, so a failed retrain leaves the previous round serving.
 """
 from django.conf import settings
 from django.db import models
@@ -46,7 +46,7 @@ class Task(models.Model):
         default=1, help_text="people who label each queued galaxy (>1 gives Galaxy Zoo style vote fractions)")
     head_config = models.JSONField(default=dict, blank=True)
     # Compare-and-swap counter for automatic rounds: the label count at the last trigger.
-    labels_at_last_trigger = models.PositiveIntegerField(default=0)
+    labels_at_last_trigger = models.BigIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -142,13 +142,14 @@ class Round(models.Model):
     trigger = models.CharField(max_length=8, choices=Trigger.choices, default=Trigger.MANUAL)
     model_version = models.CharField(max_length=80, blank=True, help_text="task.round-head-checksum")
     model_path = models.CharField(max_length=500, blank=True)
-    predictions_path = models.CharField(max_length=500, blank=True, help_text="per-galaxy predictions file")
+    predictions_path = models.CharField(max_length=500, blank=True, help_text="directory of columnar prediction "
+                                        "files (store.PredictionWriter); blank once pruned")
     labels_path = models.CharField(max_length=500, blank=True, help_text="the training/validation labels used")
     head_config = models.JSONField(default=dict)
     strategy = models.CharField(max_length=32, blank=True)
-    n_labels = models.PositiveIntegerField(default=0)
-    n_train = models.PositiveIntegerField(default=0)
-    n_val = models.PositiveIntegerField(default=0)
+    n_labels = models.BigIntegerField(default=0)
+    n_train = models.BigIntegerField(default=0)
+    n_val = models.BigIntegerField(default=0)
     metrics = models.JSONField(default=dict, blank=True)
     # Across surveys: {"B-slug": {"before": {...}, "after": {...}, "n_target_labels": n}}
     transfer = models.JSONField(default=dict, blank=True)
@@ -164,18 +165,3 @@ class Round(models.Model):
 
     def __str__(self):
         return f"{self.task} round {self.number}"
-
-
-class Prediction(models.Model):
-    """Latest-round prediction for one galaxy, kept as a row so maps, pages and exports can join it."""
-
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="predictions")
-    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="predictions")
-    galaxy = models.ForeignKey("catalog.Galaxy", on_delete=models.CASCADE, related_name="predictions")
-    class_index = models.SmallIntegerField(null=True, blank=True)
-    probabilities = models.JSONField(default=list, blank=True)
-    value = models.FloatField(null=True, blank=True, help_text="regression mean")
-    uncertainty = models.FloatField(help_text="entropy (classification) or sigma (regression)")
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["task", "galaxy"], name="one_prediction_per_galaxy")]

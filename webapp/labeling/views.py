@@ -1,6 +1,7 @@
 """Labeling pages: task list, task form, task page with plots, labeling page, exports."""
 from __future__ import annotations
 
+import numpy as np
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -11,11 +12,11 @@ from webapp.accounts.roles import has_role, role_required
 from webapp.jobs.models import Job
 from webapp.labeling import plots
 from webapp.labeling.forms import TaskForm
-from webapp.labeling.models import Prediction, Task
+from webapp.labeling.models import Task
 from webapp.labeling.services import export, finetune as finetune_service, metric_display, rounds as round_service, stats
 from webapp.labeling.services.consensus import agreement, team_consensus
 from webapp.labeling.services.picking import STRATEGY_LABELS
-from webapp.labeling.services.store import serving_round
+from webapp.labeling.services.store import predictions_for, serving_round
 from webapp.labeling.services.tasks import task_dict
 
 
@@ -148,25 +149,41 @@ def task_export(request, task_id):
     return response
 
 
+def _galaxy_prediction(task, rnd, galaxy_id) -> dict | None:
+    """The serving round's values for one galaxy, read by row from its columnar files."""
+    try:
+        preds = predictions_for(rnd, [galaxy_id])
+    except (OSError, ValueError):        # files gone (pruned meanwhile): show no prediction
+        return None
+    unc = float(preds["uncertainty"][0])
+    if not np.isfinite(unc):
+        return None
+    if task.is_classification:
+        probs = preds["probs"][0]
+        return {"probs": probs, "class_index": int(np.argmax(probs)), "uncertainty": unc}
+    return {"mean": float(preds["mean"][0]), "uncertainty": unc}
+
+
 def detail_panel(request, galaxy):
     """Galaxy page panel: each task's prediction, uncertainty and people's votes for this galaxy."""
-    preds = list(Prediction.objects.filter(galaxy=galaxy).select_related("task", "round"))
-    tasks = {p.task_id for p in preds}
-    label_tasks = list(Task.objects.filter(surveys=galaxy.survey_id).exclude(pk__in=tasks))
-    if not preds and not label_tasks:
-        return None
-    items = []
-    for p in preds:
-        task = p.task
-        entry = {"task": task, "round": p.round, "votes": export.answers_for_galaxy(task, galaxy.pk)}
+    items, label_tasks = [], []
+    for task in Task.objects.filter(surveys=galaxy.survey_id).distinct():
+        rnd = serving_round(task)
+        p = _galaxy_prediction(task, rnd, galaxy.pk) if rnd is not None else None
+        if p is None:
+            label_tasks.append(task)
+            continue
+        entry = {"task": task, "round": rnd, "votes": export.answers_for_galaxy(task, galaxy.pk)}
         if task.is_classification:
-            entry["classes"] = [{"name": n, "p": p.probabilities[i] if i < len(p.probabilities) else 0,
-                                 "predicted": i == p.class_index} for i, n in enumerate(task.class_names)]
-            entry["predicted"] = task.class_names[p.class_index] if p.class_index is not None else ""
+            entry["classes"] = [{"name": n, "p": round(float(p["probs"][i]), 4), "predicted": i == p["class_index"]}
+                                for i, n in enumerate(task.class_names) if i < len(p["probs"])]
+            entry["predicted"] = task.class_names[p["class_index"]]
         else:
-            entry["value"], entry["sigma"] = p.value, p.uncertainty
-        entry["uncertainty"] = p.uncertainty
+            entry["value"], entry["sigma"] = p["mean"], p["uncertainty"]
+        entry["uncertainty"] = p["uncertainty"]
         items.append(entry)
+    if not items and not label_tasks:
+        return None
     return {"template": "labeling/_detail_panel.html",
             "context": {"items": items, "unpredicted": label_tasks, "galaxy": galaxy,
                         "can_label": has_role(request.user, "labeler")}}

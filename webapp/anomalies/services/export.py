@@ -101,7 +101,7 @@ def reviewed_rows(score_set: ScoreSet, user, flt: ReviewFilter) -> list[dict]:
     return rows
 
 
-def _summaries(user, scope: str, row_of: dict) -> dict[int, dict]:
+def _summaries(user, scope: str, row_of) -> dict[int, dict]:
     """{galaxy id: {"interest", "artifact", "n_reviewers", "kind", "reviewed_at"}} for galaxies of the set."""
     if scope == "mine":
         return {g: {"interest": v.interest, "artifact": v.artifact, "n_reviewers": 1,

@@ -1,10 +1,15 @@
-"""Score-set and personal-ranking arrays on disk (.npz under DATA_DIR/anomalies/).
+"""Score-set and personal-ranking arrays on disk (under DATA_DIR/anomalies/).
 
-Score file (one per ScoreSet), row order = the EmbeddingSet's ids.npy:
-  ids        (N,) int64 Galaxy ids
-  combined   (N,) float32 rank-normalised blend in [0, 1]
-  score_<m>  (N,) float32 raw score of method m (higher = more anomalous)
-  rank_<m>   (N,) float32 its percentile rank in [0, 1]
+Score directory (one per ScoreSet; scores_path points at it): columnar .npy files,
+memory-mapped, row order = the EmbeddingSet's ids.npy (id -> row: ml.idindex):
+  combined.npy        (N,) float32 rank-normalised blend in [0, 1]
+  score_<m>.npy       (N,) float32 raw score of method m (higher = more anomalous)
+  rank_<m>.npy        (N,) float32 its percentile rank in [0, 1]
+  order_<by>.npy      (N,) int64 Galaxy ids from most to least anomalous by "combined" or
+                      one method, precomputed by the job (stable: ties keep catalogue order)
+  meta.json           {"ids_path": the set's ids.npy, "methods": [...], "n": N}, written last
+There are no per-galaxy score rows; pages read a few values by row.
+(Score sets written before this layout are one scores.npz with the same arrays plus ids.)
 Ranking file (one per PersonalRanking):
   order      (M,) int64 Galaxy ids, best first (galaxies scored at fit time left out)
   value      (M,) float32 ranking value of each
@@ -15,6 +20,7 @@ reader never sees half a file.  Readers cache per process, keyed by path and che
 """
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,9 +29,12 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
+from ml.atomic import save_npy_atomic, sha256_file, write_atomic
+from ml.idindex import IdIndex
+
 
 def new_file(prefix: str, name: str) -> tuple[Path, str]:
-    """(absolute path, path relative to DATA_DIR) of a fresh file in its own directory."""
+    """(absolute path, path relative to DATA_DIR) of a fresh file (or directory) in its own directory."""
     relative = f"anomalies/{prefix}-{uuid.uuid4().hex[:10]}"
     directory = Path(settings.DATA_DIR) / relative
     directory.mkdir(parents=True, exist_ok=False)
@@ -34,35 +43,82 @@ def new_file(prefix: str, name: str) -> tuple[Path, str]:
 
 @dataclass(frozen=True)
 class ScoreArrays:
-    ids: np.ndarray                 # (N,) int64 Galaxy ids, EmbeddingSet row order
+    ids: np.ndarray                 # (N,) int64 Galaxy ids, EmbeddingSet row order (memmap)
     combined: np.ndarray            # (N,) float32 in [0, 1]
     scores: dict[str, np.ndarray]   # method -> (N,) raw
     ranks: dict[str, np.ndarray]    # method -> (N,) percentile in [0, 1]
-    row_of: dict[int, int]          # Galaxy id -> row
+    row_of: IdIndex                 # Galaxy id -> row (searchsorted, ml.idindex; no dict)
+    directory: Path | None = None   # columnar layout: where the order_<by>.npy files are
     _orders: dict = field(default_factory=dict, repr=False, compare=False)
 
     def order(self, by: str = "combined") -> np.ndarray:
-        """Galaxy ids from most to least anomalous by `combined` or one method (cached)."""
+        """Galaxy ids from most to least anomalous by `combined` or one method (precomputed file)."""
         if by not in self._orders:
-            values = self.combined if by == "combined" else self.scores[by]
-            # stable: equal scores keep catalogue order, so the queue never reshuffles by chance
-            self._orders[by] = self.ids[np.argsort(-values, kind="stable")]
+            path = self.directory / f"order_{by}.npy" if self.directory is not None else None
+            if path is not None and path.exists():
+                self._orders[by] = np.load(path, mmap_mode="r")
+            else:                                    # legacy .npz score sets
+                self._orders[by] = self.ids[order_rows(self.combined if by == "combined" else self.scores[by])]
         return self._orders[by]
+
+    def values_at(self, galaxy_id) -> dict | None:
+        """{"combined", "ranks", "scores"} of one galaxy (three reads by row), None if not in the set."""
+        row = self.row_of.get(galaxy_id)
+        if row is None:
+            return None
+        return {"combined": float(self.combined[row]),
+                "ranks": {m: float(r[row]) for m, r in self.ranks.items()},
+                "scores": {m: _finite(s[row]) for m, s in self.scores.items()}}
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def order_rows(values: np.ndarray) -> np.ndarray:
+    """Rows from highest to lowest value; stable, so equal scores keep catalogue order."""
+    return np.argsort(-np.asarray(values), kind="stable")
+
+
+def write_scores(directory: Path, ids_path: str, combined: np.ndarray, scores: dict, ranks: dict,
+                 ids: np.ndarray) -> str:
+    """Write a score directory (module doc) atomically file by file, meta.json last; returns
+    the sha256 of combined.npy (ScoreSet.checksum)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    save_npy_atomic(directory / "combined.npy", np.asarray(combined, dtype=np.float32))
+    for m in scores:
+        save_npy_atomic(directory / f"score_{m}.npy", np.asarray(scores[m], dtype=np.float32))
+        save_npy_atomic(directory / f"rank_{m}.npy", np.asarray(ranks[m], dtype=np.float32))
+    for by, values in [("combined", combined), *scores.items()]:
+        save_npy_atomic(directory / f"order_{by}.npy", np.asarray(ids, dtype=np.int64)[order_rows(values)])
+    write_atomic(directory / "meta.json", json.dumps({"ids_path": ids_path, "methods": list(scores),
+                                                       "n": int(len(combined))}))
+    return sha256_file(directory / "combined.npy")
 
 
 @lru_cache(maxsize=8)
 def _load_scores(path: str, checksum: str) -> ScoreArrays:
-    with np.load(Path(settings.DATA_DIR) / path) as data:
-        methods = [k[len("score_"):] for k in data.files if k.startswith("score_")]
-        ids = data["ids"]
-        return ScoreArrays(ids=ids, combined=data["combined"],
-                           scores={m: data[f"score_{m}"] for m in methods},
-                           ranks={m: data[f"rank_{m}"] for m in methods},
-                           row_of={int(g): i for i, g in enumerate(ids)})
+    root = Path(settings.DATA_DIR)
+    if path.endswith(".npz"):
+        with np.load(root / path) as data:
+            methods = [k[len("score_"):] for k in data.files if k.startswith("score_")]
+            ids = data["ids"]
+            return ScoreArrays(ids=ids, combined=data["combined"],
+                               scores={m: data[f"score_{m}"] for m in methods},
+                               ranks={m: data[f"rank_{m}"] for m in methods},
+                               row_of=IdIndex.build(ids))
+    directory = root / path
+    meta = json.loads((directory / "meta.json").read_text())
+    load = lambda name: np.load(directory / f"{name}.npy", mmap_mode="r")  # noqa: E731
+    return ScoreArrays(ids=np.load(root / meta["ids_path"], mmap_mode="r"), combined=load("combined"),
+                       scores={m: load(f"score_{m}") for m in meta["methods"]},
+                       ranks={m: load(f"rank_{m}") for m in meta["methods"]},
+                       row_of=IdIndex.for_ids_file(root / meta["ids_path"]), directory=directory)
 
 
 def load_scores(score_set) -> ScoreArrays:
-    """The score file of a ready ScoreSet (cached per process)."""
+    """The score files of a ready ScoreSet (memory-mapped, cached per process)."""
     if score_set.status != "ready" or not score_set.scores_path:
         raise ValueError(f"score set {score_set.pk} is {score_set.status}, not ready")
     return _load_scores(score_set.scores_path, score_set.checksum)

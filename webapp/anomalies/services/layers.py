@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from webapp.anomalies.models import AnomalyScore, ScoreSet
+from webapp.anomalies.models import ScoreSet
 from webapp.anomalies.services.files import load_scores
 from webapp.anomalies.services.reviews import history, latest_verdicts
 from webapp.embeddings.models import ArtifactStatus
@@ -30,7 +30,7 @@ def anomaly_colour_layers(embedding_set) -> list[ColourLayer]:
     if len(es_ids) == len(scores.ids) and np.array_equal(es_ids, scores.ids):
         align = lambda values: np.asarray(values, dtype=np.float64)  # noqa: E731  (same rows)
     else:
-        rows = np.array([scores.row_of.get(int(g), -1) for g in es_ids])
+        rows = scores.row_of.rows(es_ids)
         align = lambda values: np.where(rows >= 0, np.asarray(values, np.float64)[rows], np.nan)  # noqa: E731
     meta = {"score_set": score_set.pk, "range": [0.0, 1.0], "higher": "more anomalous"}
     layers = [ColourLayer(key="anomaly", label=f"Anomaly rank (combined, {score_set.config.get('combine', 'max')})",
@@ -40,18 +40,36 @@ def anomaly_colour_layers(embedding_set) -> list[ColourLayer]:
     return layers
 
 
+def galaxy_scores(galaxy_id: int, survey_id: int | None = None, limit: int | None = None) -> list[tuple]:
+    """[(ScoreSet, {"combined", "ranks", "scores"})] of one galaxy in the ready score sets, newest
+    first: a few values read by row from each set's columnar files (no per-galaxy rows)."""
+    sets = ScoreSet.objects.filter(status=ArtifactStatus.READY).select_related("embedding_set")
+    if survey_id is not None:
+        sets = sets.filter(embedding_set__surveys=survey_id).distinct()
+    out = []
+    for score_set in sets.order_by("-created_at", "-id"):
+        try:
+            values = load_scores(score_set).values_at(galaxy_id)
+        except (OSError, ValueError):          # files pruned or lost meanwhile: skip the set
+            continue
+        if values is not None:
+            out.append((score_set, values))
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
 def galaxy_panel(request, galaxy) -> dict | None:
     """The galaxy page panel: its anomaly percentiles per score set and the person's verdict."""
-    rows = list(AnomalyScore.objects.filter(galaxy=galaxy, score_set__status=ArtifactStatus.READY)
-                .select_related("score_set").order_by("-score_set__created_at", "-score_set_id")[:3])
+    rows = galaxy_scores(galaxy.pk, survey_id=galaxy.survey_id, limit=3)
     user = request.user
     verdict = latest_verdicts(user, [galaxy.pk]).get(galaxy.pk)
     past = history(user, galaxy.pk)
     if not rows and verdict is None and not past:
         return None
-    sets = [{"score_set": r.score_set, "combined": r.combined, "top": max(100.0 * (1.0 - r.combined), 0.01),
-             "ranks": sorted(((m, p) for m, p in (r.ranks or {}).items()), key=lambda mp: -mp[1]),
-             "review_url": f"/anomalies/{r.score_set_id}/review/?galaxy={galaxy.pk}"} for r in rows]
+    sets = [{"score_set": ss, "combined": v["combined"], "top": max(100.0 * (1.0 - v["combined"]), 0.01),
+             "ranks": sorted(v["ranks"].items(), key=lambda mp: -mp[1]),
+             "review_url": f"/anomalies/{ss.pk}/review/?galaxy={galaxy.pk}"} for ss, v in rows]
     return {"template": "anomalies/_galaxy_panel.html",
             "context": {"sets": sets, "verdict": verdict, "history": past[:10], "n_history": len(past),
                         "galaxy": galaxy}}

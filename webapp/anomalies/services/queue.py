@@ -9,7 +9,8 @@ look-alikes.  Galaxy.truth is never read here.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+
+import numpy as np
 
 from webapp.anomalies.models import ScoreSet
 from webapp.anomalies.services.files import load_ranking, load_scores
@@ -49,7 +50,7 @@ def next_candidates(user, score_set: ScoreSet, n: int = 10, rank_by: str = "pers
     scores = load_scores(score_set)
     verdicts = latest_verdicts(user)
     skip = set(verdicts) | {int(g) for g in exclude}
-    allowed = survey_galaxies(survey.pk, survey.n_galaxies, survey.image_checksum) if survey else None
+    allowed = _in_survey(score_set, scores, survey.pk) if survey else None
 
     ranking = current_ranking(user, score_set) if rank_by == "personal" else None
     arrays = load_ranking(ranking) if ranking else None
@@ -67,7 +68,7 @@ def next_candidates(user, score_set: ScoreSet, n: int = 10, rank_by: str = "pers
     for item in candidates:
         verdict = verdicts.get(item["id"])
         item["verdict"] = verdict.as_dict() if verdict else None
-    reviewed_here = sum(1 for g in verdicts if g in scores.row_of)
+    reviewed_here = int(scores.row_of.contains(np.fromiter(verdicts.keys(), np.int64, len(verdicts))).sum())
     pending = pending_ranking(user, score_set)
     return {
         "score_set": score_set.pk, "rank_by": rank_by, "source": source,
@@ -80,16 +81,32 @@ def next_candidates(user, score_set: ScoreSet, n: int = 10, rank_by: str = "pers
 
 def _first_unreviewed(order, n: int, skip: set, allowed) -> list[tuple[int, int]]:
     """[(galaxy id, position in order)] of the first n ids not skipped; walks the order in
-    chunks so a 1e6-row order is never converted whole."""
+    chunks so a 1e6-row order is never converted whole.  ``allowed``: None, or a function
+    giving the boolean mask of a chunk of ids that may be shown."""
     picked: list[tuple[int, int]] = []
     for start in range(0, len(order), 4096):
-        for offset, galaxy_id in enumerate(order[start:start + 4096].tolist()):
-            if galaxy_id in skip or (allowed is not None and galaxy_id not in allowed):
+        chunk = np.asarray(order[start:start + 4096])
+        ok = allowed(chunk).tolist() if allowed is not None else [True] * len(chunk)
+        for offset, (galaxy_id, good) in enumerate(zip(chunk.tolist(), ok)):
+            if not good or galaxy_id in skip:
                 continue
             picked.append((galaxy_id, start + offset))
             if len(picked) == n:
                 return picked
     return picked
+
+
+def _in_survey(score_set, scores, survey_id: int):
+    """Mask function "is this galaxy in that survey" by row: the set's cached survey-per-row
+    column (embeddings.services.sky) and the id index; no set of the survey's galaxy ids."""
+    from webapp.embeddings.services.sky import sky_index
+
+    survey_of_row = sky_index(score_set.embedding_set).survey            # (N,) int64
+
+    def allowed(ids: np.ndarray) -> np.ndarray:
+        rows = scores.row_of.rows(ids)
+        return (rows >= 0) & (survey_of_row[np.maximum(rows, 0)] == survey_id)
+    return allowed
 
 
 def _position(order, galaxy_id: int) -> int:
@@ -102,12 +119,6 @@ def ranking_info(ranking) -> dict | None:
         return None
     return {"id": ranking.pk, "n_reviews": ranking.n_reviews, "seconds": ranking.seconds,
             "created_at": ranking.created_at.isoformat()}
-
-
-@lru_cache(maxsize=8)
-def survey_galaxies(survey_id: int, n_galaxies: int, checksum: str) -> frozenset[int]:
-    """Galaxy ids of a survey (cached per process; the key changes when the survey does)."""
-    return frozenset(Galaxy.objects.filter(survey_id=survey_id).values_list("id", flat=True))
 
 
 def _candidate_dicts(score_set, scores, picked, arrays, n_similar) -> list[dict]:

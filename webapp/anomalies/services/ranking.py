@@ -132,15 +132,20 @@ def compute_ranking(ranking: PersonalRanking, progress=None) -> PersonalRanking:
     ranking.config = dataclasses.asdict(cfg)
     ranking.status = ArtifactStatus.READY
     ranking.save(update_fields=["ranking_path", "n_reviews", "seconds", "config", "status"])
+    from webapp.anomalies.services.retention import prune_rankings
+    prune_rankings(ranking.user, score_set)
     progress(4, 4, f"ranked {len(order_rows)} candidates from {len(rows)} verdicts")
     return ranking
 
 
-def verdict_arrays(user, row_of: dict[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def verdict_arrays(user, row_of) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The person's current verdicts on galaxies of this set: rows (M,), interest (M,), artifact (M,).
 
-    An artifact tag without a score counts as interest 0 (ml.ranking treats it so anyway)."""
-    verdicts = [(row_of[g], v) for g, v in latest_verdicts(user).items() if g in row_of]
+    ``row_of``: the set's ml.idindex.IdIndex.  An artifact tag without a score counts as
+    interest 0 (ml.ranking treats it so anyway)."""
+    latest = latest_verdicts(user)
+    found = row_of.rows(np.fromiter(latest.keys(), dtype=np.int64, count=len(latest)))
+    verdicts = [(int(r), v) for r, v in zip(found, latest.values()) if r >= 0]
     rows = np.array([r for r, _ in verdicts], dtype=np.int64)
     interest = np.array([0.0 if v.interest is None else float(v.interest) for _, v in verdicts])
     artifact = np.array([v.artifact for _, v in verdicts], dtype=bool)

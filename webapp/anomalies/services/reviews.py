@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
@@ -140,8 +141,9 @@ def history(user, galaxy_id) -> list[dict]:
 
 def review_counts(user, score_set: ScoreSet) -> dict:
     """How many galaxies of this set the user has a verdict on, and how many are interesting/artifacts."""
-    in_set = load_scores(score_set).row_of
-    verdicts = [v for g, v in latest_verdicts(user).items() if g in in_set]
+    latest = latest_verdicts(user)
+    in_set = load_scores(score_set).row_of.contains(np.fromiter(latest.keys(), np.int64, len(latest)))
+    verdicts = [v for v, here in zip(latest.values(), in_set) if here]
     return {"reviewed": len(verdicts), "interesting": sum(v.is_interesting for v in verdicts),
             "artifacts": sum(v.artifact for v in verdicts)}
 

@@ -3,9 +3,11 @@
 Params: {"embedding_set_id": int, "methods": [..] (optional), "combine": "max"|"mean" (optional),
 "name": str (optional)}.  Result: {"score_set_id", "n", "methods", "seconds"}.
 
-Re-runs are safe: a retried job (worker lost) finds the ScoreSet it created, throws away
-any half-written rows and writes everything again; the set is marked ready only after the
-score file and every row exist.
+Re-runs are safe: a retried job (worker lost) finds the ScoreSet it created and writes a
+fresh score directory (services/files.py: columnar .npy addressed by embedding-set row,
+plus precomputed orders for the sorted lists); the set is marked ready only after every
+file exists.  There are no per-galaxy score rows.  Afterwards score sets beyond the last
+settings.KEEP_ROUNDS of the embedding set are deleted (retention.prune_score_sets).
 """
 from __future__ import annotations
 
@@ -17,15 +19,13 @@ import numpy as np
 from django.db import transaction
 
 from ml.anomaly import METHODS, AnomalyConfig, combine_scores, rank_normalise, score_all
-from ml.atomic import save_npz_atomic
 from ml.progress import span
-from webapp.anomalies.models import AnomalyScore, ScoreSet
-from webapp.anomalies.services.files import new_file
+from webapp.anomalies.models import ScoreSet
+from webapp.anomalies.services.files import new_file, write_scores
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet
 from webapp.embeddings.services.vectors import load_embedding_set
 
 log = logging.getLogger(__name__)
-ROW_BATCH = 2000  # AnomalyScore rows per bulk insert (bounded memory, visible progress)
 
 
 class ScoringError(ValueError):
@@ -83,11 +83,10 @@ def score_embedding_set(score_set: ScoreSet, cfg: AnomalyConfig, progress=None) 
     if len(ids) < 3:
         raise ScoringError(f"embedding set {es.pk} has {len(ids)} galaxies; anomaly scores need at least 3")
     ScoreSet.objects.filter(pk=score_set.pk).update(status=ArtifactStatus.BUILDING)
-    AnomalyScore.objects.filter(score_set=score_set).delete()  # a retried job starts clean
 
     t0 = time.perf_counter()
     x = np.asarray(vectors, dtype=np.float32)                               # (N, D)
-    scores = score_all(x, cfg, progress=span(progress, 0.0, 0.6))
+    scores = score_all(x, cfg, progress=span(progress, 0.0, 0.9))
     seconds = time.perf_counter() - t0
     for name, values in scores.items():
         if not np.isfinite(values).all():  # a degenerate embedding must not poison the ranks
@@ -97,34 +96,19 @@ def score_embedding_set(score_set: ScoreSet, cfg: AnomalyConfig, progress=None) 
     ranks = {m: rank_normalise(s).astype(np.float32) for m, s in scores.items()}
     combined = combine_scores(scores, cfg.combine).astype(np.float32)
 
-    path, relative = new_file(f"scores{score_set.pk}", "scores.npz")
-    arrays = {"ids": np.asarray(ids, dtype=np.int64), "combined": combined}
-    for m in scores:
-        arrays[f"score_{m}"], arrays[f"rank_{m}"] = scores[m].astype(np.float32), ranks[m]
-    checksum = save_npz_atomic(path, **arrays)
-    _write_rows(score_set, arrays["ids"], combined, scores, ranks, span(progress, 0.6, 1.0))
+    progress(0.9, 1.0, "writing score files")
+    directory, relative = new_file(f"scores{score_set.pk}", "scores")
+    checksum = write_scores(directory, es.ids_path, combined, scores, ranks, ids)
+    previous = ScoreSet.objects.filter(pk=score_set.pk).values_list("scores_path", flat=True).first() or ""
     with transaction.atomic():
         score_set.scores_path, score_set.checksum = relative, checksum
         score_set.n, score_set.seconds = len(ids), round(seconds, 3)
         score_set.config = dataclasses.asdict(cfg)
         score_set.status = ArtifactStatus.READY
         score_set.save(update_fields=["scores_path", "checksum", "n", "seconds", "config", "status"])
+    from webapp.anomalies.services.retention import prune_score_sets, remove_artifact_dir
+    if previous and previous != relative:                 # a retried job: drop the first attempt's files
+        remove_artifact_dir(previous, f"scores{score_set.pk}-")
+    prune_score_sets(es)
     progress(1, 1, f"scored {len(ids)} galaxies with {', '.join(scores)}")
     return score_set
-
-
-def _write_rows(score_set, ids, combined, scores, ranks, progress) -> None:
-    n = len(ids)
-    for start in range(0, n, ROW_BATCH):
-        stop = min(start + ROW_BATCH, n)
-        AnomalyScore.objects.bulk_create([
-            AnomalyScore(score_set=score_set, galaxy_id=int(ids[i]), combined=float(combined[i]),
-                         per_method={m: _finite(scores[m][i]) for m in scores},
-                         ranks={m: round(float(ranks[m][i]), 6) for m in ranks})
-            for i in range(start, stop)])
-        progress(stop, n, f"stored {stop}/{n} scores")
-
-
-def _finite(value) -> float | None:
-    value = float(value)
-    return value if np.isfinite(value) else None

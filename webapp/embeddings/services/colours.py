@@ -10,6 +10,7 @@ None (categorical).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -74,14 +75,16 @@ class _CatalogueTable:
     def column(self, key: str, numeric: bool):
         if self._meta is None:
             from webapp.catalog.models import Galaxy
-            ids, _, row_of = self._rows()
+            ids, _, index = self._rows()
             metas = [None] * len(ids)
             surveys = list(self.es.surveys.values_list("id", flat=True))
-            for gid, meta in Galaxy.objects.filter(survey_id__in=surveys).values_list("id", "metadata").iterator(
-                    chunk_size=20_000):
-                row = row_of.get(gid)
-                if row is not None:
-                    metas[row] = meta or {}
+            found = Galaxy.objects.filter(survey_id__in=surveys).values_list("id", "metadata").iterator(
+                chunk_size=20_000)
+            while chunk := list(itertools.islice(found, 20_000)):   # id -> row by searchsorted
+                rows = index.rows([gid for gid, _ in chunk])
+                for row, (_, meta) in zip(rows.tolist(), chunk):
+                    if row >= 0:
+                        metas[row] = meta or {}
             self._meta = metas
         if numeric:
             return np.array([_number((m or {}).get(key)) for m in self._meta], dtype=np.float32)

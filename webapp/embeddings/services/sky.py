@@ -11,6 +11,7 @@ the cached catalogue SkyCoord, so a query costs well under a millisecond after t
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import threading
 import time
@@ -101,19 +102,27 @@ def _load_or_build(es: EmbeddingSet) -> SkyIndex:
 def _from_database(es: EmbeddingSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from webapp.catalog.models import Galaxy
 
-    ids, _, row_of = load_embedding_set(es)
+    ids, _, index = load_embedding_set(es)
     ra = np.full(len(ids), np.nan)
     dec = np.full(len(ids), np.nan)
     survey = np.full(len(ids), -1, dtype=np.int64)
     surveys = list(es.surveys.values_list("id", flat=True))
-    for gid, sid, g_ra, g_dec in Galaxy.objects.filter(survey_id__in=surveys).values_list(
-            "id", "survey_id", "ra", "dec").iterator(chunk_size=20_000):
-        row = row_of.get(gid)
-        if row is None:
-            continue
-        survey[row] = sid
-        if g_ra is not None and g_dec is not None:
-            ra[row], dec[row] = g_ra, g_dec
+    rows_iter = Galaxy.objects.filter(survey_id__in=surveys).values_list(
+        "id", "survey_id", "ra", "dec").iterator(chunk_size=20_000)
+    while True:   # 20k catalogue rows per step; id -> row by searchsorted (ml.idindex)
+        chunk = list(itertools.islice(rows_iter, 20_000))
+        if not chunk:
+            break
+        gid = np.fromiter((c[0] for c in chunk), np.int64, len(chunk))
+        sid = np.fromiter((c[1] for c in chunk), np.int64, len(chunk))
+        g_ra = np.fromiter((np.nan if c[2] is None else c[2] for c in chunk), float, len(chunk))
+        g_dec = np.fromiter((np.nan if c[3] is None else c[3] for c in chunk), float, len(chunk))
+        unplaced = ~(np.isfinite(g_ra) & np.isfinite(g_dec))    # RA or Dec missing: neither is used
+        g_ra[unplaced], g_dec[unplaced] = np.nan, np.nan
+        row = index.rows(gid)
+        keep = row >= 0
+        survey[row[keep]] = sid[keep]
+        ra[row[keep]], dec[row[keep]] = g_ra[keep], g_dec[keep]
     return ra, dec, survey
 
 

@@ -3,6 +3,8 @@
 Format (all under DATA_DIR/embeddings/<set id>-<uuid>/):
   vectors.npy  (N, D) float32, row order = ids.npy
   ids.npy      (N,) int64 Galaxy primary keys
+  ids.sorted.npy, ids.order.npy  the id index (ml.idindex): id -> row by searchsorted,
+               written with the set (or on first read for older sets)
   index.faiss  the search index (optional)
   map-<id>.npy (N, 2) float32 latent-map coordinates, same row order
 Files are written to ``*.partial`` and renamed, so a reader never sees half an array,
@@ -22,6 +24,7 @@ from django.conf import settings
 from numpy.lib.format import open_memmap
 
 from ml.atomic import atomic_path, save_npy_atomic
+from ml.idindex import IdIndex
 
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet
 
@@ -70,6 +73,7 @@ def write_embedding_set_blocks(es: EmbeddingSet, galaxy_ids: np.ndarray, blocks:
     arrived finite, and the row marked ready after that."""
     galaxy_ids = np.ascontiguousarray(galaxy_ids, dtype=np.int64)
     n = len(galaxy_ids)
+    id_index = IdIndex.build(galaxy_ids)  # refuses duplicate ids before anything is written
     directory, relative = new_artifact_dir(f"set{es.pk}")
     digest, done, dim = hashlib.sha256(), 0, None
     with atomic_path(directory / "vectors.npy") as partial:
@@ -94,6 +98,7 @@ def write_embedding_set_blocks(es: EmbeddingSet, galaxy_ids: np.ndarray, blocks:
         out.flush()
         del out
     save_array_atomic(directory / "ids.npy", galaxy_ids)
+    id_index.save(directory / "ids.npy")
     checksum = digest.hexdigest()
     es.vectors_path = f"{relative}/vectors.npy"
     es.ids_path = f"{relative}/ids.npy"
@@ -107,13 +112,15 @@ def write_embedding_set_blocks(es: EmbeddingSet, galaxy_ids: np.ndarray, blocks:
 def _load(vectors_path: str, ids_path: str, checksum: str):
     root = Path(settings.DATA_DIR)
     vectors = np.load(root / vectors_path, mmap_mode="r")
-    ids = np.load(root / ids_path)
-    row_of = {int(g): i for i, g in enumerate(ids)}
-    return ids, vectors, row_of
+    ids = np.load(root / ids_path, mmap_mode="r")
+    return ids, vectors, IdIndex.for_ids_file(root / ids_path)
 
 
 def load_embedding_set(es: EmbeddingSet):
-    """(galaxy ids (N,), vectors (N, D) memmap, {galaxy id: row}) — cached per process."""
+    """(galaxy ids (N,) int64 memmap, vectors (N, D) memmap, IdIndex id -> row) — cached per process.
+
+    The IdIndex answers ``g in index``, ``index[g]``, ``index.get(g)`` and, for many ids at
+    once, ``index.rows(ids)`` (-1 where missing) by searchsorted on memory maps."""
     if es.status != ArtifactStatus.READY:
         raise ValueError(f"embedding set {es.pk} is {es.status}, not ready")
     return _load(es.vectors_path, es.ids_path, es.checksum)
@@ -121,8 +128,9 @@ def load_embedding_set(es: EmbeddingSet):
 
 def rows_for(es: EmbeddingSet, galaxy_ids) -> np.ndarray:
     """Row numbers of the given galaxies in ``es`` (KeyError names the first unknown id)."""
-    _, _, row_of = load_embedding_set(es)
-    try:
-        return np.array([row_of[int(g)] for g in galaxy_ids], dtype=np.int64)
-    except KeyError as missing:
-        raise KeyError(f"galaxy {missing.args[0]} is not in embedding set {es.pk}") from None
+    return id_index(es).rows_strict(galaxy_ids, what=f"embedding set {es.pk}")
+
+
+def id_index(es: EmbeddingSet) -> IdIndex:
+    """The set's id -> row index (memory-mapped, cached per process)."""
+    return load_embedding_set(es)[2]

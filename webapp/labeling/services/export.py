@@ -19,7 +19,7 @@ from webapp.catalog.models import Galaxy
 from webapp.labeling.models import Label, Task
 from webapp.labeling.services.consensus import build_consensus
 from webapp.labeling.services.labels import LABEL_FIELDS, current_answers, task_answers
-from webapp.labeling.services.store import load_predictions, serving_round, task_rows
+from webapp.labeling.services.store import predictions_for, serving_round, task_rows
 
 FORMATS = {  # name: (astropy writer, content type, file extension)
     "csv": ("ascii.csv", "text/csv; charset=utf-8", "csv"),
@@ -97,15 +97,13 @@ def _add_consensus(table: Table, task: Task, gids: np.ndarray) -> None:
 def _add_predictions(table: Table, task: Task, gids: np.ndarray) -> None:
     rnd = serving_round(task)
     n = len(gids)
-    data = load_predictions(rnd) if rnd else None
-    where = {int(g): i for i, g in enumerate(data["galaxy_ids"])} if data else {}
-    idx = np.array([where.get(int(g), -1) for g in gids], dtype=np.int64)
-    ok = idx >= 0
+    data = predictions_for(rnd, gids) if rnd and rnd.predictions_path else None   # rows by id index
+    ok = np.isfinite(data["uncertainty"]) if data is not None else np.zeros(n, dtype=bool)
     if task.is_classification:
         names = task.class_names
         probs = np.full((n, len(names)), np.nan)
         if data is not None:
-            probs[ok] = data["probs"][idx[ok]]
+            probs[ok] = data["probs"][ok]
         pred = np.where(ok, np.nan_to_num(probs, nan=-1).argmax(1), -1)
         table["pred_class"] = np.array([names[p] if p >= 0 else "" for p in pred], dtype=str)
         table["pred_index"] = pred
@@ -113,12 +111,12 @@ def _add_predictions(table: Table, task: Task, gids: np.ndarray) -> None:
             table[f"p_{col}"] = probs[:, k]
         unc = np.full(n, np.nan)
         if data is not None:
-            unc[ok] = data["uncertainty"][idx[ok]]
+            unc[ok] = data["uncertainty"][ok]
         table["pred_entropy"] = unc
     else:
         mean, sigma = np.full(n, np.nan), np.full(n, np.nan)
         if data is not None:
-            mean[ok], sigma[ok] = data["mean"][idx[ok]], data["sigma"][idx[ok]]
+            mean[ok], sigma[ok] = data["mean"][ok], data["sigma"][ok]
         table["pred_mean"], table["pred_sigma"] = mean, sigma
         if task.unit:
             table["pred_mean"].unit = table["pred_sigma"].unit = task.unit

@@ -4,6 +4,10 @@ Inputs: the task's galaxies in its EmbeddingSet (store.task_rows), the serving r
 stored predictions (probabilities, ensemble members for BALD, or a regression sigma),
 and the galaxies already queued or labelled (never picked twice).
 
+With a model, the candidate pool is bounded: the CANDIDATES most uncertain galaxies by the
+round's stored uncertainty column (entropy or sigma), found in one streaming top-K pass;
+the strategy (margin, BALD, diverse, ...) then ranks only those.
+
 Before a model is worth trusting (fewer than ``task.cold_start_labels`` labelled
 galaxies, or no ready round yet) the picks are diverse seeds: k-means centroids for
 the very first batch, then core-set (farthest from everything picked so far), because
@@ -16,9 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ml.active import MODEL_FREE, query
+from ml.topk import top_k_stream
 from webapp.embeddings.models import ArtifactStatus
+from webapp.embeddings.services.vectors import load_embedding_set
 from webapp.labeling.models import Label, QueueItem, Task
-from webapp.labeling.services.store import predictions_for, serving_round, task_rows
+from webapp.labeling.services.store import load_predictions, predictions_for, serving_round, task_rows
+
+CANDIDATES = 20_000   # uncertainty strategies rank at most this many most-uncertain galaxies (bounded pool)
 
 STRATEGY_LABELS = {
     "random": "Random (baseline)",
@@ -64,10 +72,11 @@ def pick_next(task: Task, batch: int) -> list[Pick]:
     if len(pool) == 0:
         return []
     excluded = rows.positions(excluded_galaxies(task))
-    taken = np.flatnonzero(np.isin(pool, excluded))              # positions inside pool
+    pool, taken = _bounded_pool(task, rows, pool, excluded)
     if len(taken) >= len(pool):
         return []
-    x = rows.vectors()[pool]                                     # (P, D)
+    _, vectors, _ = load_embedding_set(rows.es)
+    x = np.asarray(vectors[rows.rows[pool]], dtype=np.float32)         # (P, D), P bounded when a model ranks
     strategy, probs, rnd, note = _strategy_inputs(task, rows.galaxy_ids[pool], len(taken))
     seed = int(task.pk * 7919 + QueueItem.objects.filter(task=task).count())
     idx, reasons = query(strategy, x, probs, taken, batch, seed=seed)
@@ -75,6 +84,27 @@ def pick_next(task: Task, batch: int) -> list[Pick]:
     round_number = rnd.number if rnd is not None else None
     return [Pick(int(rows.galaxy_ids[pool[i]]), source, strategy, f"{why}{note}", round_number)
             for i, why in zip(idx, reasons)]
+
+
+def _bounded_pool(task: Task, rows, pool: np.ndarray, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(pool positions, positions inside pool already taken).  With a serving model and an
+    uncertainty strategy, the pool is the CANDIDATES most uncertain untaken galaxies, found in
+    one streaming pass over the round's uncertainty column (ml.topk): memory O(CANDIDATES)."""
+    in_pool_taken = np.flatnonzero(np.isin(pool, excluded))
+    if task.strategy in MODEL_FREE or task.strategy == "cold_start" or len(pool) <= CANDIDATES:
+        return pool, in_pool_taken
+    rnd = serving_round(task)
+    if rnd is None or not rnd.predictions_path or labelled_count(task) < task.cold_start_labels:
+        return pool, in_pool_taken
+    data = load_predictions(rnd)
+    if data.ids_path != rows.es.ids_path:          # round predicted another set's rows: no shortcut
+        return pool, in_pool_taken
+    taken_mask = np.zeros(len(pool), dtype=bool)
+    taken_mask[in_pool_taken] = True
+    best = top_k_stream(data["uncertainty"], CANDIDATES, rows=rows.rows[pool], exclude=taken_mask)
+    if len(best) == 0:
+        return pool, in_pool_taken
+    return pool[np.sort(best)], np.zeros(0, dtype=np.int64)
 
 
 def excluded_galaxies(task: Task) -> np.ndarray:

@@ -6,9 +6,12 @@
   answered by them, not done (``task.votes_per_galaxy`` answers), not leased to someone
   else.  Items are leased for LEASE_SECONDS so two labellers of a one-vote task do not
   label the same galaxy; a lease ends when the galaxy is answered or expires.
-* When a person runs out, ``refill(task)`` asks the task's query strategy (ml.active)
-  for the next batch using the serving round's stored predictions, or k-means seeds
-  (cold start) before there is a model.
+* When the queue runs low (fewer than ``task.batch_size`` galaxies left, or not enough
+  for this person), ``next_items`` queues ONE ``label_refill`` job per task
+  (``request_refill``, deduplicated while one is pending) and returns what is there: the
+  strategy never runs inside a web request.  The job runs ``refill(task)``: the task's
+  query strategy (ml.active) picks the next batch from the serving round's columnar
+  predictions, or k-means seeds (cold start) before there is a model.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from django.utils import timezone
 from webapp.catalog.models import Galaxy
 from webapp.labeling.models import Label, QueueItem, Task
 from webapp.labeling.services.labels import task_answers
+from webapp.embeddings.models import ArtifactStatus
 from webapp.labeling.services.picking import QueueUnavailable, pick_next
 
 log = logging.getLogger(__name__)
@@ -79,18 +83,57 @@ def answered_galaxies(task: Task, user) -> set[int]:
 
 
 def next_items(task: Task, user, n: int = 10, exclude=(), refill_when_empty: bool = True) -> list[QueueItem]:
-    """Up to n queue items for this person, leased to them; refills from the strategy when dry."""
+    """Up to n queue items for this person, leased to them.  When the queue runs low a
+    refill job is queued (never run here); an empty list means "picking, ask again"."""
     items = _claim(task, user, n, set(exclude))
-    if len(items) < n and refill_when_empty:
-        try:
-            added = refill(task)
-        except QueueUnavailable:
+    if refill_when_empty and (len(items) < n or remaining(task) < task.batch_size):
+        if task.embedding_set.status != ArtifactStatus.READY:
             if items:          # hand-picked galaxies can still be labelled
                 return items
-            raise
-        if added:
+            raise QueueUnavailable(f"the task's embedding set “{task.embedding_set}” is "
+                                   f"{task.embedding_set.status}; the model can pick galaxies once it is "
+                                   "ready (galaxies sent from the map can be labelled now)")
+        job = request_refill(task, user)
+        job.refresh_from_db(fields=["status"])
+        if len(items) < n and job.status == "succeeded":      # already ran (eager mode): hand out its picks
             items += _claim(task, user, n - len(items), set(exclude) | {q.galaxy_id for q in items})
     return items
+
+
+REFILL_KIND = "label_refill"
+
+
+def pending_refill(task: Task):
+    """The task's refill job still queued or running, if any."""
+    from webapp.jobs.models import Job
+
+    return (Job.objects.filter(kind=REFILL_KIND, params__task_id=task.pk,
+                               status__in=[Job.Status.QUEUED, Job.Status.RUNNING]).order_by("id").first())
+
+
+def request_refill(task: Task, user=None):
+    """Queue a refill job for the task unless one is pending (one at a time per task); returns the job."""
+    from webapp.jobs.services import create_job
+
+    with transaction.atomic():
+        Task.objects.select_for_update().filter(pk=task.pk).first()     # dedupe under concurrency (PostgreSQL)
+        job = pending_refill(task)
+        if job is None:
+            job = create_job(REFILL_KIND, {"task_id": task.pk}, user=user,
+                             title=f"Pick galaxies to label: {task.name}")
+    return job
+
+
+def run_refill_job(job, progress) -> dict:
+    """Job handler (cpu queue): params {"task_id"}; appends the strategy's next batch."""
+    task = Task.objects.select_related("embedding_set").filter(pk=job.params.get("task_id")).first()
+    if task is None:
+        log.warning("task %s is gone; nothing to refill", job.params.get("task_id"))
+        return {"skipped": "task deleted"}
+    progress(0, 1, "picking galaxies to label")
+    added = refill(task)
+    progress(1, 1, f"queued {added} galaxies")
+    return {"task_id": task.pk, "added": added}
 
 
 def _claim(task: Task, user, n: int, exclude: set[int]) -> list[QueueItem]:

@@ -2,20 +2,24 @@
 
 A round gathers the consensus labels, fits the task's head on the frozen embeddings
 (services.training), adapts it to other surveys, predicts every task galaxy with its
-uncertainty, writes the files, then -- in ONE transaction -- replaces the task's
-Prediction rows and marks the round ready.  Any failure marks the round failed with
-the error and leaves the previous round's model and predictions serving.
-Afterwards the queue gets fresh picks from the new model.
+uncertainty in blocks of PREDICT_BLOCK rows straight into columnar files
+(store.PredictionWriter: memory-mapped .npy addressed by embedding-set row; no
+per-galaxy rows), then marks the round ready by pointing at them.  Any failure marks
+the round failed with the error and leaves the previous round's model and predictions
+serving.  Afterwards the queue gets fresh picks from the new model, and rounds older
+than the last settings.KEEP_ROUNDS lose their files (prune_rounds).
 """
 from __future__ import annotations
 
-import json
 import logging
+import shutil
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
-from django.db import IntegrityError, connection, transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 from threadpoolctl import threadpool_limits
@@ -23,12 +27,12 @@ from threadpoolctl import threadpool_limits
 from ml.adapt import AdaptConfig
 from webapp.embeddings.models import ArtifactStatus
 from webapp.jobs.models import Job
-from webapp.labeling.models import Label, Prediction, Round, Task
+from webapp.labeling.models import Label, Round, Task
 from webapp.labeling.services import store, training
 from webapp.labeling.services.consensus import build_consensus
 
 log = logging.getLogger(__name__)
-PREDICTION_BATCH = 5000       # Prediction rows per executemany
+PREDICT_BLOCK = 65_536        # task galaxies predicted per step: bounded memory (block x D, x K, x M x K)
 FIT_THREADS = 1               # BLAS threads while fitting: these heads are small, and on a busy
                               #   worker 2 contending threads made logistic fits 6x slower (measured)
 
@@ -145,16 +149,17 @@ def train_round(rnd: Round, progress) -> dict:
         if key != "base":
             store.save_head(directory / f"model-{key}.npz", head.state_dict())
     store.save_npz_atomic(directory / "labels.npz", galaxy_ids=lab_gids, label=y, n_votes=cons.n_votes[keep])
-    store.save_npz_atomic(directory / "predictions.npz", galaxy_ids=rows.galaxy_ids, **fitted["predictions"])
+    progress(80, 100, f"predicting {len(rows)} galaxies")
+    predict_round(task, rows, fitted, directory / "predictions", progress)
     version = f"{task.pk}.{rnd.number}-{cfg.kind}-{checksum[:8]}"
-    progress(85, 100, f"storing predictions for {len(rows)} galaxies")
-    _publish(rnd, rows.galaxy_ids, fitted, relative, version, len(y), time.perf_counter() - t0)
+    _publish(rnd, fitted, relative, version, len(y), time.perf_counter() - t0)
     progress(95, 100, "picking the next galaxies to label")
     from webapp.labeling.services.queue import refill
     try:
         refill(task, replace_pending=True, round_number=rnd.number)
     except Exception:   # the model is served already; a failed refill retries on the next page load
         log.exception("task %s: refill after round %s failed", task.pk, rnd.number)
+    prune_rounds(task)
     progress(100, 100, "done")
     metric = fitted["metrics"].get("accuracy", fitted["metrics"].get("rmse"))
     return {"task_id": task.pk, "round": rnd.number, "model_version": version, "n_labels": int(len(y)),
@@ -166,7 +171,7 @@ def _fit(task: Task, rows, x_all, lab_pos, y, cfg, progress) -> dict:
     if not task.is_classification:
         head, metrics, n_train, n_val = training.fit_regression(x_all, lab_pos, y.astype(np.float64),
                                                                 rows.galaxy_ids, cfg)
-        return {"heads": {"base": head}, "predictions": training.predict_regression(head, x_all),
+        return {"heads": {"base": head}, "head_of_survey": {},
                 "metrics": metrics, "transfer": {}, "n_train": n_train, "n_val": n_val}
     k = len(task.classes)
     lab_surveys = rows.survey_ids[lab_pos]
@@ -176,7 +181,7 @@ def _fit(task: Task, rows, x_all, lab_pos, y, cfg, progress) -> dict:
     src = lab_surveys == source if targets else np.ones(len(y), dtype=bool)
     base, metrics, n_train, n_val = training.fit_classification(x_all, lab_pos[src], y[src], rows.galaxy_ids,
                                                                 k, cfg, progress)
-    heads, preds = {"base": base}, training.predict_classification(base, x_all)
+    heads, head_of_survey = {"base": base}, {}
     transfer = {}
     slugs = dict(task.surveys.values_list("pk", "slug"))
     for i, s in enumerate(targets):
@@ -187,17 +192,12 @@ def _fit(task: Task, rows, x_all, lab_pos, y, cfg, progress) -> dict:
             AdaptConfig())
         key = slugs.get(int(s), str(s))
         heads[key], transfer[key] = head, {**result, "source": slugs.get(int(source), str(source))}
-        mask = rows.survey_ids == s                                      # survey B's galaxies
-        for name, arr in training.predict_classification(head, x_all[mask]).items():
-            if name == "members":                                        # (M, N_B, K), same M as base
-                preds[name][:, mask] = arr
-            else:
-                preds[name][mask] = arr
+        head_of_survey[int(s)] = key                                     # survey B's galaxies use it
     if targets:
         metrics["source_survey"] = slugs.get(int(source), str(source))
     metrics["per_survey_labels"] = {slugs.get(int(s), str(s)): int((lab_surveys == s).sum())
                                     for s in np.unique(lab_surveys)}
-    return {"heads": heads, "predictions": preds, "metrics": metrics, "transfer": transfer,
+    return {"heads": heads, "head_of_survey": head_of_survey, "metrics": metrics, "transfer": transfer,
             "n_train": n_train, "n_val": n_val}
 
 
@@ -209,52 +209,75 @@ def _source_survey(task: Task, lab_surveys: np.ndarray) -> int:
     return int(values[np.argmax(counts)])
 
 
-def _publish(rnd: Round, galaxy_ids, fitted: dict, relative: str, version: str, n_labels: int, seconds: float):
-    """Swap in the new predictions and mark the round ready, atomically."""
-    task = rnd.task
-    rows = prediction_rows(task, rnd, galaxy_ids, fitted["predictions"])
+def predict_round(task: Task, rows, fitted: dict, directory: Path, progress=None) -> None:
+    """Predict every task galaxy in blocks of PREDICT_BLOCK rows into columnar files.
+
+    Memory is bounded by the block: (B, D) vectors, (B, K) probabilities and (M, B, K)
+    ensemble members at a time, never N×K per member.  Survey B's galaxies use their
+    adapted head (fitted["head_of_survey"]), everything else the base head."""
+    from webapp.embeddings.services.vectors import load_embedding_set
+
+    _, vectors, _ = load_embedding_set(rows.es)
+    heads, head_of_survey = fitted["heads"], fitted["head_of_survey"]
+    n = len(rows)
+    with store.PredictionWriter(directory, rows.es) as writer:
+        for start in range(0, n, PREDICT_BLOCK):
+            block_rows = rows.rows[start:start + PREDICT_BLOCK]                 # (B,) set rows, ascending
+            x = np.asarray(vectors[block_rows], dtype=np.float32)              # (B, D)
+            surveys = rows.survey_ids[start:start + PREDICT_BLOCK]
+            groups = [("base", ~np.isin(surveys, list(head_of_survey)))]
+            groups += [(key, surveys == s) for s, key in head_of_survey.items()]
+            for key, mask in groups:
+                if not mask.any():
+                    continue
+                head = heads[key]
+                if task.is_classification:
+                    out = training.predict_classification(head, x[mask])
+                    if "members" in out:
+                        out["members"] = out["members"].transpose(1, 0, 2)     # (B_k, M, K): row-addressable
+                else:
+                    out = training.predict_regression(head, x[mask])
+                for name, values in out.items():
+                    writer.put(name, block_rows[mask], values)
+            if progress is not None:
+                progress(80 + 10 * min(start + PREDICT_BLOCK, n) / max(n, 1), 100,
+                         f"predicted {min(start + PREDICT_BLOCK, n)} of {n} galaxies")
+
+
+def _publish(rnd: Round, fitted: dict, relative: str, version: str, n_labels: int, seconds: float):
+    """Point the round at its files and mark it ready (one UPDATE: the previous round serves until then)."""
     with transaction.atomic():
         if Round.objects.filter(pk=rnd.pk, status=ArtifactStatus.BUILDING).update(
                 status=ArtifactStatus.READY, model_path=f"{relative}/model.npz",
-                predictions_path=f"{relative}/predictions.npz", labels_path=f"{relative}/labels.npz",
+                predictions_path=f"{relative}/predictions", labels_path=f"{relative}/labels.npz",
                 model_version=version, n_labels=n_labels, n_train=fitted["n_train"], n_val=fitted["n_val"],
                 metrics=_jsonable(fitted["metrics"]), transfer=_jsonable(fitted["transfer"]),
                 seconds=round(seconds, 3), finished_at=timezone.now(), error="") != 1:
             raise RoundError(f"round {rnd.number} is no longer building (cancelled or failed meanwhile)")
-        Prediction.objects.filter(task=task).delete()
-        insert_predictions(rows)
 
 
-def prediction_rows(task: Task, rnd: Round, galaxy_ids, preds: dict) -> list[tuple]:
-    """(task_id, round_id, galaxy_id, class_index, probabilities JSON, value, uncertainty) per galaxy."""
-    unc = preds["uncertainty"].astype(np.float64).tolist()
-    gids = np.asarray(galaxy_ids, dtype=np.int64).tolist()
-    if task.is_classification:
-        probs = np.round(preds["probs"].astype(np.float64), 4)
-        best = probs.argmax(axis=1).tolist()
-        texts = [json.dumps(p) for p in probs.tolist()]
-        return [(task.pk, rnd.pk, g, b, t, None, u) for g, b, t, u in zip(gids, best, texts, unc)]
-    mean = preds["mean"].astype(np.float64).tolist()
-    return [(task.pk, rnd.pk, g, None, "[]", m, u) for g, m, u in zip(gids, mean, unc)]
+def prune_rounds(task: Task, keep: int | None = None) -> list[int]:
+    """Delete the files of ready rounds older than the newest ``keep`` (settings.KEEP_ROUNDS).
 
-
-PREDICTION_COLUMNS = "task_id, round_id, galaxy_id, class_index, probabilities, value, uncertainty"
-
-
-def insert_predictions(rows: list[tuple]) -> None:
-    """COPY on PostgreSQL, executemany elsewhere. Building 100,000 model instances for
-    bulk_create took a minute (measured); executemany takes ~9 s on PostgreSQL and ~1 s on
-    SQLite, COPY ~2 s. The rows are the same either way."""
-    table = Prediction._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {table} ({PREDICTION_COLUMNS}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        sql = f"INSERT INTO {table} ({PREDICTION_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-        for start in range(0, len(rows), PREDICTION_BATCH):
-            cursor.executemany(sql, rows[start:start + PREDICTION_BATCH])
+    The serving round (newest ready) is always kept.  Round rows stay, with their metrics
+    (the task page's learning curve), but lose their file paths.  Returns the pruned
+    round numbers."""
+    keep = max(int(keep if keep is not None else settings.KEEP_ROUNDS), 1)
+    ready = list(task.rounds.filter(status=ArtifactStatus.READY).exclude(predictions_path="")
+                 .order_by("-number").values_list("pk", "number", "predictions_path"))
+    pruned = []
+    root = Path(settings.DATA_DIR)
+    for pk, number, path in ready[keep:]:
+        if Round.objects.filter(pk=pk, predictions_path=path).update(predictions_path="", model_path="",
+                                                                      labels_path="") != 1:
+            continue
+        directory = (root / path).parent
+        if directory.is_dir() and directory.name.startswith(f"round{number}-"):
+            shutil.rmtree(directory, ignore_errors=True)
+        pruned.append(number)
+    if pruned:
+        log.info("task %s: pruned the files of rounds %s (keeping %d)", task.pk, pruned, keep)
+    return pruned
 
 
 def _jsonable(obj):

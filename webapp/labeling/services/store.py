@@ -2,8 +2,8 @@
 
 Layout under DATA_DIR/labeling/task<id>/round<n>-<uuid>/:
   model.npz        the head's arrays + its config as JSON (ml.heads state_dict)
-  predictions.npz  galaxy_ids (N,), and classification: probs (N, K) float32,
-                   members (M, N, K) float16 (for BALD); regression: mean (N,), sigma (N,)
+  predictions/     columnar prediction files addressed by the embedding set's row
+                   (see PredictionWriter below); no per-galaxy database rows
   labels.npz       the training and validation labels this round used (reproducibility)
 Every file is written to *.partial and renamed; a Round row points at files only
 after they exist in full.
@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from contextlib import ExitStack
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 
-from ml.atomic import save_npz_atomic
+from ml.atomic import atomic_path, save_npz_atomic, write_atomic
+from ml.idindex import IdIndex
 
-from webapp.catalog.models import Galaxy
 from webapp.embeddings.models import ArtifactStatus
 from webapp.embeddings.services.vectors import load_embedding_set
 from webapp.labeling.models import Round, Task
@@ -54,41 +55,47 @@ def load_head(path: Path):
 class TaskRows:
     """The task's galaxies inside its EmbeddingSet, in embedding row order.
 
-    galaxy_ids (N,) int64, rows (N,) row numbers in the set, survey_ids (N,) int64;
-    ``vectors()`` gives (N, D) float32."""
+    rows (N,) int64 ascending row numbers in the set, galaxy_ids (N,) int64, survey_ids
+    (N,) int64; ``vectors()`` gives (N, D) float32.  Galaxy id -> position goes through
+    the set's id index (ml.idindex, searchsorted on memory maps): no dict is built."""
 
-    def __init__(self, es, galaxy_ids, rows, survey_ids):
-        self.es, self.galaxy_ids, self.rows, self.survey_ids = es, galaxy_ids, rows, survey_ids
-        self.position = {int(g): i for i, g in enumerate(galaxy_ids)}
+    def __init__(self, es, rows, survey_ids):
+        ids, _, self.index = load_embedding_set(es)
+        self.es, self.rows, self.survey_ids = es, np.asarray(rows, dtype=np.int64), survey_ids
+        self.galaxy_ids = np.asarray(ids[self.rows], dtype=np.int64)
 
     def __len__(self):
-        return len(self.galaxy_ids)
+        return len(self.rows)
 
     def vectors(self) -> np.ndarray:
         _, vectors, _ = load_embedding_set(self.es)
         return np.asarray(vectors[self.rows], dtype=np.float32)
 
     def positions(self, galaxy_ids) -> np.ndarray:
-        """Positions of galaxies in this order; unknown ones are dropped."""
-        return np.array([self.position[int(g)] for g in galaxy_ids if int(g) in self.position], dtype=np.int64)
+        """Positions of galaxies in this order (input order kept); unknown ones are dropped."""
+        es_rows = self.index.rows(galaxy_ids)
+        es_rows = es_rows[es_rows >= 0]
+        if len(self.rows) == 0:
+            return np.zeros(0, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.rows, es_rows), len(self.rows) - 1)
+        return pos[self.rows[pos] == es_rows].astype(np.int64)
 
 
 def task_rows(task: Task) -> TaskRows:
     es = task.embedding_set
     survey_ids = tuple(sorted(task.surveys.values_list("pk", flat=True)))
-    return _task_rows(es.pk, es.checksum, survey_ids, es)
+    from webapp.embeddings.services.sky import catalogue_signature
+    return _task_rows(es.pk, es.checksum, survey_ids, catalogue_signature(es), es)
 
 
 @lru_cache(maxsize=8)
-def _task_rows(es_pk, checksum, survey_ids, es) -> TaskRows:
-    ids, _, _ = load_embedding_set(es)
-    # every galaxy of the task's surveys (no giant IN list), then keep those in the set
-    survey_of = dict(Galaxy.objects.filter(survey_id__in=survey_ids).values_list("pk", "survey_id")
-                     .order_by()) if survey_ids else {}
-    rows = np.array([i for i, g in enumerate(ids) if int(g) in survey_of], dtype=np.int64)
-    galaxy_ids = np.asarray(ids[rows], dtype=np.int64)
-    surveys = np.array([survey_of[int(g)] for g in galaxy_ids], dtype=np.int64)
-    return TaskRows(es, galaxy_ids, rows, surveys)
+def _task_rows(es_pk, checksum, survey_ids, signature, es) -> TaskRows:
+    # the survey of each row comes from the set's cached catalogue file (sky.sky_index),
+    # so no query reads every galaxy and no per-galaxy Python object is made
+    from webapp.embeddings.services.sky import sky_index
+    survey_of_row = sky_index(es).survey                                # (N_set,) int64, -1 = gone
+    rows = np.flatnonzero(np.isin(survey_of_row, np.array(survey_ids, dtype=np.int64))).astype(np.int64)
+    return TaskRows(es, rows, np.asarray(survey_of_row[rows], dtype=np.int64))
 
 
 # ------------------------------------------------------------------ predictions
@@ -97,32 +104,106 @@ def serving_round(task: Task) -> Round | None:
     return task.rounds.filter(status=ArtifactStatus.READY).order_by("-number").first()
 
 
-@lru_cache(maxsize=8)
-def _load_predictions(path: str) -> dict[str, np.ndarray]:
-    with np.load(Path(settings.DATA_DIR) / path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+# Columnar prediction files of a round: one directory, predictions_path points at it.
+#   meta.json        {"embedding_set": pk, "ids_path": the set's ids.npy, "n": rows of the set}
+#   probs.npy        (N_set, K) float32 class probabilities (classification)
+#   uncertainty.npy  (N_set,) float32 entropy in nats, or sigma (regression)
+#   members.npy      (N_set, M, K) float16 ensemble members' probabilities (BALD), when M > 1
+#   mean.npy, sigma.npy  (N_set,) float32 (regression)
+# Rows are the embedding set's rows (ids.npy order); rows outside the task are NaN.
+# Every file is written to a partial file and renamed (ml.atomic), meta.json last.
+PREDICTION_KEYS = ("probs", "uncertainty", "members", "mean", "sigma")
+FILL_BLOCK = 1 << 20          # rows initialised to NaN per step
 
 
-def load_predictions(rnd: Round) -> dict[str, np.ndarray]:
-    """The round's prediction arrays (cached per process; files never change once written)."""
-    return _load_predictions(rnd.predictions_path)
+class PredictionWriter:
+    """Fill (N_set, ...) prediction columns block by block; publish them on exit."""
+
+    def __init__(self, directory: Path, es):
+        self.directory, self.es, self.n = Path(directory), es, int(es.n)
+        self._stack, self._maps = ExitStack(), {}
+
+    def __enter__(self):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._stack.__enter__()
+        return self
+
+    def put(self, key: str, rows: np.ndarray, values: np.ndarray) -> None:
+        """values (B, ...) for set rows (B,)."""
+        if key not in PREDICTION_KEYS:
+            raise ValueError(f"unknown prediction column {key!r}")
+        column = self._maps.get(key)
+        if column is None:
+            dtype = np.float16 if key == "members" else np.float32
+            partial = self._stack.enter_context(atomic_path(self.directory / f"{key}.npy"))
+            column = np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=(self.n, *values.shape[1:]))
+            for start in range(0, self.n, FILL_BLOCK):
+                column[start:start + FILL_BLOCK] = np.nan
+            self._maps[key] = column
+        column[rows] = values
+
+    def __exit__(self, exc_type, exc, tb):
+        for column in self._maps.values():
+            column.flush()
+        self._maps.clear()
+        self._stack.__exit__(exc_type, exc, tb)          # renames the columns (or removes the partials)
+        if exc_type is None:
+            write_atomic(self.directory / "meta.json", json.dumps(
+                {"embedding_set": self.es.pk, "ids_path": self.es.ids_path, "n": self.n}))
+        return False
+
+
+class RoundPredictions:
+    """A round's predictions: ``index`` (id -> row, ml.idindex) and columns addressed by row."""
+
+    def __init__(self, index: IdIndex, columns: dict[str, np.ndarray], ids_path: str | None = None):
+        self.index, self.columns = index, columns
+        self.ids_path = ids_path          # the embedding set's ids.npy the rows follow (None: legacy file)
+
+    def __contains__(self, key):
+        return key in self.columns
+
+    def __getitem__(self, key) -> np.ndarray:
+        return self.columns[key]
+
+
+@lru_cache(maxsize=16)
+def _open_predictions(path: str) -> RoundPredictions:
+    root = Path(settings.DATA_DIR)
+    if path.endswith(".npz"):                        # rounds written before the columnar layout
+        with np.load(root / path, allow_pickle=False) as data:
+            columns = {k: data[k] for k in data.files if k != "galaxy_ids"}
+            index = IdIndex.build(data["galaxy_ids"])
+        if "members" in columns:
+            columns["members"] = np.ascontiguousarray(columns["members"].transpose(1, 0, 2))
+        return RoundPredictions(index, columns)
+    directory = root / path
+    meta = json.loads((directory / "meta.json").read_text())
+    columns = {k: np.load(directory / f"{k}.npy", mmap_mode="r")
+               for k in PREDICTION_KEYS if (directory / f"{k}.npy").exists()}
+    return RoundPredictions(IdIndex.for_ids_file(root / meta["ids_path"]), columns, meta["ids_path"])
+
+
+def load_predictions(rnd: Round) -> RoundPredictions:
+    """The round's prediction columns (memory-mapped, cached per process; files never change)."""
+    if not rnd.predictions_path:
+        raise ValueError(f"round {rnd.number} has no predictions (pruned or not ready)")
+    return _open_predictions(rnd.predictions_path)
 
 
 def predictions_for(rnd: Round, galaxy_ids) -> dict[str, np.ndarray]:
-    """The round's arrays re-ordered to galaxy_ids; rows it has no prediction for are NaN."""
+    """The round's values for these galaxies (input order); galaxies it has no prediction
+    for are NaN.  Reads only those rows: O(len(galaxy_ids) log N)."""
     data = load_predictions(rnd)
-    where = {int(g): i for i, g in enumerate(data["galaxy_ids"])}
-    idx = np.array([where.get(int(g), -1) for g in galaxy_ids], dtype=np.int64)
+    idx = data.index.rows(galaxy_ids)
+    ok = idx >= 0
     out = {}
-    for key in ("probs", "mean", "sigma", "uncertainty"):
+    for key in ("probs", "mean", "sigma", "uncertainty", "members"):
         if key in data:
-            arr = data[key].astype(np.float32)
+            arr = data[key]
             filled = np.full((len(idx),) + arr.shape[1:], np.nan, dtype=np.float32)
-            filled[idx >= 0] = arr[idx[idx >= 0]]
+            filled[ok] = arr[idx[ok]]
             out[key] = filled
-    if "members" in data:
-        m = data["members"]
-        filled = np.full((m.shape[0], len(idx), m.shape[2]), np.nan, dtype=np.float32)
-        filled[:, idx >= 0] = m[:, idx[idx >= 0]].astype(np.float32)
-        out["members"] = filled
+    if "members" in out:
+        out["members"] = np.ascontiguousarray(out["members"].transpose(1, 0, 2))    # (M, n, K)
     return out
