@@ -195,7 +195,7 @@ def build_tiles(directory: str | Path, xy: np.ndarray, ids: np.ndarray, radec: n
     say(0, steps, f"density tiles of {n:,} points")
     width = t << cfg.density_levels
     counts = pyramid(_canvas_agg(xy, box, width), cfg.density_levels)
-    dkeys = []
+    dkeys, peaks = [], [int(grid.max(initial=0)) for grid in counts]  # brightest pixel per level
     for z, grid in enumerate(counts):
         tiles = split_tiles(grid, z, t)
         keys = np.flatnonzero(tiles.sum(axis=(1, 2)) > 0).astype(np.int64)
@@ -215,7 +215,7 @@ def build_tiles(directory: str | Path, xy: np.ndarray, ids: np.ndarray, radec: n
         layer_meta.append({"key": layer.key, "kind": layer.kind, "index": i, "n_categories": layer.n_categories})
     say(1 + len(layers), steps, "point tiles")
     point_levels = _write_point_levels(directory, xy, np.asarray(ids, dtype=np.int64), radec, box, cfg, progress)
-    manifest = {"format": FORMAT_VERSION, "n": n, "box": list(box), "tile_size": t,
+    manifest = {"format": FORMAT_VERSION, "n": n, "box": list(box), "tile_size": t, "peaks": peaks,
                 "density_levels": cfg.density_levels, "point_levels": point_levels,
                 "bounds": _bounds(xy), "layers": layer_meta, "config": asdict(cfg), **(extra or {})}
     write_atomic(directory / MANIFEST, json.dumps(manifest, indent=1))

@@ -199,6 +199,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None
 
+# Latent maps larger than this are served as precomputed tiles (a map_tiles job after the UMAP
+# job): every map request then costs O(tile).  Smaller maps send all their points at once.
+MAP_TILE_THRESHOLD = env_int("LATENTSKY_MAP_TILE_THRESHOLD", 150_000, minimum=0)
+
 # Celery.  The embedded default broker needs no server: kombu's SQLAlchemy
 # transport on a SQLite file.  Production points CELERY_BROKER_URL at Redis.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", f"sqla+sqlite:///{DATA_DIR / 'broker.sqlite3'}")

@@ -131,9 +131,21 @@ def run_umap_job(job, progress) -> dict:
     if chunks:
         shutil.rmtree(parts_dir(lm), ignore_errors=True)  # assembled into map-<id>.npy
     _prepare_sky_cache(es)
-    progress(1, 1, f"map of {es.n:,} galaxies ready")
+    tiles_job = _queue_tiles(job, lm)
+    progress(1, 1, f"map of {es.n:,} galaxies ready" + (f"; tiles queued (job {tiles_job.pk})" if tiles_job else ""))
     return {"latent_map_id": lm.pk, "embedding_set_id": es.pk, "n": es.n, "seconds": lm.seconds,
-            "chunks": len(chunks)}
+            "chunks": len(chunks), "tiles_job": tiles_job.pk if tiles_job else None}
+
+
+def _queue_tiles(job, lm: LatentMap):
+    """Maps above settings.MAP_TILE_THRESHOLD are served as tiles: queue their build (once per map)."""
+    from webapp.embeddings.services.map_tiles import queue_tiles, tiled
+    from webapp.jobs.models import Job
+
+    if not tiled(lm):
+        return None
+    earlier = Job.objects.filter(kind="map_tiles", params__latent_map_id=lm.pk).first()
+    return earlier or queue_tiles(lm, user=job.launched_by)
 
 
 def _prepare_sky_cache(es: EmbeddingSet) -> None:
