@@ -131,7 +131,8 @@ def test_a_tile_request_reads_no_array_of_size_n(role_clients, tiled_map, monkey
     for url in [tile_url(lm, "points", 0, 0, 0, "layer=survey"), tile_url(lm, "points", 3, 4, 4),
                 tile_url(lm, "density", 0, 0, 0), tile_url(lm, "density", 1, 1, 1, "layer=survey"),
                 f"/api/maps/{lm.pk}/layers?key=survey", f"/api/maps/{lm.pk}/", f"/maps/{lm.pk}/",
-                f"/api/maps/{lm.pk}/density?space=sky&bins=64"]:
+                f"/api/maps/{lm.pk}/density?space=sky&bins=64",
+                f"/api/maps/{lm.pk}/mosaic?bbox=-2,-2,2,2&cells=6&format=json"]:
         r = client.get(url)
         assert r.status_code == 200, (url, r.content[:300])
     assert loads and all(mode == "r" for _, mode, _ in loads), loads  # every file memory-mapped...
@@ -224,3 +225,21 @@ def test_tiles_job_rebuild_replaces_the_old_version(tiled_map):
     with pytest.raises(ValueError, match="unknown tile option"):
         run_map_tiles_job(Job.objects.create(kind="map_tiles", params={"latent_map_id": lm.pk,
                                                                       "config": {"bogus": 1}}), lambda *a: None)
+
+
+def test_mosaic_of_a_tiled_map_picks_galaxies_in_view_from_point_tiles(role_clients, tiled_map):
+    lm, coords = tiled_map
+    r = role_clients["viewer"].get(f"/api/maps/{lm.pk}/mosaic?bbox=-3,-3,3,3&cells=8&format=json")
+    assert r.status_code == 200
+    cells = r.json()["cells"]
+    from ml.mosaic import mosaic_cells
+    full = mosaic_cells(coords, (-3, -3, 3, 3), 8)  # what the whole map would fill
+    assert len(full.rows) * 0.8 <= len(cells) <= len(full.rows)
+    from webapp.embeddings.services.vectors import load_embedding_set
+    ids, _, _ = load_embedding_set(lm.embedding_set)
+    row_of = {int(g): i for i, g in enumerate(ids)}
+    grid = r.json()
+    for c in cells:  # each shown galaxy lies in its cell
+        x, y = coords[row_of[c["id"]]]
+        assert grid["bbox"][0] + c["ix"] * grid["cell"] <= x <= grid["bbox"][0] + (c["ix"] + 1) * grid["cell"]
+        assert grid["bbox"][1] + c["iy"] * grid["cell"] <= y <= grid["bbox"][1] + (c["iy"] + 1) * grid["cell"]

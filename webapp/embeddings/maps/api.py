@@ -16,7 +16,6 @@ from PIL import Image
 from webapp.apikit import Error, Out
 from webapp.embeddings.models import LatentMap
 from webapp.embeddings.services import map_data, map_tiles, mosaic
-from webapp.embeddings.services.vectors import load_embedding_set
 from webapp.embeddings.maps.views import CATEGORICAL, IMAGE_CACHE, _ready_map, default_layer, map_meta, palettes
 
 router = Router()
@@ -205,12 +204,13 @@ def api_density(request, map_id: int, q: Query[DensityQuery]):
             summary="Cutouts at their map positions over a view (JPEG), or the chosen galaxy per cell (JSON)")
 def api_mosaic(request, map_id: int, q: Query[MosaicQuery]):
     lm = _ready_map(map_id)
-    bbox = map_data.parse_bbox(q.bbox) or tuple(map_data.map_bounds(lm))
+    bbox = map_data.parse_bbox(q.bbox) or tuple(map_tiles.reader(lm).manifest["bounds"] if map_tiles.tiled(lm)
+                                                 else map_data.map_bounds(lm))
     grid = mosaic.grid(lm, bbox, q.cells)
     if q.format == "json":
-        ids, _, _ = load_embedding_set(lm.embedding_set)
+        ids = mosaic.grid_ids(lm, grid)
         return {"bbox": list(grid.bbox), "nx": grid.nx, "ny": grid.ny, "cell": grid.cell,
-                "cells": [{"ix": int(c[0]), "iy": int(c[1]), "id": int(ids[r])} for c, r in zip(grid.cells, grid.rows)]}
+                "cells": [{"ix": int(c[0]), "iy": int(c[1]), "id": g} for c, g in zip(grid.cells, ids)]}
     data = mosaic.render_jpeg(lm, grid, q.tile)
     return HttpResponse(data, content_type="image/jpeg", headers={
         "Cache-Control": IMAGE_CACHE, "X-Bbox": ",".join(f"{v:.6g}" for v in grid.bbox)})

@@ -26,7 +26,7 @@ import numpy as np
 from django.conf import settings
 
 from ml import healpix_density
-from ml.tiles import LayerInput, TileConfig, TileReader, build_tiles
+from ml.tiles import POINT_DTYPE, LayerInput, TileConfig, TileReader, build_tiles
 from webapp.embeddings.models import ArtifactStatus, LatentMap
 
 SKY_MAX_ORDER = 10          # deepest HEALPix order precomputed (nside 1024, cells ~3.4 arcmin)
@@ -245,3 +245,34 @@ def sky_density(lm: LatentMap, bbox, bins: int) -> tuple[np.ndarray, tuple]:
 def _padded(b: list[float]) -> tuple:
     pad_x, pad_y = max((b[2] - b[0]) * 0.02, 1e-6), max((b[3] - b[1]) * 0.02, 1e-6)
     return b[0] - pad_x, b[1] - pad_y, b[2] + pad_x, b[3] + pad_y
+
+
+def points_in_box(tr: TileReader, bbox, max_tiles: int = 64) -> np.ndarray:
+    """Point-tile points (POINT_DTYPE) inside bbox from the deepest level that covers it with at most
+    max_tiles tiles: a uniform sample of the view, O(tiles read)."""
+    from ml.tiles import tile_xy, zoom_for
+
+    xmin, ymin, xmax, ymax = bbox
+    box = tuple(tr.manifest["box"])
+    z = min(tr.manifest["point_levels"], zoom_for(box[2], xmax - xmin, tr.manifest["point_levels"]) + 1)
+    while True:
+        corners = np.array([[xmin, ymin], [xmax, ymax]], dtype=np.float64)
+        (xa, xb), (ya, yb) = tile_xy(corners, box, z)
+        if (xb - xa + 1) * (yb - ya + 1) <= max_tiles or z == 0:
+            break
+        z -= 1
+    parts = [tr.point_tile(z, x, y)[0] for y in range(ya, yb + 1) for x in range(xa, xb + 1)]
+    pts = np.concatenate(parts) if parts else np.empty(0, dtype=POINT_DTYPE)
+    keep = (pts["x"] >= xmin) & (pts["x"] <= xmax) & (pts["y"] >= ymin) & (pts["y"] <= ymax)
+    return pts[keep]
+
+
+def mosaic_grid(lm: LatentMap, bbox, cells_across: int):
+    """(MosaicGrid over the view's point-tile sample, galaxy id of each chosen cell): O(tiles)."""
+    from ml.mosaic import mosaic_cells
+
+    pts = points_in_box(reader(lm), bbox)
+    grid = mosaic_cells(np.stack([pts["x"], pts["y"]], axis=1), bbox, cells_across)
+    ids = pts["id"][grid.rows]
+    grid.rows = pts["row"][grid.rows]
+    return grid, ids
