@@ -331,10 +331,10 @@ class TileReader:
 
 
 def zoom_for(box_side: float, view_width: float, max_z: int) -> int:
-    """The level whose tiles are about half the view wide (a view shows ~2-3 tiles across)."""
+    """The level whose tiles are about a quarter of the view wide (~4-5 tiles across; map.js does the same)."""
     if view_width <= 0:
-        return 0
-    return int(min(max_z, max(0, math.floor(math.log2(box_side / view_width)) + 1)))
+        return max_z
+    return int(min(max_z, max(0, math.floor(math.log2(box_side / view_width)) + 2)))
 
 
 ProgressFn = Callable[[float, float, str], None]

@@ -30,15 +30,15 @@
 
   // ------------------------------------------------------------------ tiles (maps above the tile threshold)
   // Level z has 2^z x 2^z tiles over the square world box [bx, by, bx + side, by + side]; x from the
-  // left, y from the bottom.  A view uses the level whose tiles are about half its width, so ~2-3
-  // tiles across; point tiles keep at most points_per_tile points each (a uniform sample, nested
+  // left, y from the bottom.  A view uses the level whose tiles are about a quarter of its width, so
+  // ~4-5 tiles across; point tiles keep at most points_per_tile points each (a uniform sample, nested
   // across levels), density tiles are PNGs at the deepest level up to density_levels.
   const T = meta.tiles && meta.tiles.ready ? meta.tiles : null;
   const MAX_TILES = 36;  // a very wide, flat view asks for a coarser level instead of more tiles
 
   function zoomFor(viewW, maxZ) {
     const side = T.box[2];
-    return Math.max(0, Math.min(maxZ, Math.floor(Math.log2(side / Math.max(viewW, 1e-12))) + 1));
+    return Math.max(0, Math.min(maxZ, Math.floor(Math.log2(side / Math.max(viewW, 1e-12))) + 2));
   }
 
   function tilesIn(z, [x0, y0, x1, y1]) {

@@ -254,7 +254,7 @@ def points_in_box(tr: TileReader, bbox, max_tiles: int = 64) -> np.ndarray:
 
     xmin, ymin, xmax, ymax = bbox
     box = tuple(tr.manifest["box"])
-    z = min(tr.manifest["point_levels"], zoom_for(box[2], xmax - xmin, tr.manifest["point_levels"]) + 1)
+    z = zoom_for(box[2], xmax - xmin, tr.manifest["point_levels"])
     while True:
         corners = np.array([[xmin, ymin], [xmax, ymax]], dtype=np.float64)
         (xa, xb), (ya, yb) = tile_xy(corners, box, z)
