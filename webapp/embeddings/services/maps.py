@@ -29,7 +29,7 @@ import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
-from ml.projection import (UMAPConfig, assemble_coords, fit_projection, load_projection, plan_chunks,
+from ml.projection import (PLACEMENTS, UMAPConfig, assemble_coords, fit_projection, load_projection, plan_chunks,
                            save_projection, transform_chunk)
 from ml.progress import check_cancelled, span
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, LatentMap, failed_on_error
@@ -96,7 +96,10 @@ def umap_config(overrides: dict | None) -> UMAPConfig:
     unknown = set(overrides or {}) - names
     if unknown:
         raise ValueError(f"unknown UMAP option(s) {sorted(unknown)}; known: {sorted(names)}")
-    return dataclasses.replace(UMAPConfig(), **(overrides or {}))
+    cfg = dataclasses.replace(UMAPConfig(), **(overrides or {}))
+    if cfg.placement not in PLACEMENTS:
+        raise ValueError(f"UMAP placement must be one of {', '.join(PLACEMENTS)}, got {cfg.placement!r}")
+    return cfg
 
 
 def _map_for_job(job, es: EmbeddingSet, cfg: UMAPConfig) -> LatentMap:
