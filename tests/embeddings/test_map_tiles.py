@@ -243,3 +243,18 @@ def test_mosaic_of_a_tiled_map_picks_galaxies_in_view_from_point_tiles(role_clie
         x, y = coords[row_of[c["id"]]]
         assert grid["bbox"][0] + c["ix"] * grid["cell"] <= x <= grid["bbox"][0] + (c["ix"] + 1) * grid["cell"]
         assert grid["bbox"][1] + c["iy"] * grid["cell"] <= y <= grid["bbox"][1] + (c["iy"] + 1) * grid["cell"]
+
+
+def test_build_map_tiles_command_builds_and_reports(settings, capsys):
+    from django.core.management import CommandError, call_command
+    settings.MAP_TILE_THRESHOLD = 100
+    es = make_embedding_set(n=300, dim=4)
+    lm = make_latent_map(es)
+    call_command("build_map_tiles", str(lm.pk), "--tile-size", "16", "--density-levels", "1", "--points-per-tile", "50")
+    lm.refresh_from_db()
+    out = capsys.readouterr()
+    assert f"map {lm.pk}: tiles {lm.params['tiles']['version']}" in out.out
+    assert "100.0%" in out.err  # the progress bar reached the end
+    assert map_tiles.reader(lm).manifest["n"] == 300
+    with pytest.raises(CommandError, match="does not exist"):
+        call_command("build_map_tiles", "999999")

@@ -155,13 +155,6 @@ def run_map_tiles_job(job, progress) -> dict:
     return {"latent_map_id": lm.pk, **info}
 
 
-def queue_tiles(lm: LatentMap, user=None):
-    """Queue a map_tiles job for a map above the threshold (the UMAP job calls this)."""
-    from webapp.jobs.services import create_job
-
-    return create_job("map_tiles", {"latent_map_id": lm.pk}, user=user, title=f"Map tiles: map {lm.pk}")
-
-
 # ----------------------------------------------------------------- requests (O(tile))
 
 def density_png(tr: TileReader, z, x, y, layer: str | None, palettes: dict) -> bytes | None:

@@ -142,13 +142,14 @@ def run_umap_job(job, progress) -> dict:
 
 def _queue_tiles(job, lm: LatentMap):
     """Maps above settings.MAP_TILE_THRESHOLD are served as tiles: queue their build (once per map)."""
-    from webapp.embeddings.services.map_tiles import queue_tiles, tiled
     from webapp.jobs.models import Job
+    from webapp.jobs.services import create_job
 
-    if not tiled(lm):
+    if (lm.n or 0) <= settings.MAP_TILE_THRESHOLD:  # map_tiles.tiled (which imports this module)
         return None
     earlier = Job.objects.filter(kind="map_tiles", params__latent_map_id=lm.pk).first()
-    return earlier or queue_tiles(lm, user=job.launched_by)
+    return earlier or create_job("map_tiles", {"latent_map_id": lm.pk}, user=job.launched_by,
+                                 title=f"Map tiles: map {lm.pk}")
 
 
 def _prepare_sky_cache(es: EmbeddingSet) -> None:
