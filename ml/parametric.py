@@ -22,6 +22,7 @@ class MLPConfig:
     hidden: int = 256          # units per hidden layer: enough for 10^5 samples at D=128, fast on CPU
     depth: int = 3             # hidden layers
     epochs: int = 40           # passes over the sample (about 4,000 steps at 10^5 rows)
+    min_steps: int = 1_500     # small samples get more passes, so they are fitted as well (tests, 10^3 rows)
     batch_size: int = 1024     # rows per step
     lr: float = 2e-3           # AdamW, cosine-decayed to 0
     weight_decay: float = 1e-5
@@ -99,9 +100,10 @@ def fit_mlp(vectors: np.ndarray, coords: np.ndarray, cfg: MLPConfig | None = Non
     xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, int(np.ceil(len(x) / cfg.batch_size)))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    epochs = max(cfg.epochs, int(np.ceil(cfg.min_steps / steps_per_epoch)))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     loss_value = float("nan")
-    for epoch in range(cfg.epochs):
+    for epoch in range(epochs):
         order = torch.from_numpy(rng.permutation(len(x))).to(device)
         total = 0.0
         for s in range(steps_per_epoch):
@@ -114,6 +116,6 @@ def fit_mlp(vectors: np.ndarray, coords: np.ndarray, cfg: MLPConfig | None = Non
             total += float(loss.detach()) * len(idx)
         loss_value = total / len(x)
         if on_epoch:
-            on_epoch(epoch + 1, cfg.epochs)
+            on_epoch(epoch + 1, epochs)
     state = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
     return PlacementMLP(state, mean.astype(np.float32), std.astype(np.float32), scale, x.shape[1], asdict(cfg), loss_value)
