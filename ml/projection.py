@@ -1,7 +1,8 @@
 """UMAP maps of galaxy embeddings: (N, D) embeddings -> (N, 2) map coordinates.
 
 Small sets (N <= sample_threshold) are fitted whole. Large sets are fitted on a random
-sample, then every row is pushed through `reducer.transform` in contiguous chunks, which
+sample, then every row is placed in contiguous chunks (by a small MLP trained on the sample's
+layout, ml/parametric.py, or by `reducer.transform`: UMAPConfig.placement), which
 can run in other processes (a Celery group): save the `FittedProjection` with
 `save_projection`, give each worker a `plan_chunks` range, call `transform_chunk`, and
 assemble with `assemble_coords` (sample rows keep their fitted positions).
@@ -40,6 +41,13 @@ class UMAPConfig:
     chunk_size: int = 50_000       # rows per transform chunk (one Celery task each)
     extent: float = 10.0           # normalised coordinates span [-extent, extent]
     low_memory: bool = True        # umap/pynndescent low-memory neighbour search (1e5+ rows)
+    placement: str = "mlp"         # how rows outside the sample are placed: "mlp" (ml/parametric.py, trained
+                                   # on the sample's layout) or "umap" (umap.transform); chosen by
+                                   # benchmarks/map_placement.py on the tuning seed (see its docstring)
+    mlp: dict = field(default_factory=dict)  # MLPConfig overrides for placement="mlp"
+
+
+PLACEMENTS = ("mlp", "umap")
 
 
 def config_from_dict(d: dict) -> UMAPConfig:
@@ -56,6 +64,7 @@ class FittedProjection:
     cfg: UMAPConfig
     sample_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (S,) rows fitted on
     sample_coords: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))  # (S, 2) their normalised coords
+    mlp: object = None               # ml.parametric.PlacementMLP when cfg.placement == "mlp" and the fit was sampled
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """(M, 2) raw umap coordinates -> (M, 2) float32 map coordinates."""
@@ -155,11 +164,16 @@ def fit_projection(vectors: np.ndarray, cfg: UMAPConfig | None = None,
     center, scale = _normaliser(raw, cfg.extent)
     fitted = FittedProjection(reducer, center, scale, cfg, rows.astype(np.int64))
     fitted.sample_coords = fitted.normalise(raw)
+    if cfg.placement == "mlp" and len(rows) < len(vectors) and reducer is not None:
+        from ml.parametric import MLPConfig, fit_mlp
+        fitted.mlp = fit_mlp(x, fitted.sample_coords, MLPConfig(**cfg.mlp))
     return fitted
 
 
 def transform_chunk(fitted: FittedProjection, vectors: np.ndarray) -> np.ndarray:
     """Place new rows on an existing map. (M, D) -> (M, 2) float32 normalised coordinates."""
+    if fitted.mlp is not None:
+        return fitted.mlp.predict(np.asarray(vectors, dtype=np.float32))
     return fitted.normalise(fitted.reducer.transform(np.asarray(vectors, dtype=np.float32)))
 
 
@@ -199,7 +213,7 @@ def save_projection(fitted: FittedProjection, path: str | os.PathLike) -> None:
     """Pickle atomically (ml.atomic); the config travels as a plain dict."""
     payload = {"reducer": fitted.reducer, "center": fitted.center, "scale": fitted.scale,
                "config": asdict(fitted.cfg), "sample_rows": fitted.sample_rows,
-               "sample_coords": fitted.sample_coords}
+               "sample_coords": fitted.sample_coords, "mlp": fitted.mlp}
     with atomic_open(path) as fh:
         pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -209,7 +223,7 @@ def load_projection(path: str | os.PathLike) -> FittedProjection:
     with open(path, "rb") as fh:
         p = pickle.load(fh)
     return FittedProjection(p["reducer"], np.asarray(p["center"]), float(p["scale"]),
-                            config_from_dict(p["config"]), p["sample_rows"], p["sample_coords"])
+                            config_from_dict(p["config"]), p["sample_rows"], p["sample_coords"], p.get("mlp"))
 
 
 def density_grid(coords: np.ndarray, bins: int | tuple[int, int] = 512,

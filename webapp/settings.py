@@ -216,6 +216,10 @@ CUTOUT_CONCURRENCY = env_int("LATENTSKY_CUTOUT_CONCURRENCY", 4, minimum=1)  # fe
 CUTOUT_SLOT_WAIT = env_float("LATENTSKY_CUTOUT_SLOT_WAIT", 0.5, minimum=0.0)  # seconds
 CUTOUT_NEGATIVE_TTL = env_int("LATENTSKY_CUTOUT_NEGATIVE_TTL", 60, minimum=0)  # seconds a failed URL is not retried
 
+# Latent maps larger than this are served as precomputed tiles (a map_tiles job after the UMAP
+# job): every map request then costs O(tile).  Smaller maps send all their points at once.
+MAP_TILE_THRESHOLD = env_int("LATENTSKY_MAP_TILE_THRESHOLD", 150_000, minimum=0)
+
 # Celery.  The embedded default broker needs no server: kombu's SQLAlchemy
 # transport on a SQLite file.  Production points CELERY_BROKER_URL at Redis.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", f"sqla+sqlite:///{DATA_DIR / 'broker.sqlite3'}")

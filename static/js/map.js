@@ -28,7 +28,76 @@
     return out;
   }
 
+  // ------------------------------------------------------------------ tiles (maps above the tile threshold)
+  // Level z has 2^z x 2^z tiles over the square world box [bx, by, bx + side, by + side]; x from the
+  // left, y from the bottom.  A view uses the level whose tiles are about a quarter of its width, so
+  // ~4-5 tiles across; point tiles keep at most points_per_tile points each (a uniform sample, nested
+  // across levels), density tiles are PNGs at the deepest level up to density_levels.
+  const T = meta.tiles && meta.tiles.ready ? meta.tiles : null;
+  const MAX_TILES = 36;  // a very wide, flat view asks for a coarser level instead of more tiles
+
+  function zoomFor(viewW, maxZ) {
+    const side = T.box[2];
+    return Math.max(0, Math.min(maxZ, Math.floor(Math.log2(side / Math.max(viewW, 1e-12))) + 2));
+  }
+
+  function tilesIn(z, [x0, y0, x1, y1]) {
+    const [bx, by, side] = T.box, n = 1 << z, s = side / n;
+    const clamp = v => Math.max(0, Math.min(n - 1, v));
+    const xa = clamp(Math.floor((x0 - bx) / s)), xb = clamp(Math.floor((x1 - bx) / s));
+    const ya = clamp(Math.floor((y0 - by) / s)), yb = clamp(Math.floor((y1 - by) / s));
+    const out = [];
+    for (let y = ya; y <= yb; y++) for (let x = xa; x <= xb; x++) out.push([x, y, bx + x * s, by + y * s, s]);
+    return out;
+  }
+
+  function viewTiles(maxZ) {
+    const view = bbox(M.fig);
+    let z = zoomFor(view[2] - view[0], maxZ), tiles = tilesIn(z, view);
+    while (tiles.length > MAX_TILES && z > 0) tiles = tilesIn(--z, view);
+    return { z, tiles };
+  }
+
+  async function getPointTile(z, x, y) {
+    const url = `${T.url}/points/${z}/${x}/${y}` + (M.layer ? "?layer=" + encodeURIComponent(M.layer) : "");
+    const res = await fetch(url, { credentials: "same-origin" });
+    if (!res.ok) throw new Error((await res.json()).error || res.statusText);
+    const count = +res.headers.get("X-Count");
+    return { arrays: parseBinary(await res.arrayBuffer(), res.headers.get("X-Fields"), count), count,
+             total: +res.headers.get("X-Total") };
+  }
+
+  // Points of every tile in view, joined: the same shape getPoints returns.
+  async function getTilePoints() {
+    const { z, tiles } = viewTiles(T.point_levels);
+    const parts = await Promise.all(tiles.map(([x, y]) => getPointTile(z, x, y)));
+    const count = parts.reduce((a, p) => a + p.count, 0);
+    const arrays = {};
+    for (const name of ["id", "x", "y", "c", "ra", "dec"]) {
+      const C = parts.length ? parts[0].arrays[name].constructor : Float32Array;
+      const out = new C(count);
+      let at = 0;
+      for (const p of parts) { out.set(p.arrays[name], at); at += p.count; }
+      arrays[name] = out;
+    }
+    M.tileZ = z;
+    M.tileCapped = parts.some(p => p.count < p.total);
+    return { arrays, count, total: parts.reduce((a, p) => a + p.total, 0) };
+  }
+
+  function densityTiles() {
+    const { z, tiles } = viewTiles(T.density_levels);
+    const layer = T.layers.includes(M.layer) ? "?layer=" + encodeURIComponent(M.layer) : "";
+    const data = { url: [], x: [], y: [], w: [], h: [] };
+    for (const [x, y, left, bottom, s] of tiles) {
+      data.url.push(`${T.url}/density/${z}/${x}/${y}${layer}`);
+      data.x.push(left); data.y.push(bottom); data.w.push(s); data.h.push(s);
+    }
+    return data;
+  }
+
   async function getPoints(params) {
+    if (T) return getTilePoints();
     const q = new URLSearchParams({ format: "bin", ...params });
     const res = await fetch(meta.urls.points + "?" + q, { credentials: "same-origin" });
     if (!res.ok) throw new Error((await res.json()).error || res.statusText);
@@ -91,12 +160,17 @@
 
   // ------------------------------------------------------------------ points
   async function loadPoints() {
+    if (meta.tiles && !T) {  // above the threshold the map is only served as tiles
+      $("map-status").textContent = "map tiles are being built" + (meta.tiles.job ? ` (job ${meta.tiles.job})` : "") + "; reload when it finishes";
+      return;
+    }
     // Sky positions only once the sky view has been opened (a third less to send at first).
     const params = { fields: "id,x,y,c" + (M.skyWanted ? ",ra,dec" : ""), layer: M.layer };
     if (meta.dense) Object.assign(params, viewParams());
     const started = performance.now();
     const { arrays, count, total } = await getPoints(params);
     performance.mark("map:points-fetched");
+    if (T) $("map-canvas").dataset.tileZ = M.tileZ;
     M.total = total;
     styleScatter(denseNow() ? "density" : "points", count);  // size before the first draw: fill rate dominates
     M.src.data = { x: arrays.x, y: arrays.y, id: arrays.id, c: arrays.c,
@@ -140,6 +214,13 @@
   async function setLayer(key) {
     M.layer = key;
     const legend = await getJSON(meta.urls.layers + "?key=" + encodeURIComponent(key));
+    if (T) {  // the same tiles again, with this layer's values
+      applyLegend(legend);
+      await loadPoints();
+      linkChanged();
+      document.dispatchEvent(new CustomEvent("ls:map-layer", { detail: key }));
+      return;
+    }
     const arrays = await sameRows("c", { layer: key });
     if (!arrays) return loadPoints();
     applyLegend(legend);
@@ -164,6 +245,7 @@
   async function ensureSky() {
     if (M.skyWanted || !M.sky) return;
     M.skyWanted = true;
+    if (T) return;  // point tiles carry RA/Dec already
     const arrays = await sameRows("ra,dec");
     if (!arrays) return loadPoints();
     M.src.data = { ...M.src.data, ra: arrays.ra, dec: arrays.dec };
@@ -197,7 +279,7 @@
   }
 
   // ------------------------------------------------------------------ overlays (density, mosaic)
-  function denseNow() { return meta.dense && M.total > meta.view_limit; }
+  function denseNow() { return T ? !!M.tileCapped : meta.dense && M.total > meta.view_limit; }
 
   function updateOverlays() {
     clearTimeout(M.timers.overlay);
@@ -212,6 +294,9 @@
         M.overlay.data = { url: [url], x: [x0], y: [y0], w: [x1 - x0], h: [y1 - y0] };
         styleScatter("mosaic");
         fixOverlayToGrid(url);
+      } else if (T && denseNow()) {
+        M.overlay.data = densityTiles();
+        styleScatter("density");
       } else if (denseNow()) {
         const url = `${meta.urls.density}?bbox=${[x0, y0, x1, y1].join(",")}&bins=${Math.min(512, Math.round(width / 2))}&v=${meta.checksum}`;
         M.overlay.data = { url: [url], x: [x0], y: [y0], w: [x1 - x0], h: [y1 - y0] };

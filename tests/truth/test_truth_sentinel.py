@@ -125,7 +125,10 @@ def fill(route: str, w: dict) -> str:
               "score_set_id": w["score_set"].pk, "task_id": w["task"].pk, "token_id": w["token"].pk,
               "set_id": w["es"].pk,
               # a signed SAMP link (served without login to TOPCAT/Aladin) to the collection's table
-              "token": links.sign({"k": "collection", "id": w["collection"].pk}), "filename": "sentinel.vot"}
+              "token": links.sign({"k": "collection", "id": w["collection"].pk}), "filename": "sentinel.vot",
+              # a map tile (the sentinel's map is small: no tiles, a 404 that must not show the truth either)
+              "version": (w["map"].params or {}).get("tiles", {}).get("version", "none"), "kind": "points",
+              "z": 0, "x": 0, "y": 0}
 
     def value(match):
         name = match.group(1).split(":")[-1]
@@ -174,6 +177,15 @@ def test_truth_never_appears_in_any_page_api_reply_or_export(client, world):
     for key in layer_keys:   # every colour layer, as legend and as per-point values
         assert walk.get(f"/api/maps/{m}/layers?key={key}")[0].status_code == 200, key
         assert walk.get(f"/api/maps/{m}/points?format=bin&fields=c&layer={key}")[0].status_code == 200, key
+    # the same map as tiles (what maps above MAP_TILE_THRESHOLD serve): every snapshotted layer
+    from ml.tiles import TileConfig
+    from webapp.embeddings.services import map_tiles
+    info = map_tiles.build_map_tiles(world["map"], TileConfig(tile_size=16, density_levels=1, points_per_tile=20))
+    tile = f"/api/maps/{m}/tiles/{info['version']}"
+    assert walk.get(f"{tile}/points/0/0/0?format=json")[0].status_code == 200
+    for key in [k["key"] for k in map_tiles.reader(world["map"]).manifest["layers"]]:
+        assert walk.get(f"{tile}/points/0/0/0?layer={key}")[0].status_code == 200, key
+        assert walk.get(f"{tile}/density/0/0/0?format=json&layer={key}")[0].status_code == 200, key
     # the admin site: every registered model's list, add form and the first object's page
     for model in admin.site._registry:
         base = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"

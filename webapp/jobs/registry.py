@@ -32,6 +32,7 @@ JOB_KINDS: dict[str, JobKind] = {
     "build_index": JobKind("webapp.embeddings.services.index.run_build_index_job", "cpu", "Build search index"),
     "umap": JobKind("webapp.embeddings.services.maps.run_umap_job", "cpu", "Compute UMAP map"),
     "umap_chunk": JobKind("webapp.embeddings.services.maps.run_umap_chunk_job", "cpu", "Place UMAP chunk"),
+    "map_tiles": JobKind("webapp.embeddings.services.map_tiles.run_map_tiles_job", "cpu", "Build map tiles"),
     "anomaly_scores": JobKind("webapp.anomalies.services.scoring.run_score_job", "cpu", "Score anomalies"),
     "anomaly_rerank": JobKind("webapp.anomalies.services.ranking.run_rerank_job", "cpu", "Personalised re-rank"),
     "label_round": JobKind("webapp.labeling.services.rounds.run_round_job", "cpu", "Labeling round"),

@@ -9,15 +9,14 @@ import io
 from typing import Literal
 
 import numpy as np
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from ninja import Field, Query, Router
 from PIL import Image
 
 from webapp.apikit import Error, Out
 from webapp.embeddings.models import LatentMap
-from webapp.embeddings.services import map_data, mosaic
-from webapp.embeddings.services.vectors import load_embedding_set
-from webapp.embeddings.maps.views import IMAGE_CACHE, _ready_map, default_layer, map_meta
+from webapp.embeddings.services import map_data, map_tiles, mosaic
+from webapp.embeddings.maps.views import CATEGORICAL, IMAGE_CACHE, _ready_map, default_layer, map_meta, palettes
 
 router = Router()
 BBOX = "x0,y0,x1,y1 in map (or sky) coordinates; the whole map when absent"
@@ -166,6 +165,11 @@ def api_layers(request, map_id: int, key: str | None = None):
     if not key:
         menu = map_data.layer_menu(es)
         return {"layers": menu, "default": default_layer(es, menu)}
+    if map_tiles.tiled(lm):  # the legend snapshotted with the tiles: no pass over N galaxies
+        legend = _tiles(lm).manifest.get("legends", {}).get(key)
+        if legend is None:
+            raise map_data.MapDataError(f"colour layer {key!r} is not in this map's tiles; rebuild the tiles to add it")
+        return legend
     v = map_data.layer_values(es, key)
     finite = int(np.isfinite(v.codes).sum())
     return {"key": v.key, "label": v.label, "kind": v.kind, "group": v.group, "unit": v.unit,
@@ -178,7 +182,11 @@ def api_layers(request, map_id: int, key: str | None = None):
             summary="Point density over a view: log-shaded PNG (default) or counts as JSON")
 def api_density(request, map_id: int, q: Query[DensityQuery]):
     lm = _ready_map(map_id)
-    counts, box = map_data.density(lm, map_data.parse_bbox(q.bbox), q.bins, q.space)
+    if q.space == "sky" and map_tiles.tiled(lm):  # HEALPix counts precomputed with the tiles: O(pixels)
+        _tiles(lm)
+        counts, box = map_tiles.sky_density(lm, map_data.parse_bbox(q.bbox), q.bins)
+    else:
+        counts, box = map_data.density(lm, map_data.parse_bbox(q.bbox), q.bins, q.space)
     if q.format == "json":
         return {"bbox": list(box), "shape": list(counts.shape), "counts": counts.astype(int).tolist(),
                 "note": "counts[row][col]; row 0 is the lowest y"}
@@ -196,12 +204,71 @@ def api_density(request, map_id: int, q: Query[DensityQuery]):
             summary="Cutouts at their map positions over a view (JPEG), or the chosen galaxy per cell (JSON)")
 def api_mosaic(request, map_id: int, q: Query[MosaicQuery]):
     lm = _ready_map(map_id)
-    bbox = map_data.parse_bbox(q.bbox) or tuple(map_data.map_bounds(lm))
+    bbox = map_data.parse_bbox(q.bbox) or tuple(map_tiles.reader(lm).manifest["bounds"] if map_tiles.tiled(lm)
+                                                 else map_data.map_bounds(lm))
     grid = mosaic.grid(lm, bbox, q.cells)
     if q.format == "json":
-        ids, _, _ = load_embedding_set(lm.embedding_set)
+        ids = mosaic.grid_ids(lm, grid)
         return {"bbox": list(grid.bbox), "nx": grid.nx, "ny": grid.ny, "cell": grid.cell,
-                "cells": [{"ix": int(c[0]), "iy": int(c[1]), "id": int(ids[r])} for c, r in zip(grid.cells, grid.rows)]}
+                "cells": [{"ix": int(c[0]), "iy": int(c[1]), "id": g} for c, g in zip(grid.cells, ids)]}
     data = mosaic.render_jpeg(lm, grid, q.tile)
     return HttpResponse(data, content_type="image/jpeg", headers={
         "Cache-Control": IMAGE_CACHE, "X-Bbox": ",".join(f"{v:.6g}" for v in grid.bbox)})
+
+
+# ----------------------------------------------------------------- tiles (maps above MAP_TILE_THRESHOLD)
+
+TILE_CACHE = "private, max-age=31536000, immutable"  # the URL names the tile set's version
+
+
+class TileQuery(Out):
+    format: Literal["png", "json", "bin"] | None = Field(
+        None, description="density: png (default) or json counts; points: bin (default) or json")
+    layer: str | None = Field(None, description="density: a colour layer's aggregate instead of counts; "
+                                                "points: the layer's value as field c")
+
+
+def _tiles(lm: LatentMap, version: str | None = None):
+    try:
+        return map_tiles.reader(lm, version)
+    except map_tiles.TilesNotReady as exc:
+        raise Http404(str(exc)) from None
+
+
+@router.get("/maps/{int:map_id}/tiles/{version}/{kind}/{z}/{x}/{y}", response={200: dict, 400: Error, 404: Error},
+            url_name="map_api_tile", openapi_extra=media("application/octet-stream", "points (format=bin) or PNG"),
+            summary="One map tile: density/colour aggregate (PNG) or up to M priority-sampled points; O(tile)")
+def api_tile(request, map_id: int, version: str, kind: str, z: str, x: str, y: str, q: Query[TileQuery]):
+    """Tile (z, x, y): level z has 2^z x 2^z tiles over the map's square world box (manifest `box`),
+    x from the left, y from the bottom.  Empty density tiles are 404 (nothing to draw); an empty point
+    tile is an empty list.  The response never changes for this URL (the version is in it)."""
+    lm = _ready_map(map_id)
+    tr = _tiles(lm, version)
+    if kind == "density":
+        if q.format == "json":
+            tile = tr.density_tile(z, x, y, q.layer or None)
+            if tile is None:
+                raise Http404(f"tile {z}/{x}/{y} of map {lm.pk} is empty")
+            return HttpResponse(_json({"z": int(z), "x": int(x), "y": int(y), "layer": q.layer or None,
+                                       "values": np.where(np.isfinite(tile), tile, -1).tolist(),
+                                       "note": "values[row][col]; row 0 is the lowest y; -1: no value"}),
+                                content_type="application/json", headers={"Cache-Control": TILE_CACHE})
+        png = map_tiles.density_png(tr, z, x, y, q.layer or None, palettes())
+        if png is None:
+            raise Http404(f"tile {z}/{x}/{y} of map {lm.pk} is empty")
+        return HttpResponse(png, content_type="image/png", headers={"Cache-Control": TILE_CACHE})
+    if kind == "points":
+        arrays, total = map_tiles.point_tile_arrays(tr, z, x, y, q.layer or None)
+        headers = {"X-Count": str(len(arrays["row"])), "X-Total": str(total), "Cache-Control": TILE_CACHE}
+        if q.format == "json":
+            return HttpResponse(_json({"count": len(arrays["row"]), "total": total,
+                                       "points": map_data.json_arrays(arrays)}),
+                                content_type="application/json", headers=headers)
+        body, spec = map_data.pack_binary(arrays)
+        return HttpResponse(body, content_type="application/octet-stream", headers={**headers, "X-Fields": spec})
+    raise map_data.MapDataError(f"tile kind must be 'density' or 'points', got {kind!r}")
+
+
+def _json(data) -> str:
+    import json
+    return json.dumps(data)

@@ -18,7 +18,7 @@ from webapp.accounts.roles import has_role, role_required
 from webapp.context_processors import url_template
 from webapp.embeddings.maps import plots
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, LatentMap
-from webapp.embeddings.services import map_data
+from webapp.embeddings.services import map_data, map_tiles
 from webapp.embeddings.services.collections import visible_collections
 from webapp.embeddings.services.search import index_description
 from webapp.embeddings.services.sky import sky_index
@@ -82,13 +82,41 @@ def sky_view(request, map_id):
     return map_detail(request, map_id, view="sky")
 
 
+def palettes() -> dict:
+    return {"numeric": list(Viridis256), "categorical": CATEGORICAL, "missing": plots.MISSING}
+
+
+def _tiles_meta(lm: LatentMap) -> dict | None:
+    """What the page needs to draw a tiled map (None when the map is small); bounds from the manifest."""
+    if not map_tiles.tiled(lm):
+        return None
+    info = map_tiles.tiles_info(lm)
+    if not info:
+        from webapp.jobs.models import Job
+        job = Job.objects.filter(kind="map_tiles", params__latent_map_id=lm.pk).order_by("-id").first()
+        return {"ready": False, "job": job.pk if job else None, "job_status": job.status if job else None}
+    manifest = map_tiles.reader(lm).manifest
+    base = reverse("embeddings:map_api_tile", args=[lm.pk, info["version"], "K", 0, 0, 0]).rsplit("/K/", 1)[0]
+    return {"ready": True, "version": info["version"], "box": manifest["box"], "tile_size": manifest["tile_size"],
+            "density_levels": manifest["density_levels"], "point_levels": manifest["point_levels"],
+            "points_per_tile": manifest["config"]["points_per_tile"], "url": base,
+            "layers": [m["key"] for m in manifest["layers"]], "bounds": manifest["bounds"],
+            "sky_bounds": manifest.get("sky_bounds")}
+
+
 def map_meta(request, lm: LatentMap) -> dict:
     es = lm.embedding_set
-    sky = sky_index(es)
-    sky_bounds = None
-    if len(sky.rows):
-        ra, dec = sky.ra[sky.rows], sky.dec[sky.rows]
-        sky_bounds = [float(ra.min()), float(dec.min()), float(ra.max()), float(dec.max())]
+    tiles = _tiles_meta(lm)
+    if tiles is not None:  # above the threshold: nothing here reads the N rows
+        bounds = tiles.get("bounds") or [-10.0, -10.0, 10.0, 10.0]
+        sky_bounds = tiles.get("sky_bounds")
+    else:
+        bounds = map_data.map_bounds(lm)
+        sky = sky_index(es)
+        sky_bounds = None
+        if len(sky.rows):
+            ra, dec = sky.ra[sky.rows], sky.dec[sky.rows]
+            sky_bounds = [float(ra.min()), float(dec.min()), float(ra.max()), float(dec.max())]
     menu = map_data.layer_menu(es)
     focus = _id_param(request.GET.get("focus"))
     collection_ids: list[int] = []
@@ -99,12 +127,13 @@ def map_meta(request, lm: LatentMap) -> dict:
             collection_ids = list(c.galaxies.values_list("id", flat=True)[:map_data.MAX_LIMIT])
     return {
         "map_id": lm.pk, "set_id": es.pk, "n": lm.n, "checksum": lm.checksum[:12],
-        "bounds": map_data.map_bounds(lm), "sky_bounds": sky_bounds,
-        "budget": map_data.POINT_BUDGET, "view_limit": map_data.VIEW_LIMIT, "dense": lm.n > map_data.POINT_BUDGET,
+        "bounds": bounds, "sky_bounds": sky_bounds, "tiles": tiles,
+        "budget": map_data.POINT_BUDGET, "view_limit": map_data.VIEW_LIMIT,
+        "dense": tiles is not None or lm.n > map_data.POINT_BUDGET,
         "layers": menu, "default_layer": default_layer(es, menu),
         "focus": focus, "collection_ids": collection_ids,
         "can_label": has_role(request.user, "labeler"),
-        "palettes": {"numeric": list(Viridis256), "categorical": CATEGORICAL, "missing": plots.MISSING},
+        "palettes": palettes(),
         "urls": {"points": reverse("embeddings:map_api_points", args=[lm.pk]),
                  "density": reverse("embeddings:map_api_density", args=[lm.pk]),
                  "mosaic": reverse("embeddings:map_api_mosaic", args=[lm.pk]),

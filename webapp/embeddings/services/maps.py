@@ -29,7 +29,7 @@ import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
-from ml.projection import (UMAPConfig, assemble_coords, fit_projection, load_projection, plan_chunks,
+from ml.projection import (PLACEMENTS, UMAPConfig, assemble_coords, fit_projection, load_projection, plan_chunks,
                            save_projection, transform_chunk)
 from ml.progress import check_cancelled, span
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, LatentMap, failed_on_error
@@ -96,7 +96,10 @@ def umap_config(overrides: dict | None) -> UMAPConfig:
     unknown = set(overrides or {}) - names
     if unknown:
         raise ValueError(f"unknown UMAP option(s) {sorted(unknown)}; known: {sorted(names)}")
-    return dataclasses.replace(UMAPConfig(), **(overrides or {}))
+    cfg = dataclasses.replace(UMAPConfig(), **(overrides or {}))
+    if cfg.placement not in PLACEMENTS:
+        raise ValueError(f"UMAP placement must be one of {', '.join(PLACEMENTS)}, got {cfg.placement!r}")
+    return cfg
 
 
 def _map_for_job(job, es: EmbeddingSet, cfg: UMAPConfig) -> LatentMap:
@@ -131,9 +134,22 @@ def run_umap_job(job, progress) -> dict:
     if chunks:
         shutil.rmtree(parts_dir(lm), ignore_errors=True)  # assembled into map-<id>.npy
     _prepare_sky_cache(es)
-    progress(1, 1, f"map of {es.n:,} galaxies ready")
+    tiles_job = _queue_tiles(job, lm)
+    progress(1, 1, f"map of {es.n:,} galaxies ready" + (f"; tiles queued (job {tiles_job.pk})" if tiles_job else ""))
     return {"latent_map_id": lm.pk, "embedding_set_id": es.pk, "n": es.n, "seconds": lm.seconds,
-            "chunks": len(chunks)}
+            "chunks": len(chunks), "tiles_job": tiles_job.pk if tiles_job else None}
+
+
+def _queue_tiles(job, lm: LatentMap):
+    """Maps above settings.MAP_TILE_THRESHOLD are served as tiles: queue their build (once per map)."""
+    from webapp.jobs.models import Job
+    from webapp.jobs.services import create_job
+
+    if (lm.n or 0) <= settings.MAP_TILE_THRESHOLD:  # map_tiles.tiled (which imports this module)
+        return None
+    earlier = Job.objects.filter(kind="map_tiles", params__latent_map_id=lm.pk).first()
+    return earlier or create_job("map_tiles", {"latent_map_id": lm.pk}, user=job.launched_by,
+                                 title=f"Map tiles: map {lm.pk}")
 
 
 def _prepare_sky_cache(es: EmbeddingSet) -> None:

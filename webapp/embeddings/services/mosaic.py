@@ -24,13 +24,28 @@ JPEG_QUALITY = 82      # ~10x smaller than PNG for photographic tiles, artefacts
 
 
 def grid(lm, bbox, cells_across: int) -> MosaicGrid:
+    """The galaxy per cell; for a tiled map (map_tiles) chosen from the view's point tiles, O(tiles),
+    with the chosen galaxies' ids on ``grid.ids``."""
+    from webapp.embeddings.services import map_tiles
+
+    if map_tiles.tiled(lm):
+        g, ids = map_tiles.mosaic_grid(lm, bbox, cells_across)
+        g.ids = ids
+        return g
     return mosaic_cells(load_coords(lm), bbox, cells_across)
+
+
+def grid_ids(lm, grid: MosaicGrid) -> list[int]:
+    ids = getattr(grid, "ids", None)
+    if ids is None:
+        all_ids, _, _ = load_embedding_set(lm.embedding_set)
+        ids = all_ids[grid.rows]
+    return [int(g) for g in ids]
 
 
 def tiles_for(lm, grid: MosaicGrid, tile_px: int) -> list[np.ndarray | None]:
     """(tile, tile, 3) uint8 thumbnails of the grid's galaxies, None where one cannot be drawn."""
-    ids, _, _ = load_embedding_set(lm.embedding_set)
-    wanted = [int(ids[r]) for r in grid.rows]
+    wanted = grid_ids(lm, grid)
     where = {g.pk: g for g in Galaxy.objects.filter(pk__in=wanted).only(
         "id", "survey_id", "image_index", "ra", "dec", "source_id")}
     surveys = {s.pk: s for s in Survey.objects.filter(pk__in={g.survey_id for g in where.values()})}
