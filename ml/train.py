@@ -12,6 +12,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,6 +20,12 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+# LATENTSKY_TORCH_MKLDNN=0 trains on PyTorch's native CPU kernels instead of oneDNN: on one VM
+# oneDNN's convolution backward spun for ever (tests/conftest.py sets it for the suite and the
+# workers it starts).  Unset, oneDNN stays on.
+if os.environ.get("LATENTSKY_TORCH_MKLDNN") == "0":
+    torch.backends.mkldnn.enabled = False
 
 from ml.augment import Augmenter, AugmentConfig, PreprocessConfig, fit_preprocess
 from ml.checkpoints import CheckpointError, encoder_payload, parse_checkpoint, read_checkpoint, save_atomic

@@ -111,3 +111,15 @@ def label_refill_inline(request, monkeypatch):
 
     monkeypatch.setattr(queue, "request_refill", queue_and_run)
     yield
+
+
+# oneDNN's convolution backward (torch 2.13 CPU, jit_avx2_1x1 kernels) spun for ever inside
+# GOMP_parallel on this session's VM — even on a commit whose suite had passed CI — while the
+# native kernels finish the same tiny training test in 5 s.  The suite's convolutions are tiny, so
+# it runs them on the native kernels: a hang on one machine's CPU must not stop the suite.  The
+# app and the benchmarks keep oneDNN (LATENTSKY_TEST_MKLDNN=1 restores it here).
+if os.environ.get("LATENTSKY_TEST_MKLDNN") != "1":
+    os.environ.setdefault("LATENTSKY_TORCH_MKLDNN", "0")  # inherited by the workers tests start
+    import torch
+
+    torch.backends.mkldnn.enabled = False
