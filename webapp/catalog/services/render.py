@@ -20,7 +20,6 @@ import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -131,17 +130,10 @@ def render_pixels(survey, image: np.ndarray, band_stem: str) -> np.ndarray:
     return band_grey(image, int(band_stem[1:]), params)
 
 
-@lru_cache(maxsize=32)
 def placeholder_png(size: int = DEFAULT_THUMB_SIZE) -> bytes:
-    """A neutral grey square with a thin ring: the cutout of a galaxy whose survey holds no
-    pixels (a catalogue-only survey, e.g. imported embeddings)."""
-    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
-    radius = np.hypot(yy, xx) / max(size / 2, 1)
-    pixels = np.full((size, size), 58, dtype=np.uint8)
-    pixels[np.abs(radius - 0.45) < 1.5 / max(size / 2, 1)] = 120
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
+    """The cutout of a galaxy whose survey holds no pixels and has no cutout service (a
+    catalogue-only survey, e.g. imported embeddings): the same image galaxy_thumbnail() serves."""
+    return remote_cutouts.placeholder(size, "no pixels", text="no cutout").data
 
 
 def thumbnail_png(survey, image_index: int, size: int = DEFAULT_THUMB_SIZE, band: str = "composite") -> bytes:
