@@ -88,6 +88,18 @@ def test_import_creates_catalogue_only_survey_external_encoder_and_ready_set(tmp
     assert set(galaxies[0].metadata) == {"mag_r", "morph"} and galaxies[1].metadata["morph"] == "S"
 
 
+def test_imported_rows_carry_the_sky_columns_so_cone_search_finds_them(tmp_path):
+    """The import writes through the catalogue's bulk writer: HEALPix cell and magnitude filled."""
+    from webapp.catalog.services import sky
+    ids, ra, dec, _ = table_file(tmp_path / "t.parquet")
+    report = import_embeddings(tmp_path / "t.parquet")
+    galaxies = list(Galaxy.objects.filter(survey_id=report.survey_id).order_by("image_index"))
+    assert all(g.healpix is not None for g in galaxies)
+    assert [g.mag for g in galaxies] == pytest.approx([g.metadata["mag_r"] for g in galaxies])
+    found, distances, n_in_cone = sky.cone_search(galaxies[7].survey, sky.parse_cone(ra[7], dec[7], 0.01))
+    assert found[0].source_id == ids[7] and distances[0] < 1e-6 and n_in_cone >= 1
+
+
 def test_bad_rows_are_reported_and_good_rows_kept(tmp_path):
     table_file(tmp_path / "bad.parquet", bad=True)
     report = import_embeddings(tmp_path / "bad.parquet")
@@ -116,21 +128,21 @@ def test_failure_midway_leaves_nothing(tmp_path, settings, monkeypatch):
     table_file(tmp_path / "t.parquet", n=60)
     monkeypatch.setattr(external, "INSERT_BATCH", 10)
     calls = []
-    original = external._insert_batch
+    original = external.insert_galaxies
 
-    def failing(survey, rows, first):
+    def failing(survey, rows, **kwargs):
         calls.append(len(rows))
         if len(calls) == 3:
             raise RuntimeError("database went away")
-        return original(survey, rows, first)
-    monkeypatch.setattr(external, "_insert_batch", failing)
+        return original(survey, rows, **kwargs)
+    monkeypatch.setattr(external, "insert_galaxies", failing)
     with pytest.raises(RuntimeError, match="went away"):
         import_embeddings(tmp_path / "t.parquet")
     assert calls == [10, 10, 10]        # two batches were inserted before the failure...
     assert counts() == (0, 0, 0, 0)     # ...and rolled back with everything else
     assert not (Path(settings.DATA_DIR) / "embeddings").exists() or not any(
         (Path(settings.DATA_DIR) / "embeddings").iterdir())
-    monkeypatch.setattr(external, "_insert_batch", original)
+    monkeypatch.setattr(external, "insert_galaxies", original)
     assert import_embeddings(tmp_path / "t.parquet").imported == 60   # the same file imports afterwards
 
 

@@ -6,8 +6,9 @@ survey + external encoder + embedding set, all or nothing.
 What is created (the reader, validation and layouts are in ml/embedding_table.py):
 - a Survey with ``image_kind="none"`` (no image store; pages show a placeholder cutout),
 - one Galaxy row per good table row (``image_index`` = row in the embedding set, catalogue
-  columns in ``metadata``), inserted in batches of INSERT_BATCH: COPY on PostgreSQL,
-  ``bulk_create`` elsewhere,
+  columns in ``metadata``), written in batches of INSERT_BATCH by the catalogue's one bulk
+  writer (services.galaxy_rows.insert_galaxies: COPY on PostgreSQL, ``bulk_create``
+  elsewhere), which also fills the HEALPix and magnitude columns for cone search and sorting,
 - an Encoder with ``source="external"`` whose ``config`` holds the provenance (file name,
   sha256, layout, column mapping, row counts),
 - an EmbeddingSet whose vectors are written block by block into a ``.npy`` (header, then bytes).
@@ -25,7 +26,6 @@ Re-runs are refused, with nothing changed: a file whose sha256 was already impor
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -34,17 +34,19 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils.text import slugify
 
 from ml.atomic import sha256_file
 from ml.embedding_table import LAYOUTS, EmbeddingTable, TableError, get_layout, validate
 from ml.progress import check_cancelled, span
 from webapp.catalog.models import Galaxy, Survey
+from webapp.catalog.services.galaxy_rows import insert_galaxies
+from webapp.catalog.services.surveys import GalaxyRow
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder
 from webapp.embeddings.services.vectors import new_artifact_dir
 
-INSERT_BATCH = 10_000          # Galaxy rows per bulk INSERT
+INSERT_BATCH = 20_000          # Galaxy rows per COPY / bulk_create batch (services.galaxy_rows)
 MAX_RESULT_ERRORS = 200        # problem lines kept in a job result
 IMPORT_DIR = "imports"         # under DATA_DIR: files the browser may import
 IMPORT_SUFFIXES = (".parquet", ".pq", ".npy")
@@ -265,7 +267,9 @@ def _write_vectors(table: EmbeddingTable, keep: np.ndarray, partial: Path, n_goo
 
 
 def _insert_galaxies(table: EmbeddingTable, keep: np.ndarray, survey: Survey, n_good: int, progress) -> np.ndarray:
-    """Galaxy rows of the good table rows, in order (image_index = row of the set); their pks."""
+    """Galaxy rows of the good table rows, in order (image_index = row of the set), written by
+    the catalogue's one bulk writer (services.galaxy_rows: COPY on PostgreSQL, with the HEALPix
+    and magnitude columns cone search and sorting use); returns their pks in row order."""
     galaxy_ids = np.zeros(n_good, dtype=np.int64)
     done = 0
     catalog = table.info.catalog_columns
@@ -273,9 +277,10 @@ def _insert_galaxies(table: EmbeddingTable, keep: np.ndarray, survey: Survey, n_
         good = np.flatnonzero(keep[block.start:block.start + len(block)])
         for lo in range(0, len(good), INSERT_BATCH):
             chunk = good[lo:lo + INSERT_BATCH].tolist()
-            rows = [(block.ids[i], float(block.ra[i]), float(block.dec[i]), done + k,
-                     {c: block.columns[c][i] for c in catalog}) for k, i in enumerate(chunk)]
-            galaxy_ids[done:done + len(rows)] = _insert_batch(survey, rows, done)
+            rows = [GalaxyRow(block.ids[i], float(block.ra[i]), float(block.dec[i]),
+                              {c: block.columns[c][i] for c in catalog}) for i in chunk]
+            insert_galaxies(survey, rows, first_index=done, batch_size=INSERT_BATCH)
+            galaxy_ids[done:done + len(rows)] = _pks_of(survey, done, len(rows))
             done += len(rows)
         if progress:
             progress(block.start + len(block), table.info.n_rows, f"wrote {done:,} of {n_good:,} galaxy rows")
@@ -283,29 +288,14 @@ def _insert_galaxies(table: EmbeddingTable, keep: np.ndarray, survey: Survey, n_
     return galaxy_ids
 
 
-def _insert_batch(survey: Survey, rows: list[tuple], first_index: int) -> list[int]:
-    """Insert (source_id, ra, dec, image_index, metadata) rows; their pks in order.
-    PostgreSQL: COPY, then the pks read back by image_index; elsewhere bulk_create (RETURNING)."""
-    if connection.vendor == "postgresql":
-        opts = Galaxy._meta
-        columns = [opts.get_field(f).column for f in ("survey", "source_id", "ra", "dec", "image_index",
-                                                      "metadata", "truth")]
-        sql = f'COPY {connection.ops.quote_name(opts.db_table)} ({", ".join(columns)}) FROM STDIN'
-        with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-            for source_id, ra, dec, index, metadata in rows:
-                copy.write_row((survey.pk, source_id, ra, dec, index, json.dumps(metadata), "{}"))
-        pks = None
-    else:
-        created = Galaxy.objects.bulk_create(
-            [Galaxy(survey=survey, source_id=s, ra=ra, dec=dec, image_index=i, metadata=m) for s, ra, dec, i, m in rows],
-            batch_size=INSERT_BATCH)
-        pks = [g.pk for g in created]
-    if pks is None or None in pks:
-        pks = list(Galaxy.objects.filter(survey=survey, image_index__gte=first_index,
-                                         image_index__lt=first_index + len(rows))
-                   .order_by("image_index").values_list("pk", flat=True))
-    if len(pks) != len(rows):
-        raise ImportProblem(f"inserted {len(rows)} galaxy rows but read back {len(pks)}")
+def _pks_of(survey: Survey, first_index: int, count: int) -> list[int]:
+    """The pks of the survey's rows first_index .. first_index+count-1, by image_index (one indexed
+    range read: COPY returns no pks)."""
+    pks = list(Galaxy.objects.filter(survey=survey, image_index__gte=first_index,
+                                     image_index__lt=first_index + count)
+               .order_by("image_index").values_list("pk", flat=True))
+    if len(pks) != count:
+        raise ImportProblem(f"inserted {count} galaxy rows but read back {len(pks)}")
     return pks
 
 
