@@ -49,9 +49,9 @@ def server(cutout_server, settings):
 
 def remote_survey(template: str, n: int = 6, slug: str = "remote", **fields) -> Survey:
     """A catalogue-only survey (no image store) whose cutouts come from ``template``."""
-    survey = Survey.objects.create(name=f"Remote {slug}", slug=slug, bands=["g", "r", "z"],
-                                   status=Survey.Status.READY, n_galaxies=n, cutout_url_template=template,
-                                   cutout_layer="ls-dr10", **fields)
+    fields = {"bands": ["g", "r", "z"], **fields}
+    survey = Survey.objects.create(name=f"Remote {slug}", slug=slug, status=Survey.Status.READY, n_galaxies=n,
+                                   cutout_url_template=template, cutout_layer="ls-dr10", **fields)
     Galaxy.objects.bulk_create([Galaxy(survey=survey, source_id=f"LS{i:04d}", ra=180.0 + 0.01 * i,
                                        dec=-1.0 + 0.02 * i, image_index=i) for i in range(n)])
     return survey
@@ -412,6 +412,19 @@ def test_set_cutout_url_command_sets_validates_and_clears(server, capsys):
     call_command("set_cutout_url", str(survey.pk), "")
     survey.refresh_from_db()
     assert survey.cutout_url_template == "" and not survey.remote_pixels
+
+
+@pytest.mark.django_db
+def test_set_cutout_url_works_on_an_imported_catalogue_only_survey(server, role_clients):
+    """An import_embeddings survey has no bands; setting its template must not trip on that."""
+    survey = remote_survey("", slug="imported", bands=[])
+    call_command("set_cutout_url", "imported", server.template)
+    survey.refresh_from_db()
+    assert survey.cutout_url_template == server.template and survey.bands == []
+    response = role_clients["curator"].post(f"/surveys/{survey.slug}/cutouts",
+                                            {"cutout_url_template": "", "cutout_layer": "x"})
+    survey.refresh_from_db()
+    assert response.status_code in (200, 302) and survey.cutout_url_template == ""
 
 
 @pytest.mark.django_db

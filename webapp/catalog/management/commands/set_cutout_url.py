@@ -14,6 +14,9 @@ from webapp.catalog.models import Survey
 from webapp.catalog.cutout_templates import EXAMPLE_TEMPLATES, PLACEHOLDERS
 
 
+CHANGED = ("cutout_url_template", "cutout_layer", "cutout_field_arcsec")
+
+
 class Command(BaseCommand):
     help = ("Set a survey's remote cutout URL template (used when the survey has no local image store). "
             "Placeholders: " + " ".join("{%s}" % p for p in PLACEHOLDERS) + ". Examples: "
@@ -43,11 +46,14 @@ class Command(BaseCommand):
                 raise CommandError("--field-arcsec must be between 1 and 3600")
             target.cutout_field_arcsec = field_arcsec
         try:
-            target.full_clean(validate_unique=False, validate_constraints=False)
+            # Only the fields set here: an imported catalogue-only survey has no bands, which the
+            # model's form validation would otherwise refuse although nothing about them changed.
+            target.full_clean(exclude=[f.name for f in Survey._meta.fields if f.name not in CHANGED],
+                              validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
             errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
             raise CommandError(errors) from None
-        target.save(update_fields=["cutout_url_template", "cutout_layer", "cutout_field_arcsec", "updated_at"])
+        target.save(update_fields=[*CHANGED, "updated_at"])
         if not target.cutout_url_template:
             self.stdout.write(f"{target.slug}: remote cutouts cleared")
             return
