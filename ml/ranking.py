@@ -153,12 +153,19 @@ class PersonalRanker:
     """
 
     def __init__(self, vectors: np.ndarray, anomaly_score: np.ndarray,
-                 cfg: FeedbackConfig | None = None):
+                 cfg: FeedbackConfig | None = None, *, anomaly_is_rank: bool = False,
+                 neighbourhood: float | None = None):
+        """anomaly_is_rank: anomaly_score already holds percentile ranks in [0, 1] (a caller that
+        ranks a bounded pool of a larger set passes the set-wide ranks of the pool's rows).
+        neighbourhood: the neighbourhood scale measured elsewhere (e.g. over the whole set with
+        its search index); default: measured on ``vectors``."""
         self.cfg = cfg or FeedbackConfig()
         self.x = prepare_vectors(vectors, self.cfg.metric)  # (N, D)
-        self.anomaly = rank_normalise(anomaly_score)         # (N,) in [0, 1]
-        self.neighbourhood = neighbourhood_scale(self.x, self.cfg.trust_k, self.cfg.trust_sample,
-                                                 self.cfg.metric, self.cfg.seed)
+        self.anomaly = (np.asarray(anomaly_score, dtype=np.float64) if anomaly_is_rank
+                        else rank_normalise(anomaly_score))  # (N,) in [0, 1]
+        self.neighbourhood = (float(neighbourhood) if neighbourhood is not None else
+                              neighbourhood_scale(self.x, self.cfg.trust_k, self.cfg.trust_sample,
+                                                  self.cfg.metric, self.cfg.seed))
 
     def rank(self, scored_ids, user_scores, artifact=None) -> tuple[np.ndarray, RankingExplanation]:
         """scored_ids (M,) rows, user_scores (M,) 0-5, artifact (M,) bool -> ((N,), explanation).

@@ -120,3 +120,26 @@ def test_failed_rerank_marks_the_ranking_failed_and_allows_a_new_one(scored, mak
     for g in ids[:2]:
         reviews.record_verdict(ann, score_set, g, 3, False)
     assert ranking.maybe_rerank(ann, score_set, every=2) is not None
+
+
+def test_above_the_pool_size_a_rerank_scores_the_most_anomalous_with_the_same_values(scored, make_user, monkeypatch):
+    """Bounded pool (issue 14): the pooled ranking is the full ranking restricted to the pool,
+    value for value, followed by everyone else in the combined order; every candidate once."""
+    from webapp.anomalies.services.files import load_scores
+    score_set, ids = scored
+    ann = make_user("labeler", "ann")
+    reviews.record_verdict(ann, score_set, ids[A][0], 5, False)
+    reviews.record_verdict(ann, score_set, ids[BULK][0], 0, False)
+    full = load_ranking(rerank(ann, score_set))
+    monkeypatch.setattr(ranking, "RERANK_POOL", 20)
+    pooled = load_ranking(rerank(ann, score_set))
+    head = pooled["order"][:len(pooled["value"])].tolist()
+    assert 18 <= len(head) <= 20          # the 20 most anomalous and the 2 reviewed rows, less the reviewed
+    full_order, full_value = full["order"].tolist(), dict(zip(full["order"].tolist(), full["value"].tolist()))
+    assert head == [g for g in full_order if g in set(head)]                    # same relative order
+    assert pooled["value"].tolist() == pytest.approx([full_value[g] for g in head], rel=1e-5)
+    assert sorted(pooled["order"].tolist()) == sorted(full_order)               # every candidate, once
+    combined = [g for g in load_scores(score_set).order("combined").tolist() if g in set(full_order)]
+    tail = pooled["order"][len(head):].tolist()
+    assert tail == [g for g in combined if g not in set(head)]                 # the rest: combined order
+    assert set(pooled["why_neighbours"].ravel().tolist()) <= {ids[A][0], ids[BULK][0]}

@@ -16,7 +16,9 @@ import time
 import numpy as np
 from django.db import transaction
 
+from ml.anomaly import rank_normalise
 from ml.ranking import FeedbackConfig, PersonalRanker
+from ml.topk import top_k_stream
 from ml.atomic import save_npz_atomic
 from webapp.anomalies.models import PersonalRanking, Review, ScoreSet
 from webapp.anomalies.services.files import load_scores, new_file
@@ -26,6 +28,39 @@ from webapp.embeddings.services.vectors import load_embedding_set
 
 EXPLAIN_TOP = 2000  # candidates whose "why" is stored (a person re-ranks long before reaching them)
 EXPLAIN_K = 5       # nearest scored galaxies kept per candidate
+RERANK_POOL = 200_000  # above this many galaxies a re-rank scores only the RERANK_POOL most anomalous
+                       # (plus the person's reviewed ones): its memory and time stop growing with N
+
+
+def rerank_pool(combined: np.ndarray, reviewed_rows: np.ndarray, size: int | None = None) -> np.ndarray | None:
+    """Sorted rows a re-rank scores: None (every row) up to ``size``, else the ``size`` highest
+    combined scores (one streaming pass, ml.topk) and the reviewed rows.
+
+    Why this loses nothing a person sees: the personal value is anomaly_rank^p x factor, and the
+    factor is bounded, so a galaxy outside the pool can only pass a pool galaxy whose factor was
+    pushed down (near things scored dull).  The queue shows the head of the ranking, and the
+    person's next re-rank comes long before the first RERANK_POOL candidates are used up."""
+    size = RERANK_POOL if size is None else size
+    if len(combined) <= size:
+        return None
+    return np.union1d(top_k_stream(combined, size), np.asarray(reviewed_rows, dtype=np.int64))
+
+
+def set_neighbourhood(embedding_set, vectors, cfg: FeedbackConfig) -> float | None:
+    """The set-wide neighbourhood scale (ml.ranking.neighbourhood_scale's median distance to the
+    trust_k-th neighbour) measured with the set's saved search index, or None when there is
+    none (the ranker then measures it within the pool)."""
+    from webapp.embeddings.services.search import SearchError, get_index
+    try:
+        index = get_index(embedding_set)
+    except SearchError:
+        return None
+    if index.cfg.metric != cfg.metric:
+        return None
+    sample = np.sort(np.random.default_rng(cfg.seed).choice(len(vectors), min(cfg.trust_sample, len(vectors)),
+                                                            replace=False))
+    dist, _ = index.query(np.asarray(vectors[sample], dtype=np.float32), cfg.trust_k + 1)   # self first
+    return float(np.median(dist[:, -1]))
 
 
 def feedback_config(score_set: ScoreSet) -> FeedbackConfig:
@@ -107,17 +142,34 @@ def compute_ranking(ranking: PersonalRanking, progress=None) -> PersonalRanking:
     progress(0, 4, "reading your verdicts")
     rows, interest, artifact = verdict_arrays(ranking.user, scores.row_of)
     cfg = feedback_config(score_set)
-    progress(1, 4, f"fitting on {len(rows)} verdicts")
-    ranker = PersonalRanker(np.asarray(vectors, dtype=np.float32), scores.combined, cfg)
-    value, why = ranker.rank(rows, interest, artifact)                    # (N,)
+    pool = rerank_pool(scores.combined, rows)
+    progress(1, 4, f"fitting on {len(rows)} verdicts" + (f" (the {len(pool):,} most anomalous galaxies and "
+                                                           "your reviewed ones)" if pool is not None else ""))
+    if pool is None:
+        ranker = PersonalRanker(np.asarray(vectors, dtype=np.float32), scores.combined, cfg)
+        value, why = ranker.rank(rows, interest, artifact)                # (N,)
+        pool_rows = np.arange(len(value))
+    else:
+        # Set-wide percentiles of the pool's rows, and the set-wide neighbourhood scale: the
+        # same quantities the unpooled ranker would use, so only which galaxies compete changes.
+        ranker = PersonalRanker(np.asarray(vectors[pool], dtype=np.float32), rank_normalise(scores.combined)[pool],
+                                cfg, anomaly_is_rank=True,
+                                neighbourhood=set_neighbourhood(score_set.embedding_set, vectors, cfg))
+        value, why = ranker.rank(np.searchsorted(pool, rows), interest, artifact)   # (P,)
+        pool_rows = pool
     progress(3, 4, "writing the ranking")
-    order_rows = np.argsort(-value, kind="stable")
-    order_rows = order_rows[np.isfinite(value[order_rows])]               # scored galaxies left out
-    top = order_rows[:EXPLAIN_TOP]
+    local = np.argsort(-value, kind="stable")
+    local = local[np.isfinite(value[local])]                               # scored galaxies left out
+    order_ids = scores.ids[pool_rows[local]]
+    if pool is not None:   # then everyone else, in the set's combined order (they never outrank the pool's head)
+        rest = np.asarray(scores.order("combined"))
+        order_ids = np.concatenate([order_ids, rest[~np.isin(rest, scores.ids[pool])]])
+    top = local[:EXPLAIN_TOP]
     k = min(EXPLAIN_K, why.neighbour_ids.shape[1])
     arrays = {
-        "order": scores.ids[order_rows], "value": value[order_rows].astype(np.float32),
-        "why_neighbours": scores.ids[why.neighbour_ids[top, :k]] if k else np.zeros((len(top), 0), np.int64),
+        "order": order_ids, "value": value[local].astype(np.float32),
+        "why_neighbours": (scores.ids[pool_rows[why.neighbour_ids[top, :k]]] if k
+                           else np.zeros((len(top), 0), np.int64)),
         "why_scores": why.neighbour_scores[top, :k].astype(np.float32),
         "why_artifact": why.neighbour_artifact[top, :k],
         "why_distances": why.neighbour_distances[top, :k].astype(np.float32),
@@ -134,7 +186,7 @@ def compute_ranking(ranking: PersonalRanking, progress=None) -> PersonalRanking:
     ranking.save(update_fields=["ranking_path", "n_reviews", "seconds", "config", "status"])
     from webapp.anomalies.services.retention import prune_rankings
     prune_rankings(ranking.user, score_set)
-    progress(4, 4, f"ranked {len(order_rows)} candidates from {len(rows)} verdicts")
+    progress(4, 4, f"ranked {len(order_ids):,} candidates from {len(rows)} verdicts")
     return ranking
 
 
