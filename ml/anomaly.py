@@ -59,20 +59,26 @@ class AnomalyConfig:
 
 
 def knn_graph(x: np.ndarray, k: int, metric: str, exact_below: int = 50_000, block: int = 65_536,
-              index_cfg: IndexConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+              index_cfg: IndexConfig | None = None, index: SearchIndex | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """k nearest OTHER rows of every row. (N, D) -> distances (N, k) float32, ids (N, k).
 
-    x may be a read-only memmap of raw vectors.  The index is the kind ml.search picks for N
-    (`index_cfg`, default IndexConfig with `exact_below`), queried `block` rows at a time.
-    Distances follow ml.search (cosine distance, or Euclidean for "l2"). Uses every core.
+    x may be a read-only memmap of raw vectors.  ``index``: a SearchIndex already built over x
+    in the same metric (the set's saved search index: no second build); otherwise one of the
+    kind ml.search picks for N (`index_cfg`, default IndexConfig with `exact_below`) is built.
+    Queried `block` rows at a time.  Distances follow ml.search (cosine distance, or Euclidean
+    for "l2").  Uses every core.
     """
     n = len(x)
     k = min(k, n - 1)
     cfg = index_cfg or IndexConfig(metric=metric, exact_below=exact_below, query_threads=0, tune_k=k + 1)
+    if index is not None and (index.ntotal != n or index.cfg.metric != metric):
+        raise ValueError(f"the given index holds {index.ntotal} rows in metric {index.cfg.metric!r}; "
+                         f"the vectors are {n} rows in {metric!r}")
     dist_out = np.empty((n, k), dtype=np.float32)
     ids_out = np.empty((n, k), dtype=np.int64)
     with faiss_threads(0):  # a batch job: all cores, then back to the caller's setting
-        index = SearchIndex.build(x, cfg)
+        index = index if index is not None else SearchIndex.build(x, cfg)
         for start in range(0, n, block):
             stop = min(n, start + block)
             dist, ids = index.query(x[start:stop], k + 1)   # (B, k+1), usually self first
@@ -154,10 +160,12 @@ def gmm_score(x: np.ndarray, cfg: AnomalyConfig) -> np.ndarray:
 
 
 def score_all(vectors: np.ndarray, cfg: AnomalyConfig | None = None,
-              progress: Progress | None = None) -> dict[str, np.ndarray]:
+              progress: Progress | None = None, index: SearchIndex | None = None) -> dict[str, np.ndarray]:
     """Every score in cfg.methods, each (N,) float32 with HIGHER = more anomalous.
 
-    vectors (N, D) raw, may be a read-only memmap: rows are normalised a block at a time."""
+    vectors (N, D) raw, may be a read-only memmap: rows are normalised a block at a time.
+    index: the vectors' saved SearchIndex (same metric), used for the kNN graph instead of
+    building another (see knn_graph)."""
     cfg = cfg or AnomalyConfig()
     x = vectors                                            # (N, D), never copied whole
     unknown = set(cfg.methods) - set(METHODS)
@@ -172,7 +180,7 @@ def score_all(vectors: np.ndarray, cfg: AnomalyConfig | None = None,
             k = max(cfg.knn_k, cfg.lof_k)
             index_cfg = IndexConfig(metric=cfg.metric, exact_below=cfg.knn_exact_below, query_threads=0,
                                     tune_k=k + 1, compressed_above=cfg.knn_compressed_above, seed=cfg.seed)
-            graph = knn_graph(x, k, cfg.metric, block=cfg.knn_block, index_cfg=index_cfg)
+            graph = knn_graph(x, k, cfg.metric, block=cfg.knn_block, index_cfg=index_cfg, index=index)
         if name == "iforest":
             out[name] = iforest_score(x, cfg)
         elif name == "knn":

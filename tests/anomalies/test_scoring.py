@@ -135,3 +135,26 @@ def test_retention_keeps_the_last_k_score_sets_and_their_rankings(settings, make
     assert load_scores(third).values_at(ids[50])["combined"] == 1.0
     assert retention.prune_score_sets(es, keep=1) != [third.pk]
     assert ScoreSet.objects.filter(embedding_set=es).get().pk == third.pk   # the newest always stays
+
+
+def test_knn_scores_query_the_sets_saved_index_instead_of_building_another(monkeypatch):
+    """Issue 14: the anomaly kNN graph reuses the built search index (queried in blocks)."""
+    from ml import anomaly
+    from ml.search import IndexConfig, SearchIndex
+    from webapp.embeddings.services.index import build_for_set
+    from webapp.embeddings.services.search import forget_cached_indexes
+
+    es, ids = make_embedding_set(outlier_vectors())
+    without = load_scores(ScoreSet.objects.get(pk=run_job(es, methods=["knn", "lof"]).result["score_set_id"]))
+    build_for_set(es, IndexConfig(exact_below=10**6))            # an exact saved index: same answers
+    es.refresh_from_db()
+    forget_cached_indexes()
+    builds = []
+    real_build = SearchIndex.build
+    monkeypatch.setattr(anomaly.SearchIndex, "build", classmethod(
+        lambda cls, *a, **k: builds.append(1) or real_build.__func__(cls, *a, **k)))
+    with_index = load_scores(ScoreSet.objects.get(pk=run_job(es, methods=["knn", "lof"]).result["score_set_id"]))
+    assert builds == []                                          # no second index was built
+    for method in ("knn", "lof"):
+        np.testing.assert_allclose(with_index.scores[method], without.scores[method], rtol=1e-4, atol=1e-6)
+    assert with_index.order("combined")[0] == ids[50]
