@@ -56,7 +56,7 @@ class TaskRows:
     """The task's galaxies inside its EmbeddingSet, in embedding row order.
 
     rows (N,) int64 ascending row numbers in the set, galaxy_ids (N,) int64, survey_ids
-    (N,) int64; ``vectors()`` gives (N, D) float32.  Galaxy id -> position goes through
+    (N,) int64; ``vectors()`` gives a lazy (N, D) float32 view (TaskVectors).  Galaxy id -> position goes through
     the set's id index (ml.idindex, searchsorted on memory maps): no dict is built."""
 
     def __init__(self, es, rows, survey_ids):
@@ -67,9 +67,10 @@ class TaskRows:
     def __len__(self):
         return len(self.rows)
 
-    def vectors(self) -> np.ndarray:
+    def vectors(self) -> "TaskVectors":
+        """(N, D) float32 rows of the task's galaxies, read on demand from the memory map."""
         _, vectors, _ = load_embedding_set(self.es)
-        return np.asarray(vectors[self.rows], dtype=np.float32)
+        return TaskVectors(vectors, self.rows)
 
     def positions(self, galaxy_ids) -> np.ndarray:
         """Positions of galaxies in this order (input order kept); unknown ones are dropped."""
@@ -79,6 +80,43 @@ class TaskRows:
             return np.zeros(0, dtype=np.int64)
         pos = np.minimum(np.searchsorted(self.rows, es_rows), len(self.rows) - 1)
         return pos[self.rows[pos] == es_rows].astype(np.int64)
+
+
+class TaskVectors:
+    """Lazy (N, D) float32 view of a task's rows in the set's memory-mapped vectors.
+
+    ``view[positions]`` reads just those rows (positions into the task's order), so a round
+    on 10^7 galaxies never holds the N x D copy (5 GB at D=128) that np.asarray would make;
+    heads take their standardisation statistics from a sample (ml.heads.stats_sample)."""
+
+    def __init__(self, vectors: np.ndarray, rows: np.ndarray):
+        self._vectors, self._rows = vectors, rows
+        self.shape = (len(rows), vectors.shape[1])
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, positions) -> np.ndarray:
+        if isinstance(positions, tuple):                  # view[rows, columns]
+            return self[positions[0]][(slice(None),) * (np.ndim(positions[0]) > 0 or isinstance(
+                positions[0], slice)) + positions[1:]]
+        if isinstance(positions, (int, np.integer)):
+            return np.asarray(self._vectors[self._rows[positions]], dtype=np.float32)
+        if isinstance(positions, slice):
+            return np.asarray(self._vectors[self._rows[positions]], dtype=np.float32)
+        positions = np.asarray(positions)
+        if positions.dtype == bool:
+            positions = np.flatnonzero(positions)
+        rows = self._rows[positions]
+        order = np.argsort(rows, kind="stable")          # read the memory map in file order
+        out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
+        out[order] = self._vectors[rows[order]]
+        return out
+
+    def __array__(self, dtype=None, copy=None):         # np.asarray(view): the whole copy, on purpose only
+        whole = np.asarray(self._vectors[self._rows], dtype=np.float32)
+        return whole if dtype is None else whole.astype(dtype)
 
 
 def task_rows(task: Task) -> TaskRows:

@@ -22,7 +22,7 @@ import numpy as np
 from ml.active import entropy
 from ml.adapt import AdaptConfig, adapt_head
 from ml.folds import kfold, stratified_kfold
-from ml.heads import Head, HeadConfig, fit_classifier, fit_regressor
+from ml.heads import Head, HeadConfig, fit_classifier, fit_regressor, stats_sample
 from ml.progress import Progress
 from ml.validation import (HOLDOUT_MODULUS, VALIDATION, ValidationConfig, calibrated_classification_metrics,
                            calibrated_probs, calibrated_regression_metrics, classification_metrics,
@@ -97,7 +97,8 @@ def fit_classification(x_all: np.ndarray, lab_pos: np.ndarray, y: np.ndarray, ga
 def adapt_classification(base: Head, x_all, src_pos, y_src, tgt_pos, y_tgt, tgt_all_pos,
                          n_classes: int, acfg: AdaptConfig) -> tuple[Head, dict]:
     """Adapted head for one target survey + {"before", "after"} metrics on its labels."""
-    x_src, x_tgt, x_tgt_all = x_all[src_pos], x_all[tgt_pos], x_all[tgt_all_pos]
+    x_src, x_tgt = x_all[src_pos], x_all[tgt_pos]
+    x_tgt_all = x_all[stats_sample(np.asarray(tgt_all_pos))]    # survey B's statistics from <= STATS_SAMPLE rows
     before = classification_metrics(base.predict_proba(x_tgt), y_tgt, n_classes)
 
     def adapt(xt, yt):
