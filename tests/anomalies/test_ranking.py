@@ -1,4 +1,5 @@
 """The personal re-rank: fitted on a person's verdicts, explained, and used by the queue."""
+import numpy as np
 import pytest
 
 from tests.anomalies.factories import make_score_set
@@ -35,6 +36,7 @@ def test_scores_pull_look_alikes_up_and_artifact_tags_push_them_down(scored, mak
     assert (ranking.status, ranking.n_reviews) == ("ready", 8)
     assert ranking.config["regressor"] == "knn" and ranking.config["anomaly_power"] == 0.5 and ranking.seconds > 0
     arrays = load_ranking(ranking)
+    assert all(isinstance(arrays[k], np.memmap) for k in ("order", "value"))   # read by row, never copied whole
     order = arrays["order"].tolist()
     assert len(order) == 60 - 8 and not set(order) & set(reviews.latest_verdicts(ann))
     a_rest, b_rest = ids[A][1:], ids[B][1:]
@@ -143,3 +145,31 @@ def test_above_the_pool_size_a_rerank_scores_the_most_anomalous_with_the_same_va
     tail = pooled["order"][len(head):].tolist()
     assert tail == [g for g in combined if g not in set(head)]                 # the rest: combined order
     assert set(pooled["why_neighbours"].ravel().tolist()) <= {ids[A][0], ids[BULK][0]}
+
+
+def test_queue_walks_the_order_in_growing_chunks_like_a_walk_over_the_whole_order():
+    """_first_unreviewed and _position read a few ids at a time (issue 14) and answer what a
+    pass over the whole order answers, across chunk boundaries (64, 128, ... 4096)."""
+    rng = np.random.default_rng(0)
+    order = rng.permutation(np.arange(10_000, 30_000, 2, dtype=np.int64))   # 10,000 ids
+    skip = set(order[:5_000:3].tolist()) | set(order[6_000:6_300].tolist())
+    allowed = lambda ids: ids % 3 != 0                                      # noqa: E731
+    for n, flt in [(1, None), (7, None), (100, None), (1, allowed), (50, allowed), (20_000, allowed)]:
+        naive = [(int(g), i) for i, g in enumerate(order.tolist())
+                 if g not in skip and (flt is None or g % 3 != 0)][:n]
+        assert queue._first_unreviewed(order, n, skip, flt) == naive
+    assert queue._first_unreviewed(order, 3, set(order.tolist()), None) == []
+    for position in (0, 63, 64, 191, 192, 5_000, 9_999):
+        assert queue._position(order, int(order[position])) == position
+    assert queue._position(order, 7) == len(order)
+
+
+def test_a_ranking_written_before_the_column_files_still_loads(settings):
+    """Rankings from before order.npy/value.npy hold every array inside ranking.npz."""
+    from ml.atomic import save_npz_atomic
+    from webapp.anomalies.services.files import _load_ranking, new_file
+    path, relative = new_file("rank999", "ranking.npz")
+    save_npz_atomic(path, order=np.array([5, 3, 9]), value=np.array([0.9, 0.5, 0.1], np.float32),
+                    why_predicted=np.zeros(3, np.float32))
+    arrays = _load_ranking(relative)
+    assert arrays["order"].tolist() == [5, 3, 9] and sorted(arrays) == ["order", "value", "why_predicted"]

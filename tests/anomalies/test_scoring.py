@@ -7,7 +7,7 @@ from webapp.anomalies.models import ScoreSet
 from webapp.anomalies.services.files import load_scores
 from webapp.anomalies.services.layers import anomaly_colour_layers
 from webapp.anomalies.services.scoring import ScoringError, anomaly_config, start_scoring
-from webapp.embeddings.services.colours import colour_providers
+from webapp.embeddings.services.colours import colour_providers, resolve_values
 from webapp.jobs import services as jobs
 from webapp.jobs.models import Job
 
@@ -99,8 +99,10 @@ def test_colour_layers_follow_the_embedding_set_rows():
     layers = anomaly_colour_layers(score_set.embedding_set)
     assert [layer.key for layer in layers] == ["anomaly", "anomaly:iforest", "anomaly:knn", "anomaly:lof"]
     combined = layers[0]
-    assert combined.kind == "numeric" and combined.group == "Anomalies" and len(combined.values) == 51
-    assert int(np.argmax(combined.values)) == 50 and combined.meta["score_set"] == score_set.pk
+    assert callable(combined.values)   # computed only when someone colours by it (not for the menu)
+    values = resolve_values(combined)
+    assert combined.kind == "numeric" and combined.group == "Anomalies" and len(values) == 51
+    assert int(np.argmax(values)) == 50 and combined.meta["score_set"] == score_set.pk
 
 
 def test_colour_layers_empty_without_a_ready_score_set():

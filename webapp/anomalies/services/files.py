@@ -10,10 +10,12 @@ memory-mapped, row order = the EmbeddingSet's ids.npy (id -> row: ml.idindex):
   meta.json           {"ids_path": the set's ids.npy, "methods": [...], "n": N}, written last
 There are no per-galaxy score rows; pages read a few values by row.
 (Score sets written before this layout are one scores.npz with the same arrays plus ids.)
-Ranking file (one per PersonalRanking):
-  order      (M,) int64 Galaxy ids, best first (galaxies scored at fit time left out)
-  value      (M,) float32 ranking value of each
-  why_*      explanation arrays for the first T of `order` (see ranking.py)
+Ranking directory (one per PersonalRanking; ranking_path points at its ranking.npz):
+  order.npy    (M,) int64 Galaxy ids, best first (galaxies scored at fit time left out)
+  value.npy    (M,) float32 ranking value of each
+  ranking.npz  why_*: explanation arrays for the first T of `order` (see ranking.py), written last
+order and value are memory-mapped like the score columns: a request reads the few entries it
+shows, not M of them.  (Rankings written before this layout hold order and value inside the .npz.)
 
 Files are written to ``*.partial`` and renamed, then the row is marked ready, so a
 reader never sees half a file.  Readers cache per process, keyed by path and checksum.
@@ -124,10 +126,18 @@ def load_scores(score_set) -> ScoreArrays:
     return _load_scores(score_set.scores_path, score_set.checksum)
 
 
+RANKING_COLUMNS = ("order", "value")   # (M,) arrays of a ranking, .npy files beside ranking.npz
+
+
 @lru_cache(maxsize=32)
 def _load_ranking(path: str) -> dict[str, np.ndarray]:
-    with np.load(Path(settings.DATA_DIR) / path) as data:
-        return {k: data[k] for k in data.files}
+    full = Path(settings.DATA_DIR) / path
+    with np.load(full) as data:
+        arrays = {k: data[k] for k in data.files}       # the why_* arrays: T rows at most
+    for name in RANKING_COLUMNS:
+        if name not in arrays:                          # else an older ranking: all in the .npz
+            arrays[name] = np.load(full.parent / f"{name}.npy", mmap_mode="r")
+    return arrays
 
 
 def load_ranking(ranking) -> dict[str, np.ndarray]:

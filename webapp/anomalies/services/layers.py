@@ -26,17 +26,24 @@ def anomaly_colour_layers(embedding_set) -> list[ColourLayer]:
     from webapp.embeddings.services.vectors import load_embedding_set
 
     scores = load_scores(score_set)
-    es_ids = load_embedding_set(embedding_set)[0]
-    if len(es_ids) == len(scores.ids) and np.array_equal(es_ids, scores.ids):
-        align = lambda values: np.asarray(values, dtype=np.float64)  # noqa: E731  (same rows)
-    else:
-        rows = scores.row_of.rows(es_ids)
-        align = lambda values: np.where(rows >= 0, np.asarray(values, np.float64)[rows], np.nan)  # noqa: E731
+
+    def aligned(values):
+        """The column in the embedding set's row order, computed only when someone colours by it
+        (colours.resolve_values): the map's colour menu lists these layers on every cold map page,
+        and copying N float64 per layer there made a page O(N) (issue 14)."""
+        def compute():
+            es_ids = load_embedding_set(embedding_set)[0]
+            if len(es_ids) == len(scores.ids) and np.array_equal(es_ids, scores.ids):   # same rows
+                return np.asarray(values, dtype=np.float64)
+            rows = scores.row_of.rows(es_ids)
+            return np.where(rows >= 0, np.asarray(values, np.float64)[rows], np.nan)
+        return compute
+
     meta = {"score_set": score_set.pk, "range": [0.0, 1.0], "higher": "more anomalous"}
     layers = [ColourLayer(key="anomaly", label=f"Anomaly rank (combined, {score_set.config.get('combine', 'max')})",
-                          kind="numeric", values=align(scores.combined), group="Anomalies", meta=meta)]
+                          kind="numeric", values=aligned(scores.combined), group="Anomalies", meta=meta)]
     layers += [ColourLayer(key=f"anomaly:{m}", label=f"Anomaly rank: {m}", kind="numeric",
-                           values=align(r), group="Anomalies", meta=meta) for m, r in scores.ranks.items()]
+                           values=aligned(r), group="Anomalies", meta=meta) for m, r in scores.ranks.items()]
     return layers
 
 

@@ -79,20 +79,36 @@ def next_candidates(user, score_set: ScoreSet, n: int = 10, rank_by: str = "pers
     }
 
 
+FIRST_CHUNK = 64       # ids of the order read by the first step of a walk; each further step doubles
+MAX_CHUNK = 4096       # ... up to this many
+
+
+def _chunks(order):
+    """(start, ids as an array) over ``order`` in growing steps: finding the next few candidates
+    reads about as many ids as it needs, not a fixed 4,096 (nor N) of them (issue 14)."""
+    start, step = 0, FIRST_CHUNK
+    while start < len(order):
+        chunk = np.asarray(order[start:start + step])
+        yield start, chunk
+        start += len(chunk)
+        step = min(step * 2, MAX_CHUNK)
+
+
 def _first_unreviewed(order, n: int, skip: set, allowed) -> list[tuple[int, int]]:
     """[(galaxy id, position in order)] of the first n ids not skipped; walks the order in
-    chunks so a 1e6-row order is never converted whole.  ``allowed``: None, or a function
-    giving the boolean mask of a chunk of ids that may be shown."""
+    growing chunks so a 1e6-row order is never converted whole, and only the picked ids become
+    Python ints.  ``allowed``: None, or a function giving the boolean mask of a chunk of ids
+    that may be shown."""
     picked: list[tuple[int, int]] = []
-    for start in range(0, len(order), 4096):
-        chunk = np.asarray(order[start:start + 4096])
-        ok = allowed(chunk).tolist() if allowed is not None else [True] * len(chunk)
-        for offset, (galaxy_id, good) in enumerate(zip(chunk.tolist(), ok)):
-            if not good or galaxy_id in skip:
-                continue
-            picked.append((galaxy_id, start + offset))
-            if len(picked) == n:
-                return picked
+    skip_ids = np.fromiter(skip, np.int64, len(skip))
+    for start, chunk in _chunks(order):
+        ok = np.ones(len(chunk), dtype=bool) if allowed is None else np.asarray(allowed(chunk), dtype=bool)
+        if len(skip_ids):
+            ok &= ~np.isin(chunk, skip_ids)
+        for offset in np.flatnonzero(ok)[:n - len(picked)].tolist():
+            picked.append((int(chunk[offset]), start + offset))
+        if len(picked) == n:
+            break
     return picked
 
 
@@ -110,8 +126,13 @@ def _in_survey(score_set, scores, survey_id: int):
 
 
 def _position(order, galaxy_id: int) -> int:
-    hits = (order == galaxy_id).nonzero()[0]
-    return int(hits[0]) if len(hits) else len(order)
+    """Where ``galaxy_id`` stands in ``order`` (len(order) when absent), by a chunked scan that
+    stops at the hit: memory of one chunk, not an (N,) mask (still a read of up to N ids)."""
+    for start, chunk in _chunks(order):
+        hits = np.flatnonzero(chunk == galaxy_id)
+        if len(hits):
+            return start + int(hits[0])
+    return len(order)
 
 
 def ranking_info(ranking) -> dict | None:

@@ -18,10 +18,10 @@ from django.db import transaction
 
 from ml.anomaly import rank_normalise
 from ml.ranking import FeedbackConfig, PersonalRanker
+from ml.atomic import save_npy_atomic, save_npz_atomic
 from ml.topk import top_k_stream
-from ml.atomic import save_npz_atomic
 from webapp.anomalies.models import PersonalRanking, Review, ScoreSet
-from webapp.anomalies.services.files import load_scores, new_file
+from webapp.anomalies.services.files import RANKING_COLUMNS, load_scores, new_file
 from webapp.anomalies.services.reviews import DEFAULT_RERANK_EVERY, latest_verdicts, lock_user
 from webapp.embeddings.models import ArtifactStatus, failed_on_error
 from webapp.embeddings.services.vectors import load_embedding_set
@@ -178,6 +178,11 @@ def compute_ranking(ranking: PersonalRanking, progress=None) -> PersonalRanking:
         "why_penalty": why.artifact_penalty[top].astype(np.float32),
     }
     path, relative = new_file(f"rank{ranking.pk}", "ranking.npz")
+    # order and value (M,) as .npy files that readers memory-map (files.load_ranking): np.load of
+    # an .npz copies every array whole, and the review queue's first request then held 12 bytes
+    # per galaxy of the set (issue 14: no request allocates O(N)); the .npz (bounded why_*) last
+    for name in RANKING_COLUMNS:
+        save_npy_atomic(path.parent / f"{name}.npy", arrays.pop(name))
     save_npz_atomic(path, **arrays)
     ranking.ranking_path, ranking.n_reviews = relative, len(rows)
     ranking.seconds = round(time.perf_counter() - t0, 3)
