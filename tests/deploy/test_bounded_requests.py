@@ -388,13 +388,11 @@ ENDPOINTS = {
     # a cross-match cone at a galaxy's position: the same answer (that galaxy) in both worlds
     "cone_crossmatch": Endpoint(lambda w: (f"/api/surveys/{w.slug}/cone?ra={w.galaxy_radec[0]:.8f}"
                                            f"&dec={w.galaxy_radec[1]:.8f}&radius=0.0003&limit=10"), _cone_one),
-    # the widest cone, 10 nearest: its candidates are every galaxy in the covering HEALPix ranges
+    # the widest cone, 10 nearest: the database filters, orders and counts (sky.cone_search), so
+    # the request holds `limit` rows however many galaxies the cone holds
     "cone_wide": Endpoint(
         lambda w: f"/api/surveys/{w.slug}/cone?ra={w.galaxy_radec[0]:.8f}&dec={w.galaxy_radec[1]:.8f}"
-                  f"&radius=10&limit=10", _json_len("results", 10),
-        finding="sky.cone_search (webapp/catalog/services/sky.py) reads (id, ra, dec) of every candidate "
-                "in the cone's HEALPix ranges into Python (up to MAX_CANDIDATES = 200,000 rows) to keep "
-                "`limit` of them: rows and memory grow with the survey's density"),
+                  f"&radius=10&limit=10", _json_len("results", 10)),
 }
 
 
