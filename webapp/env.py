@@ -71,6 +71,19 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_url_prefix(name: str) -> str:
+    """An absolute URL path prefix such as ``/protected/`` (leading and trailing slash, no
+    query, no ``..``), or "" when unset."""
+    raw = env_str(name)
+    if raw is None:
+        return ""
+    value = raw.strip()
+    if (not value.startswith("/") or not value.endswith("/") or value.startswith("//")
+            or any(c in value for c in "?#\\ \t") or "/../" in value or "/./" in value):
+        raise ConfigError(f"{name}={raw!r} must be a URL path that starts and ends with '/', e.g. /protected/")
+    return value
+
+
 def env_path(name: str, default: Path) -> Path:
     raw = env_str(name)
     return Path(raw).expanduser().resolve() if raw else default

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from webapp.env import (ConfigError, env_bool, env_float, env_int, env_list, env_path,
-                        env_str, parse_database_url)
+                        env_str, env_url_prefix, parse_database_url)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -215,6 +215,15 @@ CUTOUT_CONCURRENCY = env_int("LATENTSKY_CUTOUT_CONCURRENCY", 4, minimum=1)  # fe
 # A request that finds every fetch slot busy for this long answers the placeholder instead of queueing.
 CUTOUT_SLOT_WAIT = env_float("LATENTSKY_CUTOUT_SLOT_WAIT", 0.5, minimum=0.0)  # seconds
 CUTOUT_NEGATIVE_TTL = env_int("LATENTSKY_CUTOUT_NEGATIVE_TTL", 60, minimum=0)  # seconds a failed URL is not retried
+
+# Thumbnails and sprite atlases are content-addressed files under DATA_DIR/cache (catalog/services/
+# static_thumbs.py, atlas.py).  With a front nginx, name its internal location here (e.g. /protected/,
+# mapped to DATA_DIR/cache/): the app then checks the login and answers an empty response with
+# X-Accel-Redirect, and nginx sends the file without Python.  Empty: Django sends the file itself.
+ACCEL_REDIRECT = env_url_prefix("LATENTSKY_ACCEL_REDIRECT")
+# Atlases are one file per page of thumbnails (any filter and sort), so their cache is bounded:
+# least recently used atlases above this many MiB are deleted (a later request builds them again).
+ATLAS_CACHE_BYTES = env_int("LATENTSKY_ATLAS_CACHE_MB", 1024, minimum=1) * 1024 * 1024
 
 # Latent maps larger than this are served as precomputed tiles (a map_tiles job after the UMAP
 # job): every map request then costs O(tile).  Smaller maps send all their points at once.

@@ -135,6 +135,15 @@ document.addEventListener("DOMContentLoaded", () => {
     const live = document.querySelector("[data-live-job]");
     if (live && window.Bokeh) LS.watchLoss(live.dataset.liveJob);
   });
+  // Sprite atlases (grids, results, collections, reviewed rows): CSS draws the atlas; this only
+  // watches it (the same URL, so no second request) to mark it ready or broken, since a CSS
+  // background reports neither.
+  document.querySelectorAll(".sprite-grid[data-atlas]").forEach(grid => {
+    const probe = new Image();
+    probe.addEventListener("load", () => { grid.dataset.atlasReady = "1"; }, { once: true });
+    probe.addEventListener("error", () => grid.classList.add("atlas-broken"), { once: true });
+    probe.src = grid.dataset.atlas;
+  });
   // A "Copy" button copies the text of the element its data-copy selector names.
   document.querySelectorAll("button[data-copy]").forEach(button => button.addEventListener("click", () => {
     const node = document.querySelector(button.dataset.copy);

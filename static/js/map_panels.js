@@ -29,7 +29,7 @@ window.LatentMapPanels = function (M, { meta, $, getJSON, esc, fmt, reselect }) 
         <h3>12 nearest neighbours <span class="muted small">1 − cosine</span></h3>
         <div class="grid neighbour-grid" id="neighbour-grid">${nb.results.map(r => `
           <a class="cell" href="${r.url}" title="${esc(r.source_id)}" data-id="${r.id}">
-            <img src="${LS.url("thumbnail", r.id)}?size=96" width="96" height="96" alt="${esc(r.source_id)}" loading="lazy">
+            <img src="${r.thumb_url || LS.url("thumbnail", r.id) + "?size=96"}" width="96" height="96" alt="${esc(r.source_id)}" loading="lazy">
             <span class="caption"><span class="mono">${esc(r.source_id)}</span><span class="dist">${r.distance.toFixed(3)}</span></span></a>`).join("")}</div>`;
       const ringed = nb.results.filter(r => r.x !== undefined);
       M.highlight.data = { x: [nb.galaxy.x, ...ringed.map(r => r.x)].filter(v => v !== undefined),

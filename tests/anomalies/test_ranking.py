@@ -89,8 +89,8 @@ def test_candidate_json_has_what_the_page_shows_and_no_truth(scored, make_user):
     score_set, ids = scored
     data = queue.next_candidates(make_user("viewer"), score_set, n=1, n_similar=3)
     c = data["candidates"][0]
-    assert c["image"].startswith(f"/thumbs/{c['id']}.png?size=320")
-    assert [b["name"] for b in c["bands"]] == ["g", "r", "i"] and "band=2" in c["bands"][2]["url"]
+    assert c["image"].startswith(f"/thumbs/{c['id']}/composite-320-")  # content-addressed
+    assert [b["name"] for b in c["bands"]] == ["g", "r", "i"] and f"/thumbs/{c['id']}/b2-" in c["bands"][2]["url"]
     assert c["ra_hms"] and c["dec_dms"] and c["metadata"]["label"]
     assert set(c["anomaly"]["ranks"]) == {"iforest", "knn", "lof"}
     assert "TRUTH-SECRET" not in str(data)

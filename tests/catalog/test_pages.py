@@ -227,9 +227,9 @@ def test_admin_lists_and_previews_galaxies(client, django_user_model, survey):
     client.force_login(admin_user)
     galaxy = Galaxy.objects.get(survey=survey, image_index=2)
     listing = client.get("/admin/catalog/galaxy/?q=OBJ00002")
-    assert listing.status_code == 200 and f"/thumbs/{galaxy.pk}.png?size=96" in listing.content.decode()
+    assert listing.status_code == 200 and f"/thumbs/{galaxy.pk}/composite-96-" in listing.content.decode()
     change = client.get(f"/admin/catalog/galaxy/{galaxy.pk}/change/")
-    assert change.status_code == 200 and f"/thumbs/{galaxy.pk}.png?size=192" in change.content.decode()
+    assert change.status_code == 200 and f"/thumbs/{galaxy.pk}/composite-192-" in change.content.decode()
     survey_page = client.get(f"/admin/catalog/survey/{survey.pk}/change/")
     assert survey_page.status_code == 200 and survey.image_checksum in survey_page.content.decode()
     assert client.get("/admin/catalog/survey/?q=test").status_code == 200

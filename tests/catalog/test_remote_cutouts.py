@@ -18,7 +18,7 @@ from PIL import Image
 from tests.cutout_server import CutoutServer, render_cutout
 from webapp.catalog.models import Galaxy, Survey
 from webapp.catalog.services import remote_cutouts as rc
-from webapp.catalog.services import render
+from webapp.catalog.services import browse, render
 
 pytestmark = pytest.mark.unit
 
@@ -60,6 +60,12 @@ def remote_survey(template: str, n: int = 6, slug: str = "remote", **fields) -> 
 def url_for(server, i: int, size: int = 96) -> str:
     return (f"{server.base}/cutout.jpg?ra={round(180.0 + 0.01 * i, 7)}&dec={round(-1.0 + 0.02 * i, 7)}"
             f"&size={size}&layer=ls-dr10&pixscale={round(64.0 / size, 5)}")
+
+
+def body(response) -> bytes:
+    """The bytes of a response, a FileResponse's too."""
+    # The test client closes a streamed response (and its file) at the end of the iteration.
+    return b"".join(response.streaming_content) if response.streaming else response.content
 
 
 def decoded(data: bytes) -> Image.Image:
@@ -356,15 +362,21 @@ def test_grid_and_galaxy_page_of_a_remote_survey(server, viewer):
     galaxy = Galaxy.objects.get(survey=survey, image_index=1)
     grid = viewer.get(f"/surveys/{survey.slug}/")
     assert grid.status_code == 200
-    assert grid.content.decode().count("/thumbs/") >= 6
+    atlas_url = grid.context["atlas"].url  # the six cells are drawn from one atlas of the six cutouts
+    assert len(grid.context["cells"]) == 6 and grid.content.decode().count('class="sprite"') == 6
+    atlas_img = decoded(body(viewer.get(atlas_url)))
+    assert atlas_img.size == (6 * 96, 96)
+    assert np.array_equal(np.asarray(atlas_img)[:, 96:192], np.asarray(decoded(render_cutout(180.01, -0.98, 96)).convert("RGB")))
     page = viewer.get(f"/galaxies/{galaxy.pk}/")
     html = page.content.decode()
     assert page.status_code == 200
-    assert f"/thumbs/{galaxy.pk}.png?size=320" in html
-    assert "&amp;band=" not in html  # no per-band strip: the remote service gives one colour image
+    composite_url = browse.thumb_url(galaxy, survey, size=320)
+    assert composite_url.startswith(f"/thumbs/{galaxy.pk}/composite-320-") and composite_url in html
+    assert "/b0-" not in html and "/b1-" not in html  # no per-band strip: the remote service gives one colour image
     assert "Cutout from 127.0.0.1" in html and "40.0″ across" in html
-    composite = viewer.get(f"/thumbs/{galaxy.pk}.png?size=320")
-    assert composite.status_code == 200 and decoded(composite.content).size == (320, 320)
+    composite = viewer.get(composite_url)
+    assert composite.status_code == 200 and decoded(body(composite)).size == (320, 320)
+    assert composite["Cache-Control"] == "public, max-age=31536000, immutable"
     assert server.requests[-1].endswith("size=320&layer=ls-dr10&pixscale=0.125")
     api = viewer.get(f"/api/galaxies/{galaxy.pk}/")
     assert api.status_code == 200

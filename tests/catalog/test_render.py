@@ -70,7 +70,8 @@ def test_thumbnail_cache_hit_returns_same_bytes_and_writes_once(monkeypatch, set
     first = render.thumbnail_png(survey, 3, size=96)
     second = render.thumbnail_png(survey, 3, size=96)
     assert first == second
-    expected = settings.DATA_DIR / "cache" / "thumbs" / str(survey.pk) / survey.image_checksum[:8] / "3_composite-96.png"
+    expected = settings.DATA_DIR / "cache" / "thumbs" / str(survey.pk) \
+        / f"{survey.image_checksum[:8]}-r{render.RENDER_VERSION}" / "3_composite-96.png"
     assert writes == [expected]
     assert decode(first).shape == (96, 96, 3)
 

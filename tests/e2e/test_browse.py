@@ -24,12 +24,23 @@ def test_login_browse_grid_and_open_a_galaxy(page, live_server, login, make_user
     page.wait_for_function(ALL_THUMBS_LOADED, arg=".strip img")
     page.screenshot(path=str(screenshot_dir / "survey_list.png"), full_page=True)
 
+    thumb_requests = []
+    page.on("request", lambda r: thumb_requests.append(r.url) if "/thumbs/" in r.url else None)
     page.click("text=Browse 40 galaxies")
     page.wait_for_url("**/surveys/e2e/")
     assert page.locator(".galaxy-grid .cell").count() == 40
-    page.wait_for_function(ALL_THUMBS_LOADED, arg=".galaxy-grid .cell img")
-    widths = page.eval_on_selector_all(".galaxy-grid .cell img", "imgs => imgs.map(i => i.naturalWidth)")
-    assert set(widths) == {96}
+    # The 40 cells are drawn from one sprite atlas (10 x 4 cells of 96 px): one request, not 40.
+    page.wait_for_function("() => document.querySelector('#galaxy-grid').dataset.atlasReady === '1'")
+    atlas_url = page.locator("#galaxy-grid").get_attribute("data-atlas")
+    size = page.evaluate("u => new Promise(ok => { const i = new Image(); i.onload = () => ok([i.naturalWidth,"
+                         " i.naturalHeight]); i.src = u; })", atlas_url)
+    assert size == [960, 384]
+    assert [u.split("/thumbs/")[1].split("?")[0] for u in thumb_requests] == [atlas_url.split("/thumbs/")[1].split("?")[0]]
+    assert page.locator(".galaxy-grid .cell img").count() == 0
+    drawn = page.eval_on_selector_all(".galaxy-grid .cell .sprite", "els => els.map(e => {"
+                                      " const s = getComputedStyle(e); return [s.backgroundImage.includes('/thumbs/atlas/'),"
+                                      " e.getBoundingClientRect().width >= 96, e.getAttribute('aria-label')]; })")
+    assert drawn == [[True, True, f"OBJ{i:05d}"] for i in range(40)]
     page.screenshot(path=str(screenshot_dir / "grid.png"))
 
     # Keyboard: "?" shows help, j j moves focus to the second galaxy, Enter opens it.

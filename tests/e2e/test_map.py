@@ -133,8 +133,11 @@ def test_galaxy_page_neighbour_thumbnails_stay_square(page, live_server, login, 
     make_user("viewer", "vic")
     target = int(world["ids"][0])
     login("vic", "pw-vic", f"/galaxies/{target}/")
-    cells = page.locator("#neighbours-panel .cell img")
+    cells = page.locator("#neighbours-panel .cell .sprite")  # drawn from one sprite atlas
     cells.first.wait_for()
     assert cells.count() == 12
-    sizes = cells.evaluate_all("imgs => imgs.map(i => [i.getBoundingClientRect().width, i.getBoundingClientRect().height])")
+    page.wait_for_function("() => document.querySelector('#neighbours-panel .sprite-grid').dataset.atlasReady === '1'")
+    sizes = cells.evaluate_all("els => els.map(i => [i.getBoundingClientRect().width, i.getBoundingClientRect().height])")
     assert all(w > 100 and abs(w - h) < 1 for w, h in sizes), sizes  # six to a row: wider than 96 px, and square
+    images = cells.evaluate_all("els => new Set(els.map(e => getComputedStyle(e).backgroundImage)).size")
+    assert images == 1

@@ -179,7 +179,7 @@ def test_queue_api_explains_each_pick_and_serves_image_urls(role_clients, task):
     assert len(items) == 3
     item = items[0]
     assert item["source"] == "cold_start" and "nearest to centroid" in item["reason"]
-    assert item["image_url"].startswith(f"/thumbs/{item['galaxy_id']}.png?size=512")
+    assert item["image_url"].startswith(f"/thumbs/{item['galaxy_id']}/composite-512-")  # content-addressed
     assert [b["name"] for b in item["bands"]] == ["g", "r", "i"]
     assert role_clients["labeler"].get(f"/api/tasks/{task.pk}/queue?n=x").status_code == 400
     assert role_clients["viewer"].get(f"/api/tasks/{task.pk}/queue").status_code == 403

@@ -19,12 +19,14 @@ from webapp.anomalies.models import ScoreSet
 from webapp.anomalies.services import export, queue, reviews, team
 from webapp.anomalies.services.ranking import current_ranking
 from webapp.anomalies.services.scoring import ScoringError, start_scoring
+from webapp.catalog.services import atlas
 from webapp.embeddings.models import ArtifactStatus
 from webapp.jobs.models import Job
 
 KEYS = [("0", "not interesting"), ("1", "dull"), ("2", "mildly"), ("3", "interesting"),
         ("4", "very"), ("5", "remarkable"), ("a", "artifact")]
-
+REVIEWED_SHOWN = 500  # rows of the reviewed page (exports hold all)
+REVIEWED_THUMB = 96   # px of a row's thumbnail, drawn from its block's sprite atlas
 
 def home(request):
     sets = list(ScoreSet.objects.select_related("embedding_set__encoder", "job").order_by("-created_at", "-id")[:50])
@@ -88,8 +90,12 @@ def reviewed(request, score_set_id):
     query = urlencode([(k, v) for k, v in request.GET.items() if v])
     kind_links = [(k or "all", "?" + urlencode({**{a: b for a, b in request.GET.items() if a != "kind"}, "kind": k}),
                    flt.kind == k) for k in ("", *export.KINDS)]
+    shown = rows[:REVIEWED_SHOWN]
+    # One sprite atlas per block of rows (a <tbody> each) instead of a thumbnail request per row.
+    blocks = [{"rows": block, "atlas": atlas.with_sprites(block, REVIEWED_THUMB, id_key="galaxy_id")}
+              for block in (shown[i:i + atlas.MAX_MEMBERS] for i in range(0, len(shown), atlas.MAX_MEMBERS))]
     return render(request, "anomalies/reviewed.html", {
-        "score_set": score_set, "rows": rows[:500], "n_rows": len(rows), "flt": flt, "error": error,
+        "score_set": score_set, "rows": shown, "blocks": blocks, "n_rows": len(rows), "flt": flt, "error": error,
         "kinds": export.KINDS, "methods": ["combined", *score_set.methods], "kind_links": kind_links,
         "query": query, "top_percent": f"{flt.top * 100:g}", "discovery": plots.discovery_curve(request.user, score_set),
         "histogram": plots.score_histogram(score_set), "team": team.team_consensus(score_set),

@@ -13,17 +13,18 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.db.models import Q
-from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from webapp.accounts.roles import role_required
 from webapp.catalog.models import Galaxy, Survey
-from webapp.catalog.services import browse, paging, render as rendering, sky
+from webapp.catalog.services import atlas, browse, paging, render as rendering, sky, static_thumbs
 from webapp.catalog.services.store_cache import StoreMissing
 
 PER_PAGE_DEFAULT = browse.PER_PAGE_DEFAULT
 PER_PAGE_CHOICES = (50, 100, 200)
+GRID_THUMB = 96   # px per grid cell image
 SAMPLE_STRIP = 8  # thumbnails per survey card on the survey list
 DETAIL_PANELS: list = []
 
@@ -127,14 +128,18 @@ def _grid_links(request, page, extra, survey, cone=None) -> dict:
             value = (g.metadata or {}).get(sort_key)
         elif sort_key == "mag":
             value = g.mag
-        cells.append({"galaxy": g, "thumb": browse.thumb_url(g, survey), "sort_value": value,
+        cells.append({"galaxy": g, "sort_value": value,
                       "url": f"/galaxies/{g.pk}/" + (f"?{urlencode({'grid': grid_qs})}" if grid_qs else "")})
+    # One sprite atlas for the page's cells instead of a thumbnail request per cell.
+    sprites = atlas.layout([(g, survey) for g in page.object_list], GRID_THUMB)
+    for cell, position in zip(cells, sprites.positions if sprites else []):
+        cell["sprite"] = position
     filters = [{"text": str(f), "remove": _remove_filter(request, str(f))} for f in extra["filters"]]
     sort_options = [("", "catalogue order"), ("source_id", "source id"), ("ra", "RA"), ("dec", "Dec"),
                     ("mag", "magnitude")]
     sort_options += [(k, k) for k, kind in extra["key_kinds"].items() if kind == "number"]
     return {
-        "page": page, "cells": cells, "active_filters": filters, "sort_options": sort_options,
+        "page": page, "cells": cells, "atlas": sprites, "active_filters": filters, "sort_options": sort_options,
         "per_page_choices": PER_PAGE_CHOICES, "grid_qs": grid_qs,
         "prev_url": f"?{here}{'&' if here else ''}cursor={page.prev_cursor}" if page.prev_cursor else "",
         "next_url": f"?{here}{'&' if here else ''}cursor={page.next_cursor}" if page.next_cursor else "",
@@ -213,6 +218,61 @@ def thumbnail(request, galaxy_id):
     if thumb.etag:
         headers["ETag"] = thumb.etag
     return HttpResponse(thumb.data, content_type=thumb.content_type, headers=headers)
+
+
+def thumbnail_immutable(request, galaxy_id, key):
+    """/thumbs/<id>/<variant>-<digest>.png: a content-addressed thumbnail (services/static_thumbs.py),
+    immutable for a year; a stale key (re-ingest, new template) is 404, a placeholder is not immutable."""
+    galaxy = get_object_or_404(Galaxy.objects.select_related("survey").only(
+        "id", "image_index", "ra", "dec", "source_id", *[f"survey__{f}" for f in THUMB_SURVEY_FIELDS]),
+        pk=galaxy_id)
+    survey = galaxy.survey
+    try:
+        band, size = static_thumbs.parse_key(key)
+        if band != "composite":
+            band = rendering.parse_band(survey, band[1:])
+    except rendering.RenderError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain")
+    if static_thumbs.content_key(survey, galaxy, size, band) != key:
+        raise Http404("no thumbnail has this key now (the survey was re-ingested or its cutouts changed)")
+    try:
+        thumb = static_thumbs.thumbnail_file(survey, galaxy, size, band)
+    except StoreMissing:
+        raise Http404("this survey has no image store yet") from None
+    return _file_response(thumb.path, thumb.data, thumb.content_type, thumb.cache_control, thumb.ok)
+
+
+def thumbnail_atlas(request, digest):
+    """/thumbs/atlas/<digest>.png?size=&ids=: one sprite image of a page's thumbnails (services/atlas.py)."""
+    try:
+        ids, size = atlas.parse_request(request.GET.getlist("ids"), request.GET.getlist("size"))
+        members = atlas.members_of(ids)
+    except atlas.AtlasError as exc:
+        return HttpResponseBadRequest(str(exc), content_type="text/plain")
+    if atlas.atlas_digest(members, size) != digest:
+        raise Http404("no atlas has this key now (a member's survey was re-ingested or its cutouts changed)")
+    try:
+        image = atlas.build(members, size, digest)
+    except StoreMissing:
+        raise Http404("a member's survey has no image store yet") from None
+    return _file_response(image.path, image.data, "image/png", image.cache_control, image.ok)
+
+
+def _file_response(path, data, content_type: str, cache_control: str, servable: bool):
+    """A cached file as an X-Accel-Redirect for nginx (settings.ACCEL_REDIRECT) or a FileResponse;
+    bytes only in memory (placeholders, uncached atlases) as they are.  Only ``servable`` (complete,
+    immutable) files go to nginx, whose location adds the year-long header itself."""
+    headers = {"Cache-Control": cache_control}
+    if path is not None and servable:
+        uri = static_thumbs.accel_uri(path)
+        if uri is not None:
+            return HttpResponse(b"", content_type=content_type, headers={**headers, "X-Accel-Redirect": uri})
+        try:
+            return FileResponse(open(path, "rb"), content_type=content_type, headers=headers)
+        except FileNotFoundError:   # evicted since it was found: the bytes, when we have them
+            if data is None:
+                raise Http404("thumbnail evicted; reload") from None
+    return HttpResponse(data, content_type=content_type, headers=headers)
 
 
 # ----------------------------------------------------------------- curator action

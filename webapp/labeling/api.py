@@ -18,7 +18,7 @@ from ninja import Field, Query, Router, Schema, Status
 from webapp.accounts.roles import has_role
 from webapp.apikit import Error, Out, error, id_list, role
 from webapp.catalog.models import Galaxy
-from webapp.catalog.services import browse
+from webapp.catalog.services import browse, static_thumbs
 from webapp.labeling.models import Label, Round, Task
 from webapp.labeling.services import export, finetune as finetune_service, label_import, labels as label_service
 from webapp.labeling.services import queue as queue_service
@@ -310,8 +310,8 @@ def api_queue(request, task_id: int, q: Query[QueueQuery]):
     task = get_object_or_404(Task, pk=task_id)
     items = queue_service.next_items(task, request.user, q.n, exclude=id_list(q.exclude, "exclude"))
     galaxies = {g.pk: g for g in Galaxy.objects.select_related("survey").only(
-        *browse.GALAXY_FIELDS, *[f"survey__{f}" for f in ("id", "name", "slug", "bands", "image_shape",
-                                                           "image_checksum", "pixel_scale_arcsec")])
+        *browse.GALAXY_FIELDS, *static_thumbs.SURVEY_ONLY,
+        *[f"survey__{f}" for f in ("name", "slug", "bands", "image_shape", "pixel_scale_arcsec")])
         .filter(pk__in=[i.galaxy_id for i in items])}
     preds = _prediction(task, serving_round(task), [i.galaxy_id for i in items])
     pending = queue_service.pending_refill(task)

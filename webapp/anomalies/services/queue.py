@@ -18,14 +18,13 @@ from webapp.anomalies.services.neighbours import similar
 from webapp.anomalies.services.ranking import current_ranking, explanation, pending_ranking
 from webapp.anomalies.services.reviews import latest_verdicts, review_counts
 from webapp.catalog.models import Galaxy, Survey
-from webapp.catalog.services import browse
+from webapp.catalog.services import browse, static_thumbs
 
 MAX_BATCH = 100        # candidates per request (grid mode asks for a page of them)
 IMAGE_SIZE = 320       # px of the large composite
 BAND_SIZE = 128        # px of each band image
 SIMILAR_THUMB = 72     # px of look-alike thumbnails
-SURVEY_FIELDS = ("id", "slug", "name", "bands", "image_checksum", "image_shape", "image_kind",
-                 "pixel_scale_arcsec")
+SURVEY_FIELDS = ("slug", "name", "bands", "image_shape", "pixel_scale_arcsec", *static_thumbs.SURVEY_FIELDS)
 
 
 class QueueError(ValueError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from django.db.models import Q
 
 from webapp.catalog.models import Galaxy
-from webapp.catalog.services import paging
+from webapp.catalog.services import paging, static_thumbs
 
 COLUMNS = paging.COLUMNS
 KEY_SAMPLE = 200  # galaxies whose metadata keys populate the filter/sort dropdowns
@@ -171,6 +171,12 @@ def grid_page(survey, filter_texts: list[str], sort: str | None, per=None, page_
 # ----------------------------------------------------------------- public dicts (no truth)
 
 def thumb_url(galaxy, survey, size: int = 96, band: str | None = None) -> str:
+    """The content-addressed, immutable URL of a thumbnail (services/static_thumbs.py); ``band`` is
+    None (the composite) or a band index.  Where there is no content key (a catalogue-only survey)
+    or the queryset deferred a field the key reads, the revalidated /thumbs/<id>.png URL."""
+    url = static_thumbs.immutable_url(galaxy, survey, size, "composite" if band is None else f"b{int(band)}")
+    if url is not None:
+        return url
     url = f"/thumbs/{galaxy.pk}.png?size={size}"
     if band is not None:
         url += f"&band={band}"

@@ -11,7 +11,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 
 from webapp.catalog.models import Galaxy
-from webapp.catalog.services import browse
+from webapp.catalog.services import browse, static_thumbs
 
 MATCH_RADIUS_ARCSEC = 1.0
 
@@ -21,7 +21,7 @@ def counterparts(galaxy: Galaxy, radius_arcsec: float = MATCH_RADIUS_ARCSEC) -> 
     found: dict[int, dict] = {}
     for other in (Galaxy.objects.filter(source_id=galaxy.source_id).exclude(survey_id=galaxy.survey_id)
                   .select_related("survey").only(*browse.GALAXY_FIELDS, "survey__name", "survey__slug",
-                                                 "survey__image_checksum", "survey__image_kind")):
+                                                 *static_thumbs.SURVEY_ONLY)):
         found[other.survey_id] = {"galaxy": other, "survey": other.survey, "how": "same id"}
     if galaxy.ra is not None and galaxy.dec is not None:
         box = radius_arcsec / 3600.0
@@ -32,7 +32,7 @@ def counterparts(galaxy: Galaxy, radius_arcsec: float = MATCH_RADIUS_ARCSEC) -> 
             candidates = candidates.filter(ra__range=(galaxy.ra - ra_box, galaxy.ra + ra_box))
         nearby = (candidates
                   .select_related("survey").only(*browse.GALAXY_FIELDS, "survey__name", "survey__slug",
-                                                 "survey__image_checksum", "survey__image_kind")[:200])
+                                                 *static_thumbs.SURVEY_ONLY)[:200])
         here = SkyCoord(galaxy.ra * u.deg, galaxy.dec * u.deg)
         for other in nearby:
             sep = here.separation(SkyCoord(other.ra * u.deg, other.dec * u.deg)).arcsec

@@ -211,9 +211,9 @@ def cache_usage() -> tuple[int, int]:
     return len(files), sum(size for _, size, _ in files)
 
 
-def _cache_files() -> list[tuple[Path, int, float]]:
+def _cache_files(root: Path | None = None) -> list[tuple[Path, int, float]]:
     out = []
-    root = cache_root()
+    root = cache_root() if root is None else root
     try:
         shards = list(os.scandir(root))
     except FileNotFoundError:
@@ -234,12 +234,13 @@ def _cache_files() -> list[tuple[Path, int, float]]:
     return out
 
 
-def evict(cap_bytes: int) -> int:
+def evict(cap_bytes: int, root: Path | None = None) -> int:
     """Delete least recently used files until the cache holds at most LOW_WATER x cap (when it
-    exceeds cap); returns the files deleted.  Safe with other processes sweeping or reading."""
+    exceeds cap); returns the files deleted.  Safe with other processes sweeping or reading.
+    ``root``: another cache laid out the same way (<root>/<shard>/<file>; services/atlas.py)."""
     now = time.time()
     files, total = [], 0
-    for path, size, mtime in _cache_files():
+    for path, size, mtime in _cache_files(root):
         if path.name.endswith(".partial"):
             if now - mtime > PARTIAL_MAX_AGE:
                 path.unlink(missing_ok=True)

@@ -3,9 +3,10 @@
 How pixels become colours is in ml/stretch.py (Lupton composites, asinh
 band views, RGB pass-through, one stretch per survey).  This module reads the
 image store through one cached reader per survey, encodes PNGs and caches
-them at DATA_DIR/cache/thumbs/<survey_id>/<checksum[:8]>/<image_index>_<variant>.png
+them at DATA_DIR/cache/thumbs/<survey_id>/<checksum[:8]>-r<RENDER_VERSION>/<image_index>_<variant>.png
 (variant "composite-96", "b1-128", ...); a re-ingest changes the store checksum
-and so, silently, the whole cache.  The survey's stretch is kept beside the
+and so, silently, the whole cache.  services/static_thumbs.py names these files in
+content-addressed, immutable URLs; services/atlas.py pastes them into sprite atlases.  The survey's stretch is kept beside the
 thumbnails as stretch.json, so every web and worker process shares one.
 
 A survey without a local image store takes its cutouts from its cutout URL template
@@ -40,6 +41,10 @@ PNG_COMPRESS_LEVEL = 1     # zlib level: ~5x faster than the default 6
 PNG_ZLIB_STRATEGY = zlib.Z_RLE
 SAMPLE_IMAGES = 128        # images read to estimate a survey's stretch (~50 ms; percentiles settle by ~100)
 STRETCH_FILE = "stretch.json"
+# Bump when the pixels -> PNG mapping changes (ml/stretch.py, encode_png): it is part of every
+# thumbnail's cache directory and content key, so browsers holding year-long immutable copies
+# and the on-disk cache both move to the new rendering instead of mixing the two.
+RENDER_VERSION = 1
 
 
 class RenderError(ValueError):
@@ -63,7 +68,8 @@ _stretches: dict[tuple, SurveyStretch] = {}
 
 
 def cache_dir(survey) -> Path:
-    return Path(settings.DATA_DIR) / "cache" / "thumbs" / str(survey.pk) / (survey.image_checksum[:8] or "nochksum")
+    stem = survey.image_checksum[:8] or "nochksum"
+    return Path(settings.DATA_DIR) / "cache" / "thumbs" / str(survey.pk) / f"{stem}-r{RENDER_VERSION}"
 
 
 def survey_stretch(survey) -> SurveyStretch:
@@ -146,10 +152,29 @@ def thumbnail_png(survey, image_index: int, size: int = DEFAULT_THUMB_SIZE, band
         return path.read_bytes()
     except FileNotFoundError:
         pass
-    image = read_images(survey.store_abspath, [image_index])[0]  # (C, H, W)
-    data = encode_png(render_pixels(survey, np.asarray(image, dtype=np.float32), band), size)
-    write_atomic(path, data, durable=False)  # a cache: rebuilt if lost
-    return data
+    return thumbnail_file(survey, image_index, size, band).read_bytes()
+
+
+def render_missing(survey, image_indices, size: int = DEFAULT_THUMB_SIZE, band: str = "composite") -> int:
+    """Render the thumbnails of these images that are not on disk yet, reading the store once for
+    all of them (an atlas page, a pre-render batch); returns how many were rendered."""
+    variant = variant_name(band, size)
+    todo = sorted({int(i) for i in image_indices if not thumb_path(survey, i, variant).exists()})
+    if todo:
+        images = read_images(survey.store_abspath, todo)
+        for index, image in zip(todo, images):
+            pixels = render_pixels(survey, np.asarray(image, dtype=np.float32), band)
+            # A cache, not durable: a lost file is rendered again.
+            write_atomic(thumb_path(survey, index, variant), encode_png(pixels, size), durable=False)
+    return len(todo)
+
+
+def thumbnail_file(survey, image_index: int, size: int = DEFAULT_THUMB_SIZE, band: str = "composite") -> Path:
+    """The cached PNG file of one local-store thumbnail, rendered first if missing."""
+    path = thumb_path(survey, image_index, variant_name(band, size))
+    if not path.exists():
+        render_missing(survey, [image_index], size, band)
+    return path
 
 
 # ----------------------------------------------------------------- local or remote
@@ -209,13 +234,7 @@ def prerender_survey(survey, size: int = DEFAULT_THUMB_SIZE, band: str = "compos
     variant = variant_name(band, size)
     start, rendered = time.perf_counter(), 0
     for lo in range(0, n, batch):
-        todo = [i for i in range(lo, min(lo + batch, n)) if not thumb_path(survey, i, variant).exists()]
-        if todo:
-            images = read_images(survey.store_abspath, todo)
-            for index, image in zip(todo, images):
-                pixels = render_pixels(survey, np.asarray(image, dtype=np.float32), band)
-                write_atomic(thumb_path(survey, index, variant), encode_png(pixels, size), durable=False)
-            rendered += len(todo)
+        rendered += render_missing(survey, range(lo, min(lo + batch, n)), size, band)
         if progress is not None:
             progress(min(lo + batch, n), n, f"{min(lo + batch, n)}/{n} thumbnails")
             check_cancelled(progress)

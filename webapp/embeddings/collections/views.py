@@ -19,11 +19,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from webapp.accounts.roles import role_required
 from webapp.catalog.models import Galaxy
+from webapp.catalog.services import atlas, static_thumbs
 from webapp.catalog.services.browse import thumb_url
 from webapp.embeddings.models import Collection
 from webapp.embeddings.services import collections as svc
 
 PER_PAGE = 200
+COLLECTION_THUMB = 96   # px of a cell, drawn from the page's sprite atlas
 PREVIEW = 8
 
 
@@ -36,7 +38,7 @@ def collection_list(request):
     for c in mine:  # a few thumbnails each; collections are few per person
         ids = list(through.objects.filter(collection_id=c.pk).order_by("id").values_list("galaxy_id", flat=True)[:PREVIEW])
         for g in Galaxy.objects.filter(pk__in=ids).select_related("survey").only(
-                "id", "source_id", "image_index", "survey__image_checksum"):
+                *static_thumbs.GALAXY_FIELDS, *static_thumbs.SURVEY_ONLY):
             previews[c.pk].append({"url": f"/galaxies/{g.pk}/", "thumb": thumb_url(g, g.survey, size=72),
                                    "source_id": g.source_id})
     rows = [{"c": c, "previews": previews[c.pk], "mine": c.owner_id == request.user.pk,
@@ -47,14 +49,18 @@ def collection_list(request):
 def collection_detail(request, collection_id):
     collection = svc.visible_collection(request.user, collection_id)
     galaxies = (Galaxy.objects.filter(collections=collection).select_related("survey")
-                .only("id", "source_id", "ra", "dec", "image_index", "survey__name", "survey__slug",
-                      "survey__image_checksum").order_by("survey_id", "image_index"))
+                .only(*static_thumbs.GALAXY_FIELDS, "survey__name", "survey__slug", *static_thumbs.SURVEY_ONLY)
+                .order_by("survey_id", "image_index"))
     page = Paginator(galaxies, PER_PAGE).get_page(request.GET.get("page"))
-    cells = [{"g": g, "thumb": thumb_url(g, g.survey)} for g in page.object_list]
+    cells = [{"g": g} for g in page.object_list]
+    # One sprite atlas for the page (PER_PAGE <= atlas.MAX_MEMBERS) instead of a request per cell.
+    sprites = atlas.layout([(g, g.survey) for g in page.object_list], COLLECTION_THUMB)
+    for cell, position in zip(cells, sprites.positions if sprites else []):
+        cell["sprite"] = position
     all_ids = list(Collection.galaxies.through.objects.filter(collection_id=collection.pk)
                    .order_by("id").values_list("galaxy_id", flat=True)[:500])
     return render(request, "embeddings/collection_detail.html", {
-        "collection": collection, "page": page, "cells": cells, "count": page.paginator.count,
+        "collection": collection, "page": page, "cells": cells, "atlas": sprites, "count": page.paginator.count,
         "similar_ids": ",".join(map(str, all_ids)), "map": _map_for(all_ids),
         "mine": collection.owner_id == request.user.pk, "can_edit": svc.can_edit(request.user, collection),
         "sharing": svc.sharing_text(collection), "groups": _share_groups(request.user)})

@@ -14,10 +14,14 @@ from django.conf import settings
 from django.shortcuts import render
 
 from webapp.catalog.models import Galaxy
+from webapp.catalog.services import atlas
 from webapp.embeddings.services import search, sky, upload
 from webapp.embeddings.services.maps import latest_map
 from webapp.embeddings.services.queries import (DEFAULT_K, PANEL_K, NotFound, check_body_size, parse_ids,
                                                 resolve_set, sky_query, upload_query)
+
+
+RESULT_THUMB = 96   # px of a result cell, drawn from the page's sprite atlas
 
 
 def _k_text(request, default=DEFAULT_K):
@@ -47,6 +51,7 @@ def search_home(request):
         context["error"], status = str(exc), 400
     except upload.EncoderUnavailable as exc:
         context["error"], status = str(exc), 503
+    context["atlas"] = atlas.with_sprites(context["results"], RESULT_THUMB) if context["results"] else None
     return render(request, "embeddings/search.html", context, status=status)
 
 
@@ -107,6 +112,7 @@ def neighbours_panel(request, galaxy):
     context = {"es": es, "galaxy": galaxy, "error": "", "cards": [], "map": latest_map(es)}
     try:
         context["cards"] = search.galaxy_cards(search.nearest(es, galaxy.pk, PANEL_K))
+        context["atlas"] = atlas.with_sprites(context["cards"], RESULT_THUMB)
     except search.SearchError as exc:
         context["error"] = str(exc)
     return {"template": "embeddings/map_neighbours_panel.html", "context": context}

@@ -218,12 +218,12 @@ def galaxy_cards(results: list[dict], thumb_size: int = 96) -> list[dict]:
     """Results ({"id", "distance"?, ...}) with source id, survey, position, page and thumbnail
     URLs added, in the same order (one query)."""
     from webapp.catalog.models import Galaxy
+    from webapp.catalog.services import static_thumbs
     from webapp.catalog.services.browse import galaxy_card
 
     wanted = [int(r["id"]) for r in results]
     rows = {g.pk: g for g in Galaxy.objects.filter(pk__in=wanted).select_related("survey").only(
-        "id", "source_id", "ra", "dec", "image_index", "survey__id", "survey__slug", "survey__name",
-        "survey__image_checksum")}
+        "id", "source_id", "ra", "dec", "image_index", "survey__slug", "survey__name", *static_thumbs.SURVEY_ONLY)}
     cards = []
     for r in results:
         g = rows.get(int(r["id"]))

@@ -1,0 +1,197 @@
+"""Sprite atlases: pixels equal the member thumbnails at their offsets, one atlas per grid page,
+clear 400s for bad requests, failed members never immutable nor cached, X-Accel-Redirect mode."""
+from __future__ import annotations
+
+import io
+import re
+from html import unescape
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.catalog.factories import make_survey
+from tests.catalog.test_remote_cutouts import body, cutout_server, remote_survey, server  # noqa: F401 (fixtures)
+from webapp.catalog.models import Galaxy
+from webapp.catalog.services import atlas, remote_cutouts, render
+
+pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+@pytest.fixture
+def viewer(role_clients):
+    return role_clients["viewer"]
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def assert_tiles(atlas_png: bytes, expected: list[bytes], size: int):
+    """The atlas holds each expected image at (i % COLUMNS, i // COLUMNS) x size px."""
+    img = pixels(atlas_png)
+    columns, rows = atlas.grid_shape(len(expected))
+    assert img.shape == (rows * size, columns * size, 3)
+    for i, data in enumerate(expected):
+        x, y = (i % columns) * size, (i // columns) * size
+        assert np.array_equal(img[y:y + size, x:x + size], pixels(data)), f"member {i}"
+
+
+def test_atlas_is_the_member_thumbnails_pasted_at_their_offsets(viewer):
+    survey = make_survey(n=25, size=16)
+    other = make_survey(name="Other", slug="other", n=4, size=16, seed=3)
+    order = [17, 3, 24, 0, 9, 11, 5, 22, 1, 14, 8, 2]  # page order, not catalogue order
+    galaxies = {g.image_index: g for g in Galaxy.objects.filter(survey=survey)}
+    extra = Galaxy.objects.get(survey=other, image_index=2)  # a second survey in one atlas (search results)
+    members = [(galaxies[i], survey) for i in order] + [(extra, other)]
+    sprites = atlas.layout(members, 48)
+    resp = viewer.get(sprites.url)
+    assert resp.status_code == 200 and resp["Content-Type"] == "image/png" and resp["Cache-Control"] == IMMUTABLE
+    data = body(resp)
+    assert_tiles(data, [render.thumbnail_png(survey, i, 48) for i in order] + [render.thumbnail_png(other, 2, 48)], 48)
+    assert (sprites.columns, sprites.rows, sprites.background_size) == (10, 2, "1000% 200%")
+    # background-position p% lines tile (c, r) of 10 x 2 up with p = c / 9, r / 1.
+    assert sprites.positions[:2] == ["0% 0%", "11.1111% 0%"] and sprites.positions[9:13] == [
+        "100% 0%", "0% 100%", "11.1111% 100%", "22.2222% 100%"]
+    # Cached on disk: a second request builds nothing.
+    digest = re.search(r"/thumbs/atlas/([0-9a-f]+)\.png", sprites.url).group(1)
+    assert atlas.atlas_path(digest).read_bytes() == data
+
+
+def test_a_cached_atlas_is_served_without_rebuilding(viewer, monkeypatch):
+    survey = make_survey(n=5, size=16)
+    url = atlas.layout([(g, survey) for g in Galaxy.objects.filter(survey=survey).order_by("image_index")], 32).url
+    first = body(viewer.get(url))
+    monkeypatch.setattr(atlas, "member_tiles", lambda *a: pytest.fail("rebuilt a cached atlas"))
+    assert body(viewer.get(url)) == first
+
+
+def test_atlas_key_changes_with_members_order_size_and_reingest():
+    survey = make_survey(n=4, size=16)
+    gs = list(Galaxy.objects.filter(survey=survey).order_by("image_index"))
+    members = [(g, survey) for g in gs]
+    digests = {atlas.atlas_digest(members, 96), atlas.atlas_digest(members[::-1], 96),
+               atlas.atlas_digest(members[:3], 96), atlas.atlas_digest(members, 72)}
+    survey.image_checksum = "1" * 64
+    digests.add(atlas.atlas_digest(members, 96))
+    assert len(digests) == 5
+
+
+def test_the_grid_page_draws_its_100_cells_from_one_atlas(viewer):
+    survey = make_survey(n=130, size=16)
+    resp = viewer.get(f"/surveys/{survey.slug}/")
+    html = resp.content.decode()
+    grid = html[html.index('id="galaxy-grid"'):html.index('<nav class="pager">')]
+    atlas_urls = set(re.findall(r"/thumbs/atlas/[^'\"\s)]+", grid))
+    assert len(atlas_urls) == 1 and "<img" not in grid
+    assert grid.count('class="sprite" role="img"') == 100 and grid.count('aria-label="OBJ') == 100
+    assert grid.count('<a class="cell" href="/galaxies/') == 100  # a link and a title per cell
+    url = unescape(atlas_urls.pop())
+    ids = [c["galaxy"].pk for c in resp.context["cells"]]
+    assert url.endswith("&ids=" + ",".join(map(str, ids)))
+    image = viewer.get(url)
+    assert image["Cache-Control"] == IMMUTABLE
+    assert_tiles(body(image), [render.thumbnail_png(survey, i, 96) for i in range(100)], 96)
+
+
+@pytest.mark.parametrize("query, message", [
+    ("size=96&ids=" + ",".join(str(i) for i in range(1, 202)), "at most 200"),
+    ("size=96&ids=1,999999", "unknown galaxy id 999999"),
+    ("size=96&size=72&ids=1,2", "mixed sizes"),
+    ("ids=1,2", "size is required"),
+    ("size=400&ids=1,2", "at most 160 px"),
+    ("size=96&ids=1,x", "comma-separated galaxy ids"),
+    ("size=96&ids=1,1", "appears twice"),
+    ("size=96", "ids is required"),
+])
+def test_bad_atlas_requests_are_a_clear_400(viewer, query, message):
+    survey = make_survey(n=3, size=16)
+    first = Galaxy.objects.filter(survey=survey).order_by("pk").first().pk
+    query = query.replace("ids=1,2", f"ids={first},{first + 1}").replace("ids=1,", f"ids={first},")
+    resp = viewer.get(f"/thumbs/atlas/{'0' * 32}.png?{query}")
+    assert resp.status_code == 400 and message in resp.content.decode(), resp.content
+
+
+def test_a_stale_atlas_key_is_404(viewer):
+    survey = make_survey(n=3, size=16)
+    url = atlas.layout([(g, survey) for g in Galaxy.objects.filter(survey=survey)], 32).url
+    assert viewer.get(url).status_code == 200
+    type(survey).objects.filter(pk=survey.pk).update(image_checksum="e" * 64)
+    assert viewer.get(url).status_code == 404
+
+
+def test_accel_redirect_serves_a_complete_atlas_through_nginx(viewer, settings):
+    settings.ACCEL_REDIRECT = "/protected/"
+    survey = make_survey(n=3, size=16)
+    url = atlas.layout([(g, survey) for g in Galaxy.objects.filter(survey=survey)], 32).url
+    resp = viewer.get(url)
+    assert resp.content == b"" and resp["Cache-Control"] == IMMUTABLE
+    assert resp["X-Accel-Redirect"].startswith("/protected/atlases/")
+    assert (settings.DATA_DIR / "cache" / resp["X-Accel-Redirect"].removeprefix("/protected/")).exists()
+
+
+def test_failed_remote_members_show_the_placeholder_and_the_atlas_is_neither_immutable_nor_cached(
+        server, viewer, settings):
+    settings.CUTOUT_NEGATIVE_TTL = 0
+    settings.ACCEL_REDIRECT = "/protected/"
+    remote = remote_survey(server.template, n=3)
+    local = make_survey(n=2, size=16)
+    members = [(g, remote) for g in Galaxy.objects.filter(survey=remote).order_by("image_index")]
+    members.insert(1, (Galaxy.objects.get(survey=local, image_index=1), local))
+    url = atlas.layout(members, 64).url
+    server.reset("500")
+    failed = viewer.get(url)
+    assert failed.status_code == 200 and "X-Accel-Redirect" not in failed
+    assert failed["Cache-Control"] == "public, max-age=60"
+    placeholder = remote_cutouts.placeholder_png(64)
+    assert_tiles(body(failed), [placeholder, render.thumbnail_png(local, 1, 64), placeholder, placeholder], 64)
+    assert not list(atlas.cache_root().rglob("*.png"))  # nothing cached: a later request completes it
+    server.reset("ok")
+    done = viewer.get(url)
+    assert done["Cache-Control"] == IMMUTABLE and done["X-Accel-Redirect"].startswith("/protected/atlases/")
+    settings.ACCEL_REDIRECT = ""
+    cut = [remote_cutouts.read_cached(remote_cutouts.cutout_url(remote, g, 64)) for g, s in members if s == remote]
+    assert_tiles(body(viewer.get(url)), [cut[0], render.thumbnail_png(local, 1, 64), cut[1], cut[2]], 64)
+    assert len(server.requests) == 3  # each remote member fetched once, through remote_cutouts
+
+
+def test_remote_members_are_fetched_within_the_concurrency_bound(server, viewer, settings):
+    settings.CUTOUT_CONCURRENCY = 2
+    server.reset("slow")
+    server.delay = 0.2
+    remote = remote_survey(server.template, n=8)
+    url = atlas.layout([(g, remote) for g in Galaxy.objects.filter(survey=remote).order_by("image_index")], 32).url
+    settings.CUTOUT_SLOT_WAIT = 5.0
+    resp = viewer.get(url)
+    assert resp["Cache-Control"] == IMMUTABLE and server.count == 8
+    assert server.max_in_flight <= 2
+
+
+def test_atlas_cache_is_evicted_least_recently_used(viewer, settings):
+    survey = make_survey(n=6, size=16)
+    gs = list(Galaxy.objects.filter(survey=survey).order_by("image_index"))
+    atlas._written.update(bytes=0, swept=False)
+    settings.ATLAS_CACHE_BYTES = 1   # every write sweeps down to nothing but the newest ones
+    for k in range(1, 4):
+        assert viewer.get(atlas.layout([(g, survey) for g in gs[:k]], 32).url).status_code == 200
+        atlas._written.update(swept=False)
+    assert len(list(atlas.cache_root().rglob("*.png"))) <= 1
+
+
+def test_collection_page_draws_its_cells_from_one_atlas_of_mixed_surveys(make_user, client):
+    from webapp.embeddings.models import Collection
+    user = make_user("viewer", "ann")
+    client.force_login(user)
+    one, two = make_survey(n=4, size=16), make_survey(name="Two", slug="two", n=3, size=16, seed=2)
+    collection = Collection.objects.create(owner=user, name="Rings")
+    collection.galaxies.set(Galaxy.objects.all())
+    resp = client.get(f"/collections/{collection.pk}/")
+    html = resp.content.decode()
+    grid = html[html.index('class="grid galaxy-grid result-grid sprite-grid"'):]
+    grid = grid[:grid.index("</form>")]
+    urls = set(re.findall(r"/thumbs/atlas/[^'\"\s)]+", grid))
+    assert len(urls) == 1 and "<img" not in grid and grid.count('class="sprite" role="img"') == 7
+    expected = [render.thumbnail_png(s, i, 96) for s in (one, two) for i in range(s.n_galaxies)]
+    assert_tiles(body(client.get(unescape(urls.pop()))), expected, 96)  # page order: survey, then image index
