@@ -35,6 +35,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -76,22 +77,49 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class MemoryWatch(threading.Thread):
+    """Peaks of a process's private (RssAnon) and file-backed (RssFile) resident memory, read from
+    /proc every 0.2 s.  ru_maxrss counts the pages of memory-mapped files a job streams through
+    (reclaimable page cache, shared between processes) as well as its own; the split says which."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.anon_kb, self.file_kb = pid, 0, 0
+        self.stop = threading.Event()
+
+    def run(self):
+        path = Path(f"/proc/{self.pid}/status")
+        while not self.stop.wait(0.2):
+            try:
+                fields = dict(line.split(":", 1) for line in path.read_text().splitlines() if ":" in line)
+            except (OSError, ValueError):
+                return
+            self.anon_kb = max(self.anon_kb, int(fields.get("RssAnon", "0 kB").split()[0]))
+            self.file_kb = max(self.file_kb, int(fields.get("RssFile", "0 kB").split()[0]))
+
+
 def run_child(argv: list[str], env: dict, log: Path, timeout: float | None = None) -> dict:
-    """Run argv; {"seconds", "peak_rss_mb", "rc", "stdout_tail"}; raises on failure."""
+    """Run argv; {"seconds", "peak_rss_mb", "peak_private_mb", "peak_file_mb", "rc", "stdout"};
+    raises StepFailed on a non-zero exit."""
     start = time.monotonic()
     with open(log, "ab") as out:
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
         proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=out)
+        watch = MemoryWatch(proc.pid)
+        watch.start()
         chunks = []
         for line in proc.stdout:
             chunks.append(line)
             out.write(line)
+        watch.stop.set()
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - start
     text = b"".join(chunks).decode(errors="replace")
-    info = {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "rc": proc.returncode}
+    info = {"seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "peak_private_mb": round(watch.anon_kb / 1024, 1), "peak_file_mb": round(watch.file_kb / 1024, 1),
+            "rc": proc.returncode}
     if proc.returncode != 0:
         raise StepFailed(f"{' '.join(argv[:4])}… exited {proc.returncode}; see {log}", info)
     info["stdout"] = text
@@ -219,6 +247,9 @@ def summary(runs: dict) -> dict:
             **{f"{s}_s": steps.get(s, {}).get("seconds") for s in ("index", "map", "tiles", "round", "anomaly")},
             "max_job_peak_rss_mb": max([v.get("peak_rss_mb", 0) for k, v in steps.items()
                                         if not k.startswith("web") and k != "recall"] or [None]),
+            "max_job_peak_private_mb": max([v["peak_private_mb"] for k, v in steps.items()
+                                            if not k.startswith("web") and k != "recall"
+                                            and "peak_private_mb" in v] or [None]),
             "web_rss_mb": web.get("rss_mb"),
             "recall_at_50": (steps.get("recall") or {}).get("result", {}).get("recall_at_50"),
             **{f"{name}_p95_ms": e.get("p95_ms") for name, e in endpoints.items()},

@@ -114,3 +114,14 @@ def fill_sky_columns(model=Galaxy, batch_size: int = 5000, only_missing: bool = 
         if progress:
             progress(min(done, total), max(total, done), f"filled {done:,} galaxies")
     return done
+
+
+def refresh_planner_statistics() -> None:
+    """ANALYZE the galaxy table on PostgreSQL after a bulk write, so the planner (and the grid's
+    estimated counts, services.paging) see the new rows at once instead of after autovacuum
+    gets round to it.  Call it after the writing transaction commits; ANALYZE samples a fixed
+    number of rows (about a second at 10^7).  A no-op elsewhere."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {connection.ops.quote_name(Galaxy._meta.db_table)}")

@@ -217,13 +217,15 @@ def decode_cursor(text: str, order: SortOrder) -> dict:
 
 def count_rows(qs, survey, filtered: bool) -> tuple[int, bool]:
     """(count, is_estimate) of ``qs``: see the module docstring."""
+    if not filtered and survey is not None and survey.n_galaxies:
+        # The survey's size is bookkept on ingest and import: never COUNT(*) ten million rows
+        # (2.4 s at 10^7 on PostgreSQL, whose planner may not have seen a fresh import yet).
+        return int(survey.n_galaxies), False
     if connection.vendor != "postgresql":
         return qs.count(), False
     estimate = planner_estimate(qs)
     if estimate <= EXACT_COUNT_LIMIT:
         return qs.count(), False
-    if not filtered:
-        return int(survey.n_galaxies), False
     return estimate, True
 
 

@@ -50,14 +50,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Max
 from django.utils.text import slugify
 
 from ml.imagestore import ImageStoreWriter
 from ml.progress import Progress
 from webapp.catalog.models import Galaxy, Survey
-from webapp.catalog.services.galaxy_rows import BATCH_SIZE, insert_galaxies, sky_columns
+from webapp.catalog.services.galaxy_rows import (BATCH_SIZE, insert_galaxies, refresh_planner_statistics,
+                                                 sky_columns)
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,8 @@ class SurveyPublisher:
             _remove(new_file)
         self._closed = True
         self._close_spool()
+        if not connection.in_atomic_block:   # the rows are committed: let the planner see them
+            refresh_planner_statistics()
         return self.survey
 
     def abort(self) -> None:

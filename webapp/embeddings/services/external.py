@@ -34,14 +34,14 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils.text import slugify
 
 from ml.atomic import sha256_file
 from ml.embedding_table import LAYOUTS, EmbeddingTable, TableError, get_layout, validate
 from ml.progress import check_cancelled, span
 from webapp.catalog.models import Galaxy, Survey
-from webapp.catalog.services.galaxy_rows import insert_galaxies
+from webapp.catalog.services.galaxy_rows import insert_galaxies, refresh_planner_statistics
 from webapp.catalog.services.surveys import GalaxyRow
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder
 from webapp.embeddings.services.vectors import new_artifact_dir
@@ -230,6 +230,8 @@ def import_embeddings(path: str | Path, options: ImportOptions | None = None, us
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
+    if not connection.in_atomic_block:   # inside a caller's transaction the caller analyses after it
+        refresh_planner_statistics()
     report.survey_id, report.slug, report.encoder_id, report.embedding_set_id = survey.pk, slug, encoder.pk, es.pk
     report.imported = n_good
     report.seconds = round(time.monotonic() - started, 3)
