@@ -144,10 +144,11 @@ def run_scale(n: int, args, record: dict, save) -> None:
     work = Path(args.workdir).resolve() / str(n)
     tables = Path(args.workdir).resolve() / "tables"
     name = f"latentsky_scale_{n}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    if not args.resume:
+        shutil.rmtree(work, ignore_errors=True)
+        recreate_database(args.database_url, name)
+    work.mkdir(parents=True, exist_ok=True)
     log = work / "run.log"
-    recreate_database(args.database_url, name)
     env = {**os.environ, "DATABASE_URL": database_url(args.database_url, name),
            "LATENTSKY_DATA_DIR": str(work / "data"), "LATENTSKY_ENV": "development", "DEBUG": "false",
            "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
@@ -173,7 +174,9 @@ def run_scale(n: int, args, record: dict, save) -> None:
 
     run_child([PY, MANAGE, "migrate", "-v0"], env, log)
     table = tables / f"scale_{n}_d{args.d}.parquet"
-    if not table.exists():
+    if args.resume:
+        pass
+    elif not table.exists():
         print(f"[{n:,}] writing the table {table} …", flush=True)
         record["table"] = write_table(table, n, args.d, seed=0)
     else:
@@ -309,6 +312,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=40, help="timed requests per endpoint (after one warm-up)")
     ap.add_argument("--queries", type=int, default=1000, help="recall queries")
     ap.add_argument("--keep", action="store_true", help="keep the databases and data directories")
+    ap.add_argument("--resume", action="store_true",
+                    help="run --steps on a database and data kept by an earlier --keep run, updating its "
+                         "record in the results file (e.g. re-measure the web step after a fix)")
     ap.add_argument("--name", default="scale")
     ap.add_argument("--child", choices=("ids", "labels", "web", "recall"), help=argparse.SUPPRESS)
     ap.add_argument("--labels", type=int, default=N_LABELS, help=argparse.SUPPRESS)
@@ -326,6 +332,11 @@ def main() -> None:
                                  "every step a separate process; 2 cores shared with nothing else unless "
                                  "machine.loadavg says otherwise"},
                "runs": {}}
+    previous = Path(__file__).resolve().parent / "results" / f"{args.name}.json"
+    if args.resume and previous.exists():
+        payload["runs"] = json.loads(previous.read_text()).get("runs", {})
+        payload["setup"]["resumed"] = {"steps": args.steps, "note": "steps re-run on the kept data of an "
+                                       "earlier run; their figures replace that run's"}
 
     def save():
         rows = summary(payload["runs"])

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+from ml.memmaps import release
 from ml.progress import Progress
 from ml.search import IndexConfig, SearchIndex, faiss_threads, prepare_vectors
 
@@ -82,6 +83,7 @@ def knn_graph(x: np.ndarray, k: int, metric: str, exact_below: int = 50_000, blo
         for start in range(0, n, block):
             stop = min(n, start + block)
             dist, ids = index.query(x[start:stop], k + 1)   # (B, k+1), usually self first
+            release(x, start, stop)                          # streamed: not left in this job's RSS
             is_self = ids == np.arange(start, stop)[:, None]
             is_self[~is_self.any(axis=1), -1] = True        # self missing: drop the farthest
             keep = ~is_self
@@ -118,6 +120,7 @@ def _per_block(x: np.ndarray, cfg: AnomalyConfig, score) -> np.ndarray:
     out = np.empty(len(x), dtype=np.float64)
     for start, rows in _blocks(x, cfg):
         out[start:start + len(rows)] = score(rows)
+        release(x, start, start + len(rows))
     return out
 
 

@@ -48,6 +48,7 @@ import numpy as np
 
 from ml import compressed
 from ml.atomic import atomic_path, save_npy_atomic, write_atomic
+from ml.memmaps import release
 from ml.progress import Progress
 
 
@@ -213,8 +214,10 @@ def _build(vectors: np.ndarray, cfg: IndexConfig, progress: Progress | None,
         for start in range(0, n, cfg.add_chunk):
             stop = min(n, start + cfg.add_chunk)
             block = prepare_vectors(vectors[start:stop], cfg.metric)
+            release(vectors, start, stop)              # streamed: not left in this job's RSS
             if pq:
                 rows16[start:stop] = compressed.check_float16(block)
+                release(rows16, start, stop)
             index.add(block)
             if progress:
                 progress(stop, n, "adding vectors")

@@ -25,6 +25,7 @@ from numpy.lib.format import open_memmap
 
 from ml.atomic import atomic_path, save_npy_atomic
 from ml.idindex import IdIndex
+from ml.memmaps import release
 
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet
 
@@ -91,6 +92,7 @@ def write_embedding_set_blocks(es: EmbeddingSet, galaxy_ids: np.ndarray, blocks:
             if not np.isfinite(block).all():
                 raise ValueError("embedding contains NaN or inf; refusing to store it")
             out[done:done + len(block)] = block
+            release(out, done, done + len(block))   # written to the page cache: not kept in this job's RSS
             digest.update(block.reshape(-1).view(np.uint8))
             done += len(block)
         if out is None or done != n:

@@ -25,6 +25,7 @@ from django.utils import timezone
 from threadpoolctl import threadpool_limits
 
 from ml.adapt import AdaptConfig
+from ml.memmaps import release
 from webapp.embeddings.models import ArtifactStatus
 from webapp.jobs.models import Job
 from webapp.labeling.models import Label, Round, Task
@@ -224,6 +225,8 @@ def predict_round(task: Task, rows, fitted: dict, directory: Path, progress=None
         for start in range(0, n, PREDICT_BLOCK):
             block_rows = rows.rows[start:start + PREDICT_BLOCK]                 # (B,) set rows, ascending
             x = np.asarray(vectors[block_rows], dtype=np.float32)              # (B, D)
+            if len(block_rows):
+                release(vectors, int(block_rows[0]), int(block_rows[-1]) + 1)  # streamed, not kept resident
             surveys = rows.survey_ids[start:start + PREDICT_BLOCK]
             groups = [("base", ~np.isin(surveys, list(head_of_survey)))]
             groups += [(key, surveys == s) for s, key in head_of_survey.items()]
