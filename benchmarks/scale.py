@@ -1,7 +1,9 @@
 """Survey scale (issue 14): import an embedding table like a user, build everything, time the pages.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/latentsky \\
-        .venv/bin/python benchmarks/scale.py --n 1000000 --n 10000000
+        .venv/bin/python benchmarks/scale.py --n 1000000 --n 10000000 [--keep]
+    ... benchmarks/scale.py --n 10000000 --resume --keep --steps web   # re-measure on kept data
+    .venv/bin/python benchmarks/scale.py --sqlite --n 1000000 --name scale_sqlite   # the laptop default
 
 For each N (D = 128 by default), on PostgreSQL, in a database and data directory of its own
 (``latentsky_scale_<N>``, ``var/scale/<N>``; both removed afterwards unless --keep):
@@ -144,17 +146,20 @@ def run_scale(n: int, args, record: dict, save) -> None:
     work = Path(args.workdir).resolve() / str(n)
     tables = Path(args.workdir).resolve() / "tables"
     name = f"latentsky_scale_{n}"
+    sqlite = args.database_url.startswith("sqlite")
     if not args.resume:
         shutil.rmtree(work, ignore_errors=True)
-        recreate_database(args.database_url, name)
+        if not sqlite:
+            recreate_database(args.database_url, name)
     work.mkdir(parents=True, exist_ok=True)
     log = work / "run.log"
-    env = {**os.environ, "DATABASE_URL": database_url(args.database_url, name),
+    url = f"sqlite:///{work / 'db.sqlite3'}" if sqlite else database_url(args.database_url, name)
+    env = {**os.environ, "DATABASE_URL": url,
            "LATENTSKY_DATA_DIR": str(work / "data"), "LATENTSKY_ENV": "development", "DEBUG": "false",
            "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
     env.pop("CELERY_BROKER_URL", None)  # the default server-less broker: run_job runs jobs inline
     steps = record.setdefault("steps", {})
-    record.update({"n": n, "d": args.d, "database": "postgresql", "log": str(log)})
+    record.update({"n": n, "d": args.d, "database": "sqlite" if sqlite else "postgresql", "log": str(log)})
 
     def step(key, argv, extra_env=None, timeout=None, parse=False):
         print(f"[{n:,}] {key} …", flush=True)
@@ -226,8 +231,10 @@ def run_scale(n: int, args, record: dict, save) -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(10)
         if not args.keep:
-            recreate_database(args.database_url, name, drop_only=True)
+            if not sqlite:
+                recreate_database(args.database_url, name, drop_only=True)
             shutil.rmtree(work / "data", ignore_errors=True)
+            (work / "db.sqlite3").unlink(missing_ok=True)
 
 
 def child_json(argv, env, log) -> dict:
@@ -316,14 +323,18 @@ def main() -> None:
                     help="run --steps on a database and data kept by an earlier --keep run, updating its "
                          "record in the results file (e.g. re-measure the web step after a fix)")
     ap.add_argument("--name", default="scale")
+    ap.add_argument("--sqlite", action="store_true", help="measure the SQLite default instead of PostgreSQL")
     ap.add_argument("--child", choices=("ids", "labels", "web", "recall"), help=argparse.SUPPRESS)
     ap.add_argument("--labels", type=int, default=N_LABELS, help=argparse.SUPPRESS)
     ap.add_argument("--only", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child_main(args)
-    if not args.database_url.startswith(("postgres://", "postgresql://")):
-        sys.exit("scale.py measures on PostgreSQL: set DATABASE_URL (or --database-url) to a PostgreSQL server")
+    if args.sqlite:
+        args.database_url = "sqlite://"
+    elif not args.database_url.startswith(("postgres://", "postgresql://")):
+        sys.exit("scale.py measures on PostgreSQL: set DATABASE_URL (or --database-url) to a PostgreSQL "
+                 "server, or pass --sqlite for the laptop default (one database file per N)")
     args.steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     ns = args.n or [1_000_000]
     payload = {"setup": {"d": args.d, "ns": ns, "labels": N_LABELS, "requests_per_endpoint": args.requests,
