@@ -159,6 +159,9 @@ def run_scale(n: int, args, record: dict, save) -> None:
            "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
     env.pop("CELERY_BROKER_URL", None)  # the default server-less broker: run_job runs jobs inline
     steps = record.setdefault("steps", {})
+    if not args.resume:
+        from common import git_info
+        record["git"] = git_info()
     record.update({"n": n, "d": args.d, "database": "sqlite" if sqlite else "postgresql", "log": str(log)})
 
     def step(key, argv, extra_env=None, timeout=None, parse=False):
@@ -172,6 +175,9 @@ def run_scale(n: int, args, record: dict, save) -> None:
         out = info.pop("stdout")
         if parse:
             info["result"] = last_json(out)
+        if args.resume and key in steps:   # keep what the earlier run measured beside the re-run
+            info["earlier_run"] = {k: v for k, v in steps[key].items() if k != "earlier_run"}
+            info["earlier_run"]["git"] = record.get("git")
         steps[key] = info
         print(f"[{n:,}] {key}: {info['seconds']} s, peak RSS {info['peak_rss_mb']} MB", flush=True)
         save()
