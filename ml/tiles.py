@@ -17,7 +17,10 @@ Two kinds of tile, each level one set of .npy files (memory-mapped by readers):
   a deeper tile's points are a superset of its parent's points inside it.  Levels stop at the
   first one where no tile is capped (every point present) or at max_point_level.
   pkeys-<z>.npy (K,) int64 sorted, poffsets-<z>.npy (K+1,), ptotals-<z>.npy (K,) points in the
-  tile (before the cap), points-<z>.npy structured (row, id, x, y, ra, dec) in priority order.
+  tile (before the cap), points-<z>.npy structured (row, id, x, y, ra, dec) in priority order,
+  pranks-<z>.npy (P,) int64 each stored point's rank in that order (TileReader.points_in_box
+  merges tiles by it), pcum-<z>.npy (K+1,) prefix sums of ptotals (count_in_box); pyramids
+  built before these existed have neither, and the map's /points endpoint falls back for them.
 
 A reader finds a tile by searchsorted on the sorted keys of its level (O(log K) pages) and
 slices one tile out of memory-mapped arrays: no request reads an array of size N.
@@ -258,7 +261,8 @@ def _layer_pyramid(xy, box, width: int, layer: LayerInput, cfg: TileConfig) -> l
 
 def _write_point_levels(directory: Path, xy, ids, radec, box, cfg: TileConfig, progress) -> int:
     n = len(xy)
-    by_rank = np.argsort(priority_rank(n, cfg.seed), kind="stable")
+    rank = priority_rank(n, cfg.seed)
+    by_rank = np.argsort(rank, kind="stable")
     z = 0
     while True:
         check_cancelled(progress)
@@ -267,7 +271,8 @@ def _write_point_levels(directory: Path, xy, ids, radec, box, cfg: TileConfig, p
         points["row"], points["id"] = rows, ids[rows]
         points["x"], points["y"] = xy[rows, 0], xy[rows, 1]
         points["ra"], points["dec"] = (radec[rows, 0], radec[rows, 1]) if radec is not None else (np.nan, np.nan)
-        for name, arr in (("pkeys", keys), ("poffsets", offsets), ("ptotals", totals), ("points", points)):
+        for name, arr in (("pkeys", keys), ("poffsets", offsets), ("ptotals", totals), ("points", points),
+                          ("pranks", rank[rows]), ("pcum", np.concatenate([[0], np.cumsum(totals)]).astype(np.int64))):
             _save(directory / f"{name}-{z}.npy", arr)
         if (totals.max(initial=0) <= cfg.points_per_tile) or z >= cfg.max_point_level:
             return z
@@ -275,6 +280,17 @@ def _write_point_levels(directory: Path, xy, ids, radec, box, cfg: TileConfig, p
 
 
 # ----------------------------------------------------------------- reading
+
+BOX_BUDGET = 131_072   # stored points one points_in_box call may read (64 full tiles)
+
+
+@dataclass
+class BoxPoints:
+    points: np.ndarray      # (P,) POINT_DTYPE, the lowest-ranked points in the box, in priority order
+    total: int              # points in the box
+    total_exact: bool       # False when scaled from capped tiles' samples
+    complete: bool          # True when no tile read was capped: every point in the box is in `points`
+
 
 class TileReader:
     """Reads tiles of one built pyramid; every array is memory-mapped and sliced per tile."""
@@ -321,6 +337,126 @@ class TileReader:
             return np.empty(0, POINT_DTYPE), 0
         a, b = (int(v) for v in self._array(f"poffsets-{z}")[i:i + 2])
         return np.array(self._array(f"points-{z}")[a:b]), int(self._array(f"ptotals-{z}")[i])
+
+    def points_in_box(self, bbox, need: int, budget: int = BOX_BUDGET) -> BoxPoints | None:
+        """The ``need`` lowest-ranked points inside bbox (xmin, ymin, xmax, ymax), in priority order,
+        read from point tiles; None for a pyramid without ranks (built before they were stored).
+
+        Level by level from the top: the tiles that cover the box hold each tile's lowest-ranked
+        points, so every point in the box ranked below T (the smallest last-stored rank among the
+        capped tiles) is present; those are exact.  Deeper levels raise T; the walk stops when
+        ``need`` points are exact, the level is complete (no capped tile), or the next level
+        would read more than ``budget`` stored points (then ``BoxPoints.exact`` may be short of
+        ``need``).  ``total``: points in the box, exact where tiles are fully inside or
+        uncapped, else scaled from a capped tile's sample (``total_exact`` says which)."""
+        if not all((self.directory / f"{name}-0.npy").exists() for name in ("pranks", "pcum")):
+            return None
+        best = None
+        for z in range(self.manifest["point_levels"] + 1):
+            found = self._box_level(z, bbox, budget, need)
+            if found is None:           # this level would read more than the budget
+                break
+            best = found
+            if len(found.points) >= need or found.complete:
+                break
+        if best is None:
+            best = BoxPoints(np.empty(0, POINT_DTYPE), 0, True, False)
+        if not best.total_exact:
+            best.total, best.total_exact = self.count_in_box(bbox)
+        return best
+
+    def count_in_box(self, bbox) -> tuple[int, bool]:
+        """(points inside bbox, exact?) from the deepest point level: tiles wholly inside are
+        summed from a prefix sum of their totals (one range per tile row), the tiles on the
+        box's edge are counted point by point.  O(tile rows + edge points), never O(N); exact
+        unless the deepest level is capped (max_point_level reached)."""
+        z = self.manifest["point_levels"]
+        xmin, ymin, xmax, ymax = bbox
+        x0, y0, side = self.box
+        n = 1 << z
+        s = side / n
+        fx0, fx1 = (xmin - x0) / s, (xmax - x0) / s
+        fy0, fy1 = (ymin - y0) / s, (ymax - y0) / s
+        tx0, tx1 = int(np.clip(np.floor(fx0), 0, n - 1)), int(np.clip(np.floor(fx1), 0, n - 1))
+        ty0, ty1 = int(np.clip(np.floor(fy0), 0, n - 1)), int(np.clip(np.floor(fy1), 0, n - 1))
+        keys = self._array(f"pkeys-{z}")
+        cum = self._cumulative_totals(z)
+        total, exact = 0, True
+
+        def present(row: int, a: int, b: int) -> tuple[int, int]:   # tiles a..b of a row: index range
+            return int(np.searchsorted(keys, row + a)), int(np.searchsorted(keys, row + b, side="right"))
+
+        for ty in range(ty0, ty1 + 1):
+            row = ty * n
+            if ty in (ty0, ty1) or tx1 - tx0 < 2:
+                edges = range(*present(row, tx0, tx1))          # every tile of this row is on the edge
+            else:
+                lo, hi = present(row, tx0 + 1, tx1 - 1)          # wholly inside: summed
+                total += int(cum[hi] - cum[lo])
+                edges = [*range(*present(row, tx0, tx0)), *range(*present(row, tx1, tx1))]
+            for i in edges:
+                count, complete = self._count_tile(z, i, bbox)
+                total += count
+                exact &= complete
+        return total, exact
+
+    def _count_tile(self, z: int, i: int, bbox) -> tuple[int, bool]:
+        xmin, ymin, xmax, ymax = bbox
+        a, b = (int(v) for v in self._array(f"poffsets-{z}")[i:i + 2])
+        pts = np.asarray(self._array(f"points-{z}")[a:b])
+        inside = int(((pts["x"] >= xmin) & (pts["x"] <= xmax) & (pts["y"] >= ymin) & (pts["y"] <= ymax)).sum())
+        tile_total = int(self._array(f"ptotals-{z}")[i])
+        if tile_total == b - a:
+            return inside, True
+        return int(round(tile_total * inside / max(b - a, 1))), False
+
+    def _cumulative_totals(self, z: int) -> np.ndarray:
+        """(K+1,) prefix sums of a level's tile totals, written with the tiles (pcum-<z>.npy,
+        memory-mapped)."""
+        return self._array(f"pcum-{z}")
+
+    def _box_level(self, z: int, bbox, budget: int, need: int) -> "BoxPoints | None":
+        xmin, ymin, xmax, ymax = bbox
+        x0, y0, side = self.box
+        n = 1 << z
+        s = side / n
+        tx0, tx1 = (int(np.clip(np.floor((v - x0) / s), 0, n - 1)) for v in (xmin, xmax))
+        ty0, ty1 = (int(np.clip(np.floor((v - y0) / s), 0, n - 1)) for v in (ymin, ymax))
+        keys, offsets = self._array(f"pkeys-{z}"), self._array(f"poffsets-{z}")
+        rows = np.arange(ty0, ty1 + 1, dtype=np.int64) * n
+        lo = np.searchsorted(keys, rows + tx0)
+        hi = np.searchsorted(keys, rows + tx1, side="right")
+        tiles = np.concatenate([np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist())]) if len(rows) else []
+        tiles = np.asarray(tiles, dtype=np.int64)
+        starts, stops = np.asarray(offsets[tiles]), np.asarray(offsets[tiles + 1])
+        if int((stops - starts).sum()) > budget:
+            return None
+        totals = np.asarray(self._array(f"ptotals-{z}")[tiles])
+        points, ranks = self._array(f"points-{z}"), self._array(f"pranks-{z}")
+        best_pts, best_rk = np.empty(0, POINT_DTYPE), np.empty(0, np.int64)
+        threshold, total, total_exact = np.iinfo(np.int64).max, 0.0, True
+        for tile, a, b, tile_total in zip(tiles.tolist(), starts.tolist(), stops.tolist(), totals.tolist()):
+            pts, rk = np.asarray(points[a:b]), np.asarray(ranks[a:b])      # one tile at a time
+            inside = (pts["x"] >= xmin) & (pts["x"] <= xmax) & (pts["y"] >= ymin) & (pts["y"] <= ymax)
+            capped = tile_total > b - a
+            if capped:
+                threshold = min(threshold, int(rk[-1]))
+            bx0, by0, bx1, by1 = tile_bbox(self.box, z, tile % n, tile // n)
+            if bx0 >= xmin and bx1 <= xmax and by0 >= ymin and by1 <= ymax:
+                total += tile_total                         # the whole tile is in the box
+            elif capped:
+                total += tile_total * inside.mean() if len(pts) else 0.0   # scaled from its sample
+                total_exact = False
+            else:
+                total += int(inside.sum())
+            # keep only the `need` lowest-ranked points seen so far: memory O(need + one tile)
+            best_pts, best_rk = np.concatenate([best_pts, pts[inside]]), np.concatenate([best_rk, rk[inside]])
+            if len(best_rk) > need:
+                keep = np.argpartition(best_rk, need - 1)[:need]
+                best_pts, best_rk = best_pts[keep], best_rk[keep]
+        order = np.argsort(best_rk, kind="stable")
+        exact = order[best_rk[order] <= threshold]
+        return BoxPoints(best_pts[exact], int(round(total)), total_exact, threshold == np.iinfo(np.int64).max)
 
     def column(self, key: str, rows: np.ndarray) -> np.ndarray | None:
         """The layer's per-galaxy values snapshotted at build time, for these rows (memory-mapped gather)."""

@@ -371,12 +371,10 @@ ENDPOINTS = {
     "map_page_tiled": Endpoint(lambda w: f"/maps/{w.map_id}/"),
     "tile_density": Endpoint(lambda w: tile(w, "density", w.density_tile)),
     "tile_points_deep": Endpoint(lambda w: tile(w, "points", w.point_tile) + "?format=bin", _points),
-    # the small-set points endpoint still answers for a tiled map (the notebook client pages through it)
+    # the points endpoint of a tiled map (the notebook client pages through it): read from the
+    # point tiles (map_tiles.rows_in_view_from_tiles), O(tiles read)
     "map_points_tiled": Endpoint(
-        lambda w: f"/api/maps/{w.map_id}/points?format=bin&limit=100&bbox=-1,-1,1,1", _points,
-        finding="map_data.rows_in_view (webapp/embeddings/services/map_data.py) masks the whole (N, 2) "
-                "coordinate array, which load_coords np.loads whole, and argsorts the view by the (N,) "
-                "priority permutation: O(N) per request, also on tiled maps"),
+        lambda w: f"/api/maps/{w.map_id}/points?format=bin&limit=100&bbox=-1,-1,1,1", _points),
     "labeling_next": Endpoint(lambda w: f"/api/tasks/{w.task_id}/queue?n=1", _json_len("items", 1)),
     "anomaly_next": Endpoint(lambda w: f"/api/anomalies/score-sets/{w.score_set_id}/queue/?n=1",
                              _json_len("candidates", 1)),

@@ -94,3 +94,51 @@ def test_bad_addresses_say_what_is_wrong(built):
         reader.point_tile("a", 0, 0)
     with pytest.raises(TileError, match="has no tiles"):
         reader.density_tile(0, 0, 0, layer="nope")
+
+
+@pytest.fixture(scope="module")
+def small_caps(tmp_path_factory):
+    """Clustered points with small tile caps, so the walk over levels matters."""
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(-5, 5, size=(8, 2))
+    xy = (centres[rng.integers(0, 8, 20_000)] + rng.normal(scale=0.7, size=(20_000, 2))).astype(np.float32)
+    cfg = TileConfig(tile_size=16, density_levels=2, points_per_tile=64, seed=5)
+    directory = tmp_path_factory.mktemp("box") / "tiles"
+    build_tiles(directory, xy, np.arange(20_000) + 1000, None, cfg=cfg)
+    return xy, cfg, TileReader(directory)
+
+
+@pytest.mark.parametrize("bbox, need", [((-1, -1, 1, 1), 100), ((-6, -6, 6, 6), 500), ((0.3, -2, 0.9, 4), 50),
+                                        ((-20, -20, 20, 20), 2_000), ((2.0, 2.0, 2.2, 2.1), 10_000)])
+def test_points_in_box_are_the_lowest_ranked_points_in_the_box(small_caps, bbox, need):
+    """The tiles' answer equals brute force over every point: the `need` lowest-ranked in the box."""
+    from ml.tiles import priority_rank
+    xy, cfg, reader = small_caps
+    rank = priority_rank(len(xy), cfg.seed)
+    inside = np.flatnonzero((xy[:, 0] >= bbox[0]) & (xy[:, 0] <= bbox[2]) & (xy[:, 1] >= bbox[1]) & (xy[:, 1] <= bbox[3]))
+    truth = inside[np.argsort(rank[inside], kind="stable")]
+    found = reader.points_in_box(bbox, need)
+    got = found.points["row"]
+    assert len(got) >= min(need, len(truth)) or not found.complete
+    assert got[:need].tolist() == truth[:len(got[:need])].tolist()     # exact prefix, in priority order
+    if found.total_exact:
+        assert found.total == len(truth)
+    else:
+        assert abs(found.total - len(truth)) < 0.25 * len(truth) + 50
+    if found.complete:
+        assert got.tolist() == truth[:need].tolist()
+
+
+def test_a_box_beyond_the_read_budget_answers_what_it_can(small_caps):
+    xy, cfg, reader = small_caps
+    found = reader.points_in_box((-20, -20, 20, 20), 20_000, budget=300)
+    assert 0 < len(found.points) < 20_000 and not found.complete
+
+
+@pytest.mark.parametrize("bbox", [(-1, -1, 1, 1), (-6, -6, 6, 6), (0.3, -2, 0.9, 4), (-20, -20, 20, 20),
+                                  (2.0, 2.0, 2.2, 2.1), (-3.3, 1.1, -3.2, 9.0)])
+def test_count_in_box_is_exact_from_the_complete_level(small_caps, bbox):
+    xy, cfg, reader = small_caps
+    truth = int(((xy[:, 0] >= bbox[0]) & (xy[:, 0] <= bbox[2]) & (xy[:, 1] >= bbox[1]) & (xy[:, 1] <= bbox[3])).sum())
+    assert reader.count_in_box(bbox) == (truth, True)
+    assert reader.points_in_box(bbox, 10).total == truth

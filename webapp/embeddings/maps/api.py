@@ -146,8 +146,15 @@ def api_points(request, map_id: int, q: Query[PointsQuery]):
     default = (lm.n if lm.n <= map_data.POINT_BUDGET else map_data.VIEW_LIMIT) if q.format == "bin" else 10_000
     limit = q.limit or default
     fields = map_data.parse_fields(q.fields)
-    rows, total = map_data.rows_in_view(lm, bbox, limit, q.offset)
-    arrays = map_data.point_arrays(lm, rows, fields, q.layer or None)
+    page = (map_tiles.view_points(lm, bbox, limit, q.offset)
+            if map_tiles.tiled(lm) and map_tiles.tiles_info(lm) else None)
+    if page is not None:   # a tiled map: the page comes from its point tiles, O(tiles read)
+        points, total = page
+        rows = points["row"]
+        arrays = map_tiles.points_arrays(map_tiles.reader(lm), points, q.layer or None, fields)
+    else:
+        rows, total = map_data.rows_in_view(lm, bbox, limit, q.offset)
+        arrays = map_data.point_arrays(lm, rows, fields, q.layer or None)
     if q.format == "bin":
         body, spec = map_data.pack_binary(arrays)
         return HttpResponse(body, content_type="application/octet-stream", headers={

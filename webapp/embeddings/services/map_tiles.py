@@ -212,12 +212,18 @@ def _shade_layer(values: np.ndarray, legend: dict, palettes: dict) -> np.ndarray
 def point_tile_arrays(tr: TileReader, z, x, y, layer: str | None) -> tuple[dict[str, np.ndarray], int]:
     """({row, id, x, y, ra, dec, c} arrays of one point tile, points in the tile before the cap)."""
     pts, total = tr.point_tile(z, x, y)
-    c = tr.column(layer, pts["row"]) if layer else None
+    return points_arrays(tr, pts, layer), total
+
+
+def points_arrays(tr: TileReader, pts: np.ndarray, layer: str | None, fields=None) -> dict[str, np.ndarray]:
+    """{row, id, x, y, ra, dec, c} (or just ``fields``) of tile points (POINT_DTYPE); colours from
+    the layer snapshot the tiles were built with."""
+    c = tr.column(layer, pts["row"]) if layer and (fields is None or "c" in fields) else None
     arrays = {"row": pts["row"].astype(np.uint32), "id": _ids(pts["id"]),
               "x": pts["x"].astype(np.float32), "y": pts["y"].astype(np.float32),
               "ra": pts["ra"].astype(np.float32), "dec": pts["dec"].astype(np.float32),
               "c": c if c is not None else np.full(len(pts), np.nan, np.float32)}
-    return arrays, total
+    return arrays if fields is None else {name: arrays[name] for name in fields}
 
 
 def _ids(ids: np.ndarray) -> np.ndarray:
@@ -269,3 +275,32 @@ def mosaic_grid(lm: LatentMap, bbox, cells_across: int):
     ids = pts["id"][grid.rows]
     grid.rows = pts["row"][grid.rows]
     return grid, ids
+
+
+def rows_in_view_from_tiles(lm: LatentMap, bbox, limit: int | None, offset: int) -> tuple[np.ndarray, int] | None:
+    """(rows sorted ascending, total in view): view_points' rows."""
+    found = view_points(lm, bbox, limit, offset)
+    return None if found is None else (found[0]["row"].astype(np.int64), found[1])
+
+
+def view_points(lm: LatentMap, bbox, limit: int | None, offset: int) -> tuple[np.ndarray, int] | None:
+    """(tile points (POINT_DTYPE) sorted by row, total in view) of the page [offset, offset + limit)
+    of the view in the tiles' priority order, read from the point tiles (TileReader.points_in_box):
+    O(tiles read), never O(N); None when the pyramid predates stored ranks (the caller falls
+    back; a rebuild upgrades it).  A page deeper than the tiles can answer within their read
+    budget is a MapDataError that says how to get those points instead."""
+    from webapp.embeddings.services.map_data import MapDataError
+    tr = reader(lm)
+    box = bbox if bbox is not None else tuple(tr.manifest["bounds"])
+    want = offset + (limit if limit is not None else tr.manifest["n"])
+    found = tr.points_in_box(box, want)
+    if found is None:
+        return None
+    if len(found.points) < want and not found.complete and len(found.points) < found.total:
+        raise MapDataError(
+            f"this view holds about {found.total:,} points; a tiled map pages through the first "
+            f"{len(found.points):,} of a view (priority order) from its tiles. Zoom in (a smaller bbox), "
+            "fetch /tiles/…/points/z/x/y, or download the embedding set's Parquet export")
+    page = found.points[offset:want]
+    return page[np.argsort(page["row"], kind="stable")], int(found.total)
+

@@ -79,11 +79,11 @@ def write_map_coords(lm: LatentMap, coords: np.ndarray, seconds: float | None = 
 
 @lru_cache(maxsize=8)
 def _load_coords(path: str, checksum: str) -> np.ndarray:
-    return np.load(path)
+    return np.load(path, mmap_mode="r")   # shared through the page cache; a request reads its rows only
 
 
 def load_coords(lm: LatentMap) -> np.ndarray:
-    """(N, 2) float32 coordinates of a ready map, cached per process."""
+    """(N, 2) float32 coordinates of a ready map (read-only memory map), cached per process."""
     if lm.status != ArtifactStatus.READY:
         raise ValueError(f"map {lm.pk} is {lm.status}, not ready")
     return _load_coords(str(_abs(lm.coords_path)), lm.checksum)
