@@ -60,8 +60,8 @@ class AnomalyConfig:
 
 
 def knn_graph(x: np.ndarray, k: int, metric: str, exact_below: int = 50_000, block: int = 65_536,
-              index_cfg: IndexConfig | None = None, index: SearchIndex | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+              index_cfg: IndexConfig | None = None, index: SearchIndex | None = None,
+              progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
     """k nearest OTHER rows of every row. (N, D) -> distances (N, k) float32, ids (N, k).
 
     x may be a read-only memmap of raw vectors.  ``index``: a SearchIndex already built over x
@@ -84,6 +84,8 @@ def knn_graph(x: np.ndarray, k: int, metric: str, exact_below: int = 50_000, blo
             stop = min(n, start + block)
             dist, ids = index.query(x[start:stop], k + 1)   # (B, k+1), usually self first
             release(x, start, stop)                          # streamed: not left in this job's RSS
+            if progress:
+                progress(stop, n, f"nearest neighbours of {stop:,} of {n:,} galaxies")
             is_self = ids == np.arange(start, stop)[:, None]
             is_self[~is_self.any(axis=1), -1] = True        # self missing: drop the farthest
             keep = ~is_self
@@ -183,7 +185,9 @@ def score_all(vectors: np.ndarray, cfg: AnomalyConfig | None = None,
             k = max(cfg.knn_k, cfg.lof_k)
             index_cfg = IndexConfig(metric=cfg.metric, exact_below=cfg.knn_exact_below, query_threads=0,
                                     tune_k=k + 1, compressed_above=cfg.knn_compressed_above, seed=cfg.seed)
-            graph = knn_graph(x, k, cfg.metric, block=cfg.knn_block, index_cfg=index_cfg, index=index)
+            graph = knn_graph(x, k, cfg.metric, block=cfg.knn_block, index_cfg=index_cfg, index=index,
+                              progress=(lambda d, t, m="": progress(done + d / max(t, 1), total, m))
+                              if progress else None)
         if name == "iforest":
             out[name] = iforest_score(x, cfg)
         elif name == "knn":

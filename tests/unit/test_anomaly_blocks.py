@@ -56,3 +56,17 @@ def test_compressed_path_through_score_all_ranks_like_the_exact_path():
     noise = spearmanr(reseeded, exact["iforest"]).statistic
     assert spearmanr(blocked["iforest"], exact["iforest"]).statistic >= noise - 0.05
     assert dataclasses.asdict(cfg)["knn_block"] == 1000
+
+
+def test_the_knn_graph_reports_progress_block_by_block():
+    """A 10^7-row kNN pass takes an hour: the job's bar moves with every block, monotonically."""
+    x = np.random.default_rng(4).normal(size=(3000, 8)).astype(np.float32)
+    seen = []
+    score_all(x, AnomalyConfig(methods=("iforest", "knn"), knn_block=1000, iforest_trees=10),
+              progress=lambda done, total, message="": seen.append((done / total, message)))
+    blocks = [(f, m) for f, m in seen if m.startswith("nearest neighbours")]
+    assert [m.split(" of ")[0] for _, m in blocks] == ["nearest neighbours", "nearest neighbours",
+                                                          "nearest neighbours"]
+    assert "3,000 of 3,000 galaxies" in blocks[-1][1]
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and 0.5 < blocks[0][0] < blocks[-1][0] <= 1.0
