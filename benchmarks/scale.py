@@ -73,6 +73,13 @@ def recreate_database(base: str, name: str, drop_only: bool = False) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def ensure_database(base: str, name: str) -> None:
+    import psycopg
+    with psycopg.connect(database_url(base, "postgres"), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -151,6 +158,8 @@ def run_scale(n: int, args, record: dict, save) -> None:
         shutil.rmtree(work, ignore_errors=True)
         if not sqlite:
             recreate_database(args.database_url, name)
+    elif not sqlite:
+        ensure_database(args.database_url, name)   # a new N added to an earlier run's results
     work.mkdir(parents=True, exist_ok=True)
     log = work / "run.log"
     url = f"sqlite:///{work / 'db.sqlite3'}" if sqlite else database_url(args.database_url, name)
@@ -185,7 +194,7 @@ def run_scale(n: int, args, record: dict, save) -> None:
 
     run_child([PY, MANAGE, "migrate", "-v0"], env, log)
     table = tables / f"scale_{n}_d{args.d}.parquet"
-    if args.resume:
+    if args.resume and "import" not in args.steps:
         pass
     elif not table.exists():
         print(f"[{n:,}] writing the table {table} …", flush=True)
