@@ -119,6 +119,18 @@ def site_routes(resolver=None, prefix=""):
             yield route
 
 
+def _thumb_key(w: dict) -> str:
+    from webapp.catalog.models import Galaxy
+    from webapp.catalog.services import static_thumbs
+    galaxy = Galaxy.objects.select_related("survey").get(pk=w["ids"][0])
+    return static_thumbs.content_key(galaxy.survey, galaxy, 96) or "composite-96-0000000000000000"
+
+
+def _atlas_url(w: dict) -> str:
+    from webapp.catalog.services import atlas
+    return atlas.layout_for_ids(list(w["ids"][:5]), 96).url
+
+
 def fill(route: str, w: dict) -> str:
     values = {"galaxy_id": w["ids"][0], "slug": w["survey"].slug, "job_id": w["job"].pk,
               "encoder_id": w["encoder"].pk, "map_id": w["map"].pk, "collection_id": w["collection"].pk,
@@ -128,7 +140,9 @@ def fill(route: str, w: dict) -> str:
               "token": links.sign({"k": "collection", "id": w["collection"].pk}), "filename": "sentinel.vot",
               # a map tile (the sentinel's map is small: no tiles, a 404 that must not show the truth either)
               "version": (w["map"].params or {}).get("tiles", {}).get("version", "none"), "kind": "points",
-              "z": 0, "x": 0, "y": 0}
+              "z": 0, "x": 0, "y": 0,
+              # the content-addressed thumbnail of the first galaxy, and the atlas of the first five
+              "key": _thumb_key(w), "digest": _atlas_url(w).split("/")[-1].split(".png")[0]}
 
     def value(match):
         name = match.group(1).split(":")[-1]
@@ -158,7 +172,8 @@ def variants(w: dict) -> list[str]:
              f"/api/anomalies/score-sets/{s}/queue/?n=10", f"/api/anomalies/score-sets/{s}/reviews/?scope=all",
              f"/api/tasks/{t}/queue?n=5", f"/api/jobs/?ids={w['job'].pk}", f"/api/jobs/?active=1",
              f"/search/?galaxy={g[0]}&k=5", f"/search/?ids={g[0]},{g[1]}&k=5",
-             f"/surveys/{w['survey'].slug}/?sort=mag_r&f=gz_label:spiral", f"/maps/{m}/?collection={w['collection'].pk}"]
+             f"/surveys/{w['survey'].slug}/?sort=mag_r&f=gz_label:spiral", f"/maps/{m}/?collection={w['collection'].pk}",
+             _atlas_url(w), f"/thumbs/{g[0]}/{_thumb_key(w)}.png"]
     return urls
 
 
