@@ -161,7 +161,7 @@ def compute_ranking(ranking: PersonalRanking, progress=None) -> PersonalRanking:
     local = np.argsort(-value, kind="stable")
     local = local[np.isfinite(value[local])]                               # scored galaxies left out
     order_ids = scores.ids[pool_rows[local]]
-    if pool is not None:   # then everyone else, in the set's combined order (they never outrank the pool's head)
+    if pool is not None:   # then everyone else, in the set's combined order (rerank_pool says why that is safe)
         rest = np.asarray(scores.order("combined"))
         order_ids = np.concatenate([order_ids, rest[~np.isin(rest, scores.ids[pool])]])
     top = local[:EXPLAIN_TOP]
