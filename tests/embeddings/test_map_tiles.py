@@ -91,7 +91,7 @@ def test_tiles_add_up_to_the_points_in_view_and_agree_with_rows_in_view(role_cli
         expected_rows, expected_total = brute_rows_in_view(coords, (x0, y0, x1, y1))
         assert total_density == total_points == expected_total
         # the points endpoint of a tiled map reads the same tiles and agrees with the brute force
-        paged, paged_total = map_data.rows_in_view(lm, (x0, y0, x1, y1), limit=500)
+        paged, paged_total = map_tiles.rows_in_view_from_tiles(lm, (x0, y0, x1, y1), 500, 0)
         assert paged_total == expected_total and set(paged.tolist()) <= set(expected_rows.tolist())
         assert len(paged) == min(500, expected_total)
         shown = np.concatenate(rows)

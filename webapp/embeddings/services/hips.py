@@ -14,7 +14,7 @@ import numpy as np
 from bokeh.palettes import Category10_10, Category20_20, Viridis256
 
 from webapp.embeddings.models import EmbeddingSet, LatentMap
-from webapp.embeddings.services import map_data
+from webapp.embeddings.services import map_data, map_tiles
 from webapp.embeddings.services.sky import sky_index
 from webapp.embeddings.services.vectors import load_embedding_set
 
@@ -64,7 +64,9 @@ def overlay(lm: LatentMap, layer_key: str | None, limit: int = MAX_OVERLAY_POINT
     es = lm.embedding_set
     ids, _, _ = load_embedding_set(es)
     sky = sky_index(es)
-    rows, _ = map_data.rows_in_view(lm, None, limit)
+    found = (map_tiles.rows_in_view_from_tiles(lm, None, limit, 0)   # a tiled map: from its point tiles
+             if map_tiles.tiled(lm) and map_tiles.tiles_info(lm) else None)
+    rows, _ = found if found is not None else map_data.rows_in_view(lm, None, limit)
     rows = rows[np.isfinite(sky.ra[rows]) & np.isfinite(sky.dec[rows])]
     colours = _colours(es, layer_key, rows)
     points = [{"id": int(ids[r]), "ra": round(float(sky.ra[r]), 7), "dec": round(float(sky.dec[r]), 7),

@@ -83,13 +83,8 @@ def parse_int(value, name: str, default: int, lo: int, hi: int) -> int:
 def rows_in_view(lm: LatentMap, bbox=None, limit: int | None = None, offset: int = 0) -> tuple[np.ndarray, int]:
     """(rows, total in view): rows of points inside bbox in priority order, paged by offset/limit.
 
-    A tiled map answers from its point tiles (map_tiles.rows_in_view_from_tiles): O(tiles read),
-    never O(N); small maps mask their coordinates."""
-    from webapp.embeddings.services import map_tiles
-    if map_tiles.tiled(lm) and map_tiles.tiles_info(lm):
-        found = map_tiles.rows_in_view_from_tiles(lm, bbox, limit, offset)
-        if found is not None:
-            return found
+    Masks every coordinate: the small-map path.  A tiled map's view comes from its point tiles
+    (map_tiles.view_points / rows_in_view_from_tiles), which callers try first."""
     coords = load_coords(lm)
     if bbox is None:
         inside = np.arange(len(coords))

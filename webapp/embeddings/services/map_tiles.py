@@ -32,6 +32,10 @@ from webapp.embeddings.models import ArtifactStatus, LatentMap
 SKY_MAX_ORDER = 10          # deepest HEALPix order precomputed (nside 1024, cells ~3.4 arcmin)
 
 
+class ViewTooDeep(ValueError):
+    """A page of a tiled map's view deeper than its tiles answer within their read budget (HTTP 400)."""
+
+
 class TilesNotReady(LookupError):
     """The map has no tiles (yet); HTTP 404."""
 
@@ -288,8 +292,7 @@ def view_points(lm: LatentMap, bbox, limit: int | None, offset: int) -> tuple[np
     of the view in the tiles' priority order, read from the point tiles (TileReader.points_in_box):
     O(tiles read), never O(N); None when the pyramid predates stored ranks (the caller falls
     back; a rebuild upgrades it).  A page deeper than the tiles can answer within their read
-    budget is a MapDataError that says how to get those points instead."""
-    from webapp.embeddings.services.map_data import MapDataError
+    budget is ViewTooDeep (HTTP 400), which says how to get those points instead."""
     tr = reader(lm)
     box = bbox if bbox is not None else tuple(tr.manifest["bounds"])
     want = offset + (limit if limit is not None else tr.manifest["n"])
@@ -297,7 +300,7 @@ def view_points(lm: LatentMap, bbox, limit: int | None, offset: int) -> tuple[np
     if found is None:
         return None
     if len(found.points) < want and not found.complete and len(found.points) < found.total:
-        raise MapDataError(
+        raise ViewTooDeep(
             f"this view holds about {found.total:,} points; a tiled map pages through the first "
             f"{len(found.points):,} of a view (priority order) from its tiles. Zoom in (a smaller bbox), "
             "fetch /tiles/…/points/z/x/y, or download the embedding set's Parquet export")
