@@ -178,6 +178,7 @@ def _train_compressed(index: faiss.Index, vectors: np.ndarray, cfg: IndexConfig)
     rows = compressed.train_rows(len(vectors), ivf.nlist, cfg.pq_train_per_list, cfg.pq_train_min, cfg.seed)
     sample = np.concatenate([prepare_vectors(vectors[rows[s:s + cfg.add_chunk]], cfg.metric)
                              for s in range(0, len(rows), cfg.add_chunk)])  # (T, D), memmap-friendly
+    release(vectors)   # the sample touched pages all over the file: not kept in this job's RSS
     index.train(sample)
 
 
