@@ -73,6 +73,17 @@ def recreate_database(base: str, name: str, drop_only: bool = False) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+# The server settings that decide bulk-load speed (the README's PostgreSQL advice); recorded with
+# every step, since a figure measured at the default 128 MB shared_buffers is not one at 4 GB
+PG_SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout", "maintenance_work_mem", "wal_compression")
+
+
+def server_settings(url: str) -> dict:
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in PG_SETTINGS}
+
+
 def ensure_database(base: str, name: str) -> None:
     import psycopg
     with psycopg.connect(database_url(base, "postgres"), autocommit=True) as conn:
@@ -184,9 +195,13 @@ def run_scale(n: int, args, record: dict, save) -> None:
         out = info.pop("stdout")
         if parse:
             info["result"] = last_json(out)
+        from common import git_info
+        info["git"] = git_info()            # a resumed step may run at another commit than the run
+        if not sqlite:
+            info["postgres_settings"] = server_settings(url)
         if args.resume and key in steps:   # keep what the earlier run measured beside the re-run
             info["earlier_run"] = {k: v for k, v in steps[key].items() if k != "earlier_run"}
-            info["earlier_run"]["git"] = record.get("git")
+            info["earlier_run"].setdefault("git", record.get("git"))
         steps[key] = info
         print(f"[{n:,}] {key}: {info['seconds']} s, peak RSS {info['peak_rss_mb']} MB", flush=True)
         save()
