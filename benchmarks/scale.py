@@ -44,7 +44,7 @@ from urllib.parse import urlparse, urlunparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, goal, write_result  # noqa: E402
+from common import ROOT, git_info, goal, write_result  # noqa: E402
 from scale_table import write_table  # noqa: E402
 
 PY = sys.executable
@@ -180,7 +180,6 @@ def run_scale(n: int, args, record: dict, save) -> None:
     env.pop("CELERY_BROKER_URL", None)  # the default server-less broker: run_job runs jobs inline
     steps = record.setdefault("steps", {})
     if not args.resume:
-        from common import git_info
         record["git"] = git_info()
     record.update({"n": n, "d": args.d, "database": "sqlite" if sqlite else "postgresql", "log": str(log)})
 
@@ -195,7 +194,6 @@ def run_scale(n: int, args, record: dict, save) -> None:
         out = info.pop("stdout")
         if parse:
             info["result"] = last_json(out)
-        from common import git_info
         info["git"] = git_info()            # a resumed step may run at another commit than the run
         if not sqlite:
             info["postgres_settings"] = server_settings(url)
