@@ -160,3 +160,7 @@ def test_knn_scores_query_the_sets_saved_index_instead_of_building_another(monke
     for method in ("knn", "lof"):
         np.testing.assert_allclose(with_index.scores[method], without.scores[method], rtol=1e-4, atol=1e-6)
     assert with_index.order("combined")[0] == ids[50]
+    # above the reference size the scores search a sample: the saved index is not even loaded
+    from webapp.anomalies.services.scoring import saved_index
+    assert saved_index(es, anomaly.AnomalyConfig()) is not None
+    assert saved_index(es, anomaly.AnomalyConfig(knn_reference_max=es.n - 1)) is None

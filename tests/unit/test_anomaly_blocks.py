@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from ml.anomaly import AnomalyConfig, knn_graph, score_all
+from ml.anomaly import AnomalyConfig, knn_graph, lof_score, reference_rows, score_all
 from ml.search import IndexConfig
 
 pytestmark = pytest.mark.unit
@@ -70,3 +70,45 @@ def test_the_knn_graph_reports_progress_block_by_block():
     assert "3,000 of 3,000 galaxies" in blocks[-1][1]
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and 0.5 < blocks[0][0] < blocks[-1][0] <= 1.0
+
+
+def test_a_reference_of_every_row_is_the_whole_set_graph():
+    x = data(2000)
+    reference = np.arange(2000)
+    d0, i0 = knn_graph(x, 10, "l2", exact_below=10**9)
+    d1, i1 = knn_graph(x, 10, "l2", exact_below=10**9, reference=reference)
+    np.testing.assert_allclose(d1, d0, rtol=1e-5)
+    np.testing.assert_allclose(lof_score(d1, i1, 10, reference), lof_score(d0, i0, 10), rtol=1e-5)
+
+
+def test_lof_against_a_reference_sample_is_sklearns_novelty_lof():
+    """Fitted on the reference rows, scoring every row: sklearn's LocalOutlierFactor(novelty=True)
+    gives the reference rows' own factors (self excluded) and the others' score_samples."""
+    from sklearn.neighbors import LocalOutlierFactor
+
+    x = data(3000, d=8).astype(np.float64).astype(np.float32)
+    reference = reference_rows(len(x), AnomalyConfig(knn_reference_max=800, seed=3))
+    assert len(reference) == 800 and np.all(np.diff(reference) > 0)
+    dist, ids = knn_graph(x, 20, "l2", exact_below=10**9, reference=reference)
+    assert not np.any(reference[ids] == np.arange(3000)[:, None])          # never its own neighbour
+    ours = lof_score(dist, ids, 20, reference)
+    lof = LocalOutlierFactor(n_neighbors=20, novelty=True).fit(x[reference])
+    others = np.setdiff1d(np.arange(3000), reference)
+    np.testing.assert_allclose(ours[reference], -lof.negative_outlier_factor_, rtol=1e-3)
+    np.testing.assert_allclose(ours[others], -lof.score_samples(x[others]), rtol=1e-3)
+
+
+def test_above_the_reference_size_scores_rank_like_the_whole_set_and_find_the_outliers():
+    rng = np.random.default_rng(7)
+    x = data(12_000)
+    outliers = rng.choice(12_000, 30, replace=False)
+    x[outliers] = rng.normal(size=(30, x.shape[1])).astype(np.float32) * 12   # far from every cluster
+    methods = ("knn", "lof")
+    whole = score_all(x, AnomalyConfig(methods=methods, knn_exact_below=10**9))
+    cfg = AnomalyConfig(methods=methods, knn_exact_below=10**9, knn_reference_max=3000, knn_block=2500)
+    sampled = score_all(x, cfg)
+    for name in methods:
+        assert spearmanr(sampled[name], whole[name]).statistic >= 0.9, name
+        top = np.argsort(-sampled[name])[:30]
+        assert len(set(top) & set(outliers)) >= 27, name
+    assert dataclasses.asdict(cfg)["knn_reference_max"] == 3000         # saved with the score set

@@ -64,9 +64,12 @@ def start_scoring(embedding_set: EmbeddingSet, user=None, methods=None, combine=
 def saved_index(es: EmbeddingSet, cfg: AnomalyConfig):
     """The set's built search index when the kNN scores can use it (same metric, every row): the
     anomaly job then queries it in blocks instead of building a second one (minutes at 10^7).
-    None otherwise (score_all builds its own)."""
+    None otherwise (score_all builds its own), and above cfg.knn_reference_max rows, where the
+    scores search a reference sample instead (ml.anomaly)."""
     from webapp.embeddings.services.search import get_index
     if not ({"knn", "lof"} & set(cfg.methods)) or es.index_status != ArtifactStatus.READY or not es.index_path:
+        return None
+    if es.n > cfg.knn_reference_max:
         return None
     try:
         index = get_index(es)
