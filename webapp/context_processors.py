@@ -18,6 +18,7 @@ JS_URLS = {
     "galaxy": ("catalog:galaxy_detail", True),
     "galaxy_api": ("catalog:api_galaxy_detail", True),
     "thumbnail": ("catalog:thumbnail", True),
+    "thumb_atlas_api": ("catalog:api_thumb_atlas", False),   # static/js/map_panels.js selection drawer
     "task_enqueue_api": ("labeling:api_enqueue", True),
     "samp_link": ("interop:samp_link", False),    # static/js/samp.js
     "samp_rows": ("interop:samp_rows", False),

@@ -56,11 +56,41 @@ window.LatentMapPanels = function (M, { meta, $, getJSON, esc, fmt, reselect }) 
     const drawer = $("selection");
     drawer.hidden = ids.length === 0;
     $("selection-count").textContent = ids.length.toLocaleString();
-    $("selection-grid").innerHTML = ids.slice(0, SELECTION_THUMBS).map(id =>
-      `<a class="cell" href="${LS.url("galaxy", id)}" data-id="${id}"><img src="${LS.url("thumbnail", id)}?size=72" width="72" height="72" alt="galaxy ${id}" loading="lazy"></a>`).join("") +
+    const shown = ids.slice(0, SELECTION_THUMBS);
+    const grid = $("selection-grid");
+    // Cells first (empty squares), then one sprite atlas for all of them: one image request
+    // instead of SELECTION_THUMBS; single thumbnails only if the atlas cannot be had.
+    grid.classList.remove("sprite-grid", "atlas-broken");
+    grid.innerHTML = shown.map(id =>
+      `<a class="cell" href="${LS.url("galaxy", id)}" data-id="${id}"><span class="sprite" role="img" aria-label="galaxy ${id}"></span></a>`).join("") +
       (ids.length > SELECTION_THUMBS ? `<div class="more muted">+${(ids.length - SELECTION_THUMBS).toLocaleString()} more</div>` : "");
+    if (shown.length) drawSelectionAtlas(grid, shown);
     $("more-like-these").href = `${meta.urls.search}?set=${meta.set_id}&ids=${ids.slice(0, 500).join(",")}`;
     if (ids.length) { loadCollections(); loadTasks(); }
+  }
+
+  async function drawSelectionAtlas(grid, shown) {
+    const want = shown.join(",");
+    grid.dataset.want = want;
+    let sprites = null;
+    try {
+      sprites = await getJSON(`${LS.url("thumb_atlas_api")}?size=72&ids=${want}`);
+    } catch (e) { sprites = null; }
+    if (grid.dataset.want !== want) return;          // the selection changed meanwhile
+    const cells = grid.querySelectorAll(".cell .sprite");
+    if (!sprites) {
+      cells.forEach((cell, i) => {
+        cell.outerHTML = `<img src="${LS.url("thumbnail", shown[i])}?size=72" width="72" height="72" alt="galaxy ${shown[i]}" loading="lazy">`;
+      });
+      return;
+    }
+    grid.style.setProperty("--atlas", `url("${sprites.url}")`);
+    grid.style.setProperty("--atlas-size", sprites.background_size);
+    cells.forEach((cell, i) => { cell.style.backgroundPosition = sprites.positions[i]; });
+    grid.classList.add("sprite-grid");
+    const probe = new Image();
+    probe.addEventListener("error", () => grid.classList.add("atlas-broken"), { once: true });
+    probe.src = sprites.url;
   }
 
   function toast(text, ok = true) {

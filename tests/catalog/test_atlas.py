@@ -196,3 +196,38 @@ def test_collection_page_draws_its_cells_from_one_atlas_of_mixed_surveys(make_us
     assert len(urls) == 1 and "<img" not in grid and grid.count('class="sprite" role="img"') == 7
     expected = [render.thumbnail_png(s, i, 96) for s in (one, two) for i in range(s.n_galaxies)]
     assert_tiles(body(client.get(unescape(urls.pop()))), expected, 96)  # page order: survey, then image index
+
+
+def test_the_atlas_api_lays_out_any_list_of_ids_in_one_query(viewer):
+    """Drawers built in the browser (the map's selection) ask for one atlas of their ids: the same
+    few queries for 3 ids as for 30, never one per galaxy."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    survey = make_survey(n=30, size=16)
+    ids = list(Galaxy.objects.filter(survey=survey).order_by("-image_index").values_list("pk", flat=True))
+    replies = {}
+    for n in (3, 30):
+        with CaptureQueriesContext(connection) as queries:
+            resp = viewer.get(f"/api/thumbs/atlas?size=72&ids={','.join(map(str, ids[:n]))}")
+        assert resp.status_code == 200, resp.content
+        replies[n] = (resp.json(), len(queries.captured_queries))
+    assert replies[3][1] == replies[30][1] <= 4
+    data = replies[30][0]
+    expected = atlas.layout(atlas.members_of(ids), 72)
+    assert data["url"] == expected.url and data["positions"] == expected.positions
+    assert (data["columns"], data["rows"], data["background_size"]) == (10, 3, "1000% 300%")
+    assert replies[3][0]["positions"] == atlas.layout(atlas.members_of(ids[:3]), 72).positions
+    image = viewer.get(data["url"])
+    assert image.status_code == 200 and image["Content-Type"] == "image/png"
+
+
+@pytest.mark.parametrize("query, message", [
+    ("size=72&ids=999999999", "unknown galaxy id"),
+    ("size=72&ids=" + ",".join(str(i) for i in range(1, 202)), "at most 200"),
+    ("size=72&ids=1,x", "comma-separated"),
+    ("size=9999&ids=1", "size"),
+])
+def test_bad_atlas_api_requests_are_a_clear_400(viewer, query, message):
+    resp = viewer.get("/api/thumbs/atlas?" + query)
+    assert resp.status_code == 400 and message in resp.json()["error"], resp.content

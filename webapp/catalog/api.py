@@ -7,7 +7,7 @@ from ninja import Field, Query, Router
 
 from webapp.apikit import Error, Out
 from webapp.catalog.models import Galaxy, Survey
-from webapp.catalog.services import browse, sky
+from webapp.catalog.services import atlas, browse, sky
 
 router = Router()
 
@@ -122,6 +122,29 @@ def api_survey_cone(request, slug: str, q: Query[ConeQuery]):
     return {"survey": survey.slug, "ra": cone.ra, "dec": cone.dec, "radius": cone.radius, "count": n_inside,
             "results": [{**browse.galaxy_dict(g, survey), "distance_arcsec": d * 3600}
                         for g, d in zip(rows, distances)]}
+
+
+class AtlasQuery(Out):
+    ids: str = Field(..., description="comma-separated galaxy ids, in the order the cells are drawn")
+    size: str = Field("72", description="cell size in px")
+
+
+class AtlasLayout(Out):
+    url: str = Field(description="the sprite image (immutable once every member rendered)")
+    size: int
+    columns: int
+    rows: int
+    background_size: str = Field(description="CSS background-size of each cell")
+    positions: list[str] = Field(description="CSS background-position of each id, in order")
+
+
+@router.get("/thumbs/atlas", response={200: AtlasLayout, 400: Error}, url_name="api_thumb_atlas",
+            summary="One sprite atlas for a list of galaxies (drawers built in the browser): one image, not one per galaxy")
+def api_thumb_atlas(request, q: Query[AtlasQuery]):
+    ids, size = atlas.parse_request([q.ids], [q.size])           # AtlasError (a ValueError): 400
+    sprites = atlas.layout(atlas.members_of(ids), size)
+    return {"url": sprites.url, "size": sprites.size, "columns": sprites.columns, "rows": sprites.rows,
+            "background_size": sprites.background_size, "positions": sprites.positions}
 
 
 @router.get("/galaxies/{int:galaxy_id}/", response={200: GalaxyDetail, 404: Error}, url_name="api_galaxy_detail",
