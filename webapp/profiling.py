@@ -14,19 +14,21 @@ import statistics
 import time
 from pathlib import Path
 
+from django.conf import settings
+
 DIRNAME = "cpu-profile"
 
 
 def url_name(request) -> str:
-    """The resolved URL name (namespaced, e.g. ``api-1.0.0:api_queue``), or ``unresolved``."""
+    """The resolved URL name (namespaced, e.g. ``labeling:api_queue``), ``static`` or ``unresolved``."""
     match = getattr(request, "resolver_match", None)
-    return (match.view_name or match.url_name or "unnamed") if match else "unresolved"
+    if match:
+        return match.view_name or match.url_name or "unnamed"
+    return "static" if request.path.startswith(settings.STATIC_URL) else "unresolved"  # whitenoise answers first
 
 
 class CpuProfileMiddleware:
     def __init__(self, get_response):
-        from django.conf import settings
-
         self.get_response = get_response
         directory = Path(settings.DATA_DIR) / DIRNAME
         directory.mkdir(parents=True, exist_ok=True)

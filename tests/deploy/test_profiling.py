@@ -24,9 +24,10 @@ def test_each_request_appends_its_url_name_and_cpu_ms(client, settings, tmp_path
     before = time.time()
     assert client.get("/healthz").status_code == 200
     client.get("/no/such/page/")
+    client.get("/static/css/app.css")
     lines = [line.split("\t") for path in (tmp_path / profiling.DIRNAME).glob("cpu-*.tsv")
              for line in path.read_text().splitlines()]
-    assert [name for _, name, _ in lines] == ["healthz", "unresolved"]
+    assert [name for _, name, _ in lines] == ["healthz", "unresolved", "static"]
     assert all(float(stamp) >= before - 1 and float(ms) >= 0 for stamp, _, ms in lines)
 
 
