@@ -46,6 +46,17 @@ def count(send) -> tuple[int, object]:
     return len(ctx), response
 
 
+def by_size(client, url: str, sizes, returned) -> dict:
+    """{size: queries of GET url + size}, after one warm-up request; ``returned(response)``, the
+    items the response holds, must equal the size asked for."""
+    client.get(url + str(sizes[0]))
+    counts = {}
+    for size in sizes:
+        counts[size], response = count(lambda: client.get(url + str(size)))
+        assert response.status_code == 200 and returned(response) == size, response.content[:300]
+    return counts
+
+
 def assert_fixed(name: str, counts: dict) -> None:
     """The same count for every size, within the endpoint's budget."""
     sizes = list(counts)
@@ -62,13 +73,8 @@ def queued_task(n: int = 60, batch: int = 48):
 
 def test_label_next_queries_do_not_grow_with_items_returned(role_clients):
     task = queued_task()
-    client = role_clients["labeler"]
-    url = f"/api/tasks/{task.pk}/queue?n="
-    client.get(url + "1")
-    counts = {}
-    for n in (1, 20):
-        counts[n], response = count(lambda: client.get(url + str(n)))
-        assert response.status_code == 200 and len(response.json()["items"]) == n, response.content[:300]
+    counts = by_size(role_clients["labeler"], f"/api/tasks/{task.pk}/queue?n=", (1, 20),
+                     lambda r: len(r.json()["items"]))
     assert_fixed("label next", counts)
 
 
@@ -108,32 +114,16 @@ def test_neighbours_and_map_points_queries_do_not_grow_with_results(role_clients
     client = role_clients["viewer"]
     galaxy = int(Galaxy.objects.filter(survey__in=es.surveys.all()).order_by("image_index").values_list(
         "pk", flat=True)[7])
-    neighbours = f"/api/search/neighbours/{galaxy}?k="
-    client.get(neighbours + "5")
-    counts = {}
-    for k in (5, 50):
-        counts[k], response = count(lambda: client.get(neighbours + str(k)))
-        assert response.status_code == 200 and len(response.json()["results"]) == k
-    assert_fixed("neighbours", counts)
-
+    assert_fixed("neighbours", by_size(client, f"/api/search/neighbours/{galaxy}?k=", (5, 50),
+                                       lambda r: len(r.json()["results"])))
     for extra in ("", "&layer=survey", "&format=bin"):
-        points = f"/api/maps/{lm.pk}/points?bbox=-10,-10,10,10{extra}&limit="
-        client.get(points + "5")
-        counts = {}
-        for limit in (5, 50):
-            counts[limit], response = count(lambda: client.get(points + str(limit)))
-            got = int(response["X-Count"]) if extra == "&format=bin" else response.json()["count"]
-            assert response.status_code == 200 and got == limit
-        assert_fixed("map points", counts)
+        returned = (lambda r: int(r["X-Count"])) if extra == "&format=bin" else (lambda r: r.json()["count"])
+        assert_fixed("map points", by_size(client, f"/api/maps/{lm.pk}/points?bbox=-10,-10,10,10{extra}&limit=",
+                                           (5, 50), returned))
 
 
 def test_anomaly_next_queries_do_not_grow_with_items_returned(role_clients):
     score_set, _ = make_score_set()
-    client = role_clients["labeler"]
-    url = f"/api/anomalies/score-sets/{score_set.pk}/queue/?n="
-    client.get(url + "1")
-    counts = {}
-    for n in (1, 20):
-        counts[n], response = count(lambda: client.get(url + str(n)))
-        assert response.status_code == 200 and len(response.json()["candidates"]) == n
+    counts = by_size(role_clients["labeler"], f"/api/anomalies/score-sets/{score_set.pk}/queue/?n=", (1, 20),
+                     lambda r: len(r.json()["candidates"]))
     assert_fixed("anomaly next", counts)
