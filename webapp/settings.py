@@ -77,6 +77,10 @@ MIDDLEWARE = [
     "webapp.accounts.middleware.LoginRequiredMiddleware",
     "webapp.middleware.DatabaseUnavailableMiddleware",
 ]
+# CPU ms per request by URL name, for benchmarks/load.py (webapp/profiling.py); off by default
+PROFILE_CPU = env_bool("LATENTSKY_PROFILE_CPU", False)
+if PROFILE_CPU:
+    MIDDLEWARE.insert(0, "webapp.profiling.CpuProfileMiddleware")
 
 ROOT_URLCONF = "webapp.urls"
 WSGI_APPLICATION = "webapp.wsgi.application"

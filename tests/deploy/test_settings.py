@@ -40,6 +40,17 @@ def test_database_url_postgres():
     assert db["OPTIONS"] == {"sslmode": "require"}
 
 
+def test_postgres_connections_persist_with_health_checks():
+    """Issue 16: a request does not pay for a new PostgreSQL connection; a connection that
+    died (a database restart) is noticed at the start of the next request and replaced."""
+    db = env.parse_database_url("postgres://u@db.example/sky")
+    assert db["CONN_MAX_AGE"] >= 60 and db["CONN_HEALTH_CHECKS"] is True
+    from django.conf import settings
+    live = settings.DATABASES["default"]
+    if live["ENGINE"].endswith("postgresql"):          # the settings this run uses, when on PostgreSQL
+        assert live["CONN_MAX_AGE"] >= 60 and live["CONN_HEALTH_CHECKS"] is True
+
+
 def test_database_url_sqlite_absolute_and_bad_scheme():
     assert env.parse_database_url("sqlite:////tmp/x.db")["NAME"] == "/tmp/x.db"
     with pytest.raises(env.ConfigError, match="unsupported scheme 'mysql'"):

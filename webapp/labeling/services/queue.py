@@ -137,6 +137,8 @@ def run_refill_job(job, progress) -> dict:
 
 
 def _claim(task: Task, user, n: int, exclude: set[int]) -> list[QueueItem]:
+    """Lease up to n items, best rank first: a fixed number of queries whatever n (one read
+    and at most two lease queries per chunk of SCAN_CHUNK rows while nobody competes)."""
     now = timezone.now()
     free = Q(leased_until__isnull=True) | Q(leased_until__lt=now) | Q(leased_by=user)
     skip = answered_galaxies(task, user) | exclude
@@ -150,22 +152,27 @@ def _claim(task: Task, user, n: int, exclude: set[int]) -> list[QueueItem]:
         if not chunk:
             break
         last_rank, last_id = chunk[-1].rank, chunk[-1].id
-        for item in chunk:
-            if item.galaxy_id in skip or len(picked) >= n:
-                continue
-            if _lease(item, user, now):
-                picked.append(item)
+        candidates = [item for item in chunk if item.galaxy_id not in skip]
+        while candidates and len(picked) < n:
+            batch, candidates = candidates[:n - len(picked)], candidates[n - len(picked):]
+            leased = _lease(task, batch, user, now)
+            picked += [item for item in batch if item.pk in leased]
     return picked
 
 
-def _lease(item: QueueItem, user, now) -> bool:
-    """Atomically reserve the item for this person (False if someone else got it first)."""
-    if item.task.votes_per_galaxy > 1:
-        return True   # several people are meant to see it: no exclusive lease
+def _lease(task: Task, items: list[QueueItem], user, now) -> set[int]:
+    """Atomically reserve these items for this person in one UPDATE; returns the ids it got
+    (an item someone else leased first is left out)."""
+    ids = [item.pk for item in items]
+    if task.votes_per_galaxy > 1:
+        return set(ids)   # several people are meant to see it: no exclusive lease
     free = Q(leased_until__isnull=True) | Q(leased_until__lt=now) | Q(leased_by=user)
     until = now + timedelta(seconds=LEASE_SECONDS)
-    changed = QueueItem.objects.filter(pk=item.pk, done=False).filter(free).update(leased_by=user, leased_until=until)
-    return bool(changed)
+    changed = QueueItem.objects.filter(pk__in=ids, done=False).filter(free).update(leased_by=user, leased_until=until)
+    if changed == len(ids):
+        return set(ids)
+    # some were taken: this request's lease carries its own `until`, so it tells ours apart
+    return set(QueueItem.objects.filter(pk__in=ids, leased_by=user, leased_until=until).values_list("pk", flat=True))
 
 
 def release_leases(task: Task, user) -> int:
