@@ -185,6 +185,7 @@ def run_scale(n: int, args, record: dict, save) -> None:
 
     def step(key, argv, extra_env=None, timeout=None, parse=False):
         print(f"[{n:,}] {key} …", flush=True)
+        commit = git_info()                 # the code the step runs (a resumed step may run at another commit)
         try:
             info = run_child(argv, {**env, **(extra_env or {})}, log, timeout)
         except StepFailed as exc:
@@ -194,7 +195,7 @@ def run_scale(n: int, args, record: dict, save) -> None:
         out = info.pop("stdout")
         if parse:
             info["result"] = last_json(out)
-        info["git"] = git_info()            # a resumed step may run at another commit than the run
+        info["git"] = commit
         if not sqlite:
             info["postgres_settings"] = server_settings(url)
         if args.resume and key in steps:   # keep what the earlier run measured beside the re-run
