@@ -253,6 +253,7 @@ def exact_knn(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str,
     for start in range(0, len(vectors), chunk):
         flat = faiss.IndexFlatL2(queries.shape[1])
         flat.add(prepare_vectors(vectors[start:start + chunk], metric))
+        release(vectors, start, start + chunk)  # a whole-file scan (index tuning): not left in the job's RSS
         d, i = flat.search(queries, min(k, flat.ntotal))
         best_d = np.concatenate([best_d, d], axis=1)
         best_i = np.concatenate([best_i, i + start], axis=1)
