@@ -15,6 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.anomalies.factories import make_score_set
+from tests.deploy.test_bounded_requests import RowCounter
 from tests.embeddings.map_factories import make_embedding_set, make_latent_map
 from tests.http import post_json
 from tests.labeling.factories import make_task
@@ -28,7 +29,7 @@ pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.refill_async,
               pytest.mark.usefixtures("fast_password_hashing")]
 
 # queries per request, measured on SQLite and PostgreSQL (session + user + role lookups included)
-BUDGET = {"label next": 19, "label post": 16, "neighbours": 4, "map points": 3, "anomaly next": 9}
+BUDGET = {"label next": 19, "label post": 16, "label bulk": 16, "neighbours": 4, "map points": 3, "anomaly next": 9}
 
 
 @pytest.fixture(autouse=True)
@@ -103,9 +104,15 @@ def test_label_post_queries_do_not_grow_with_labels_stored(role_clients):
     user = response.wsgi_request.user
     Label.objects.bulk_create([Label(task=task, galaxy_id=g, user=user, kind="value", class_index=2)
                                for g in ids[2:42]])
-    counts["43rd label"], response = count(lambda: post_json(client, url, {"galaxy_id": ids[42], "class_index": 3}))
+    with RowCounter() as rows:
+        counts["43rd label"], response = count(lambda: post_json(client, url, {"galaxy_id": ids[42],
+                                                                                "class_index": 3}))
     assert response.status_code == 201 and response.json()["user"]["answered"] == 43
     assert_fixed("label post", counts)
+    with RowCounter() as rows_before:      # the same post by a person with one label
+        first = post_json(role_clients["curator"], url, {"galaxy_id": ids[50], "class_index": 0})
+    assert first.status_code == 201 and first.json()["user"]["answered"] == 1
+    assert rows.rows == rows_before.rows, "a label post reads rows per label the person has"
 
 
 def test_neighbours_and_map_points_queries_do_not_grow_with_results(role_clients):
@@ -127,3 +134,21 @@ def test_anomaly_next_queries_do_not_grow_with_items_returned(role_clients):
     counts = by_size(role_clients["labeler"], f"/api/anomalies/score-sets/{score_set.pk}/queue/?n=", (1, 20),
                      lambda r: len(r.json()["candidates"]))
     assert_fixed("anomaly next", counts)
+
+
+def test_bulk_label_post_queries_do_not_grow_with_rows(role_clients):
+    """POST /labels/bulk looks its galaxies up together, inserts with one bulk_create and
+    refreshes the queue with at most two UPDATEs: 2 rows cost what 20 rows cost."""
+    task = queued_task(n=60, batch=48)
+    client = role_clients["labeler"]
+    ids = list(Galaxy.objects.filter(survey__in=task.surveys.all()).order_by("image_index")
+               .values_list("pk", flat=True))
+    url = f"/api/tasks/{task.pk}/labels/bulk"
+    assert post_json(client, url, {"labels": [{"galaxy_id": ids[59], "class_index": 0}]}).status_code == 201
+    counts, start = {}, 0
+    for rows in (2, 20):
+        body = {"labels": [{"galaxy_id": g, "class_index": k % 4} for k, g in enumerate(ids[start:start + rows])]}
+        counts[rows], response = count(lambda: post_json(client, url, body))
+        assert response.status_code == 201 and response.json()["stored"] == rows, response.content[:300]
+        start += rows
+    assert_fixed("label bulk", counts)

@@ -5,7 +5,8 @@ import pytest
 
 from tests.labeling.factories import make_task
 from webapp.catalog.models import Galaxy
-from webapp.labeling.models import Label, Task
+from webapp.labeling.models import Label, QueueItem, Task
+from webapp.labeling.services import labels, queue
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db]
 
@@ -100,3 +101,22 @@ def test_a_curator_stores_bulk_labels_as_a_source_like_an_import(role_clients, t
     assert ok.status_code == 201 and ok.json()["source"] == "GZ2 expert"
     assert list(Label.objects.order_by("pk").values_list("galaxy_id", "class_index", "source", "user__username")) == [
         (g[0], 1, "GZ2 expert", "source:gz2-expert"), (g[1], 0, "GZ2 expert", "source:gz2-expert")]
+
+
+def test_a_galaxy_named_twice_keeps_both_rows_and_the_later_counts_and_a_rerun_is_harmless(role_clients, task):
+    queue.refill(task, batch=4)
+    queued = list(QueueItem.objects.filter(task=task).order_by("rank").values_list("galaxy_id", flat=True))
+    rows = [{"galaxy_id": queued[0], "class_index": 0}, {"galaxy_id": queued[1], "kind": "skip"},
+            {"galaxy_id": queued[0], "class": "merger"}]
+    first = post(role_clients["labeler"], task, rows)
+    assert first.status_code == 201, first.content
+    assert list(Label.objects.filter(pk__in=first.json()["label_ids"]).order_by("pk")
+                .values_list("galaxy_id", "class_index")) == [(queued[0], 0), (queued[1], None), (queued[0], 3)]
+    current = {gid: (a.kind, a.class_index) for (gid, _), a in labels.task_answers(task).items()}
+    assert current == {queued[0]: ("value", 3), queued[1]: ("skip", None)}
+    done = dict(QueueItem.objects.filter(task=task).values_list("galaxy_id", "done"))
+    assert done == {queued[0]: True, queued[1]: False, queued[2]: False, queued[3]: False}   # a skip is no vote
+    again = post(role_clients["labeler"], task, rows)                         # the same request once more
+    assert again.status_code == 201 and Label.objects.count() == 6
+    assert {gid: (a.kind, a.class_index) for (gid, _), a in labels.task_answers(task).items()} == current
+    assert dict(QueueItem.objects.filter(task=task).values_list("galaxy_id", "done")) == done

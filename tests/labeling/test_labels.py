@@ -79,3 +79,34 @@ def test_vote_fractions_entropy_and_kappas_by_hand(task, make_user):
     assert agree["cohen_pair"] == ["a", "c"] and agree["n_common"] == 3
     assert agree["cohen_kappa"] == pytest.approx(0.5)
     assert agree["n_labellers"] == 3
+
+
+def test_progress_counts_current_answers_in_sql_like_the_python_rule(task, make_user, monkeypatch):
+    """user_progress (every label post's reply) counts in the database what current_answers()
+    finds in Python, through changed minds, skips, unsure and undos, without reading the rows."""
+    from webapp.labeling.services import stats
+
+    ann, bob = make_user("labeler", "ann"), make_user("labeler", "bob")
+    g = galaxies(task)
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        who, galaxy = (ann, bob)[rng.integers(2)], g[rng.integers(len(g))]
+        action = rng.choice(["value", "value", "unsure", "skip", "undo", "undo-here"])
+        if action == "undo":
+            labels.undo_last(task, who)
+        elif action == "undo-here":
+            labels.undo_last(task, who, galaxy.pk)
+        else:
+            labels.record_label(task, galaxy.pk, who, action, class_index=int(rng.integers(4)))
+    expected = {}
+    for user in (ann, bob):
+        kinds = [a.kind for a in labels.task_answers(task, user=user).values()]
+        expected[user.pk] = {"answered": sum(k in ("value", "unsure") for k in kinds),
+                             "skipped": kinds.count("skip")}
+    assert sum(e["answered"] + e["skipped"] for e in expected.values()) > 0
+
+    def no_python_rule(rows):
+        raise AssertionError("user_progress read the person's label rows")
+
+    monkeypatch.setattr(labels, "current_answers", no_python_rule)
+    assert {u.pk: stats.user_progress(task, u) for u in (ann, bob)} == expected

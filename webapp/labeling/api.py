@@ -21,7 +21,7 @@ from webapp.catalog.models import Galaxy
 from webapp.catalog.services import browse, static_thumbs
 from webapp.labeling.models import Label, Round, Task
 from webapp.labeling.services import export, finetune as finetune_service, label_import, labels as label_service
-from webapp.labeling.services import queue as queue_service
+from webapp.labeling.services import prerender, queue as queue_service
 from webapp.labeling.services import rounds as round_service, stats
 from webapp.labeling.services.consensus import agreement
 from webapp.labeling.services.store import predictions_for, serving_round
@@ -29,7 +29,6 @@ from webapp.labeling.services.tasks import task_dict
 from webapp.middleware import DATABASE_OUTAGE_ERRORS
 
 router = Router()
-COMPOSITE_SIZE, LARGE_SIZE, BAND_SIZE = 320, 512, 128   # px; 512 is the renderer's maximum
 TASK = "/tasks/{int:task_id}"
 
 
@@ -213,9 +212,7 @@ class FinetuneQueued(Out):
 # ------------------------------------------------------------------ helpers
 
 def queue_item_dict(item, galaxy, task, prediction=None) -> dict:
-    data = browse.galaxy_card(galaxy, thumbs={"composite_url": COMPOSITE_SIZE, "image_url": LARGE_SIZE,
-                                              "thumb_url": 96},
-                              bands={"url": BAND_SIZE, "large_url": LARGE_SIZE})
+    data = browse.galaxy_card(galaxy, thumbs=prerender.PAGE_THUMBS, bands=prerender.PAGE_BANDS)
     data["galaxy_id"], data["detail_url"] = data.pop("id"), data.pop("url")
     data.update({"reason": item.reason, "source": item.source, "strategy": item.strategy,
                  "round": item.round_number, "prediction": prediction})

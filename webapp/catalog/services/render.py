@@ -158,15 +158,33 @@ def thumbnail_png(survey, image_index: int, size: int = DEFAULT_THUMB_SIZE, band
 def render_missing(survey, image_indices, size: int = DEFAULT_THUMB_SIZE, band: str = "composite") -> int:
     """Render the thumbnails of these images that are not on disk yet, reading the store once for
     all of them (an atlas page, a pre-render batch); returns how many were rendered."""
-    variant = variant_name(band, size)
-    todo = sorted({int(i) for i in image_indices if not thumb_path(survey, i, variant).exists()})
-    if todo:
-        images = read_images(survey.store_abspath, todo)
-        for index, image in zip(todo, images):
-            pixels = render_pixels(survey, np.asarray(image, dtype=np.float32), band)
+    return render_missing_variants(survey, image_indices, [(band, size)])
+
+
+def render_missing_variants(survey, image_indices, variants) -> int:
+    """render_missing() for several (band stem, size) variants at once, e.g. the labeling page's
+    512 px and 96 px composites and 128 px bands: the store is read once for every image that
+    misses any of them, and each band's stretch is computed once for all its sizes.  Returns how
+    many files were rendered."""
+    variants = list(dict.fromkeys((band, int(size)) for band, size in variants))
+    missing: dict[int, list[tuple[str, int]]] = {}
+    for index in sorted({int(i) for i in image_indices}):
+        todo = [(b, s) for b, s in variants if not thumb_path(survey, index, variant_name(b, s)).exists()]
+        if todo:
+            missing[index] = todo
+    if not missing:
+        return 0
+    images = read_images(survey.store_abspath, list(missing))
+    for (index, todo), image in zip(missing.items(), images):
+        image = np.asarray(image, dtype=np.float32)
+        stretched: dict[str, np.ndarray] = {}
+        for band, size in todo:
+            if band not in stretched:
+                stretched[band] = render_pixels(survey, image, band)
             # A cache, not durable: a lost file is rendered again.
-            write_atomic(thumb_path(survey, index, variant), encode_png(pixels, size), durable=False)
-    return len(todo)
+            write_atomic(thumb_path(survey, index, variant_name(band, size)), encode_png(stretched[band], size),
+                         durable=False)
+    return sum(len(todo) for todo in missing.values())
 
 
 def thumbnail_file(survey, image_index: int, size: int = DEFAULT_THUMB_SIZE, band: str = "composite") -> Path:

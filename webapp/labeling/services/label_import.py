@@ -29,7 +29,7 @@ from django.utils.text import slugify
 
 from webapp.catalog.models import Galaxy
 from webapp.labeling.models import Label, QueueItem, Task
-from webapp.labeling.services.labels import refresh_queue_item
+from webapp.labeling.services.labels import refresh_queue_items
 
 FORMATS = {"csv": "ascii.csv", "fits": "fits", "fit": "fits", "fits.gz": "fits", "vot": "votable",
            "votable": "votable", "xml": "votable"}
@@ -248,8 +248,7 @@ def import_labels(task: Task, table, source: str, radius_arcsec: float = DEFAULT
         Label.objects.bulk_create(new, batch_size=2000)
     # Imported answers count as votes: queued galaxies they answer are done like any other.
     queued = QueueItem.objects.filter(task=task, done=False, galaxy_id__in=[label.galaxy_id for label in new])
-    for galaxy_id in queued.values_list("galaxy_id", flat=True):
-        refresh_queue_item(task, galaxy_id)
+    refresh_queue_items(task, queued.values_list("galaxy_id", flat=True))
     report.imported = len(new)
     return report
 

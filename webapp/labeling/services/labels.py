@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Count, Exists, OuterRef
 
 from webapp.catalog.models import Galaxy
 from webapp.labeling.models import Label, QueueItem, Task
@@ -63,6 +64,19 @@ def task_answers(task: Task, galaxy_ids=None, user=None) -> dict[tuple[int, int]
     return current_answers(qs.values_list(*LABEL_FIELDS))
 
 
+def answer_counts(task: Task, user) -> dict[str, int]:
+    """{kind: how many} of one person's current answers in a task (kinds with none left out):
+    current_answers()'s rule counted by the database, so a reply reads a row per kind, not the
+    person's whole history.  A label counts when it is not an UNDO, no UNDO retracts it, and no
+    newer label of the person on the galaxy does either."""
+    undone = Label.objects.filter(undoes=OuterRef("pk"))
+    newer = (Label.objects.filter(task=task, user=user, galaxy_id=OuterRef("galaxy_id"), id__gt=OuterRef("id"))
+             .exclude(kind=Label.Kind.UNDO).exclude(Exists(undone)))
+    current = (Label.objects.filter(task=task, user=user).exclude(kind=Label.Kind.UNDO)
+               .exclude(Exists(undone)).exclude(Exists(newer)))
+    return dict(current.order_by().values("kind").annotate(n=Count("id")).values_list("kind", "n"))
+
+
 def validate_answer(task: Task, kind: str, class_index, value) -> tuple[int | None, float | None]:
     """Check a label against the task; returns the (class_index, value) to store."""
     if kind not in (Label.Kind.VALUE, Label.Kind.UNSURE, Label.Kind.SKIP):
@@ -94,13 +108,33 @@ def validate_answer(task: Task, kind: str, class_index, value) -> tuple[int | No
 
 def task_galaxy(task: Task, galaxy_id) -> Galaxy:
     """The galaxy, which must belong to one of the task's surveys."""
-    try:
-        galaxy = Galaxy.objects.only("id", "survey_id").get(pk=int(galaxy_id))
-    except (TypeError, ValueError, Galaxy.DoesNotExist):
-        raise LabelError(f"no galaxy {galaxy_id!r}") from None
-    if not task.surveys.filter(pk=galaxy.survey_id).exists():
-        raise LabelError(f"galaxy {galaxy.pk} is not in a survey of task {task.name!r}")
-    return galaxy
+    found = task_galaxy_ids(task, [galaxy_id])[0]
+    if isinstance(found, LabelError):
+        raise found
+    return Galaxy(pk=found)
+
+
+def task_galaxy_ids(task: Task, galaxy_ids) -> list[int | LabelError]:
+    """Per given id, in order: the galaxy's id when it belongs to one of the task's surveys, else
+    the LabelError saying why not.  Two queries however many ids."""
+    parsed = []
+    for given in galaxy_ids:
+        try:
+            parsed.append(int(given))
+        except (TypeError, ValueError):
+            parsed.append(None)
+    survey_of = dict(Galaxy.objects.filter(pk__in={g for g in parsed if g is not None})
+                     .values_list("id", "survey_id"))
+    allowed = set(task.surveys.values_list("pk", flat=True))
+    out: list[int | LabelError] = []
+    for given, pk in zip(galaxy_ids, parsed):
+        if pk not in survey_of:
+            out.append(LabelError(f"no galaxy {given!r}"))
+        elif survey_of[pk] not in allowed:
+            out.append(LabelError(f"galaxy {pk} is not in a survey of task {task.name!r}"))
+        else:
+            out.append(pk)
+    return out
 
 
 def record_label(task: Task, galaxy_id, user, kind: str = Label.Kind.VALUE, class_index=None,
@@ -115,7 +149,7 @@ def record_label(task: Task, galaxy_id, user, kind: str = Label.Kind.VALUE, clas
     with transaction.atomic():
         label = Label.objects.create(task=task, galaxy=galaxy, user=user, kind=kind,
                                      class_index=class_index, value=value, source=source)
-    _after_answer(task, galaxy.pk)
+    _after_answer(task, [galaxy.pk])
     return label
 
 
@@ -147,35 +181,49 @@ def record_labels(task: Task, user, rows: list[dict], source: str = "") -> list[
 
     Each row is ``{"galaxy_id", "kind" (value/unsure, default value), "class_index" or "class"
     (a class name), "value"}``, checked like one label; a refused row raises BulkLabelError
-    naming every refused row, and nothing is stored.  ``source``: stored on every label (the
-    caller passes that source's system user, label_import.source_user)."""
+    naming every refused row, and nothing is stored.  A galaxy named twice gets both rows, in
+    order, so the later one counts, as two single labels would.  ``source``: stored on every
+    label (the caller passes that source's system user, label_import.source_user).
+
+    A fixed number of queries whatever the row count: the galaxies are looked up together,
+    the labels inserted by one bulk_create, the queue items refreshed by refresh_queue_items."""
     if len(rows) > MAX_BULK:
         raise LabelError(f"at most {MAX_BULK} labels per request (got {len(rows)})")
+    galaxies = task_galaxy_ids(task, [row.get("galaxy_id") for row in rows])
     errors, labels = [], []
-    with transaction.atomic():
-        for i, row in enumerate(rows):
-            try:
-                class_index = row.get("class_index")
-                if row.get("class") is not None:
-                    if not task.is_classification:
-                        raise LabelError("class is for classification tasks; give value")
-                    named = class_index_of(task, row["class"])
-                    if class_index is not None and int(class_index) != named:
-                        raise LabelError(f"class {row['class']!r} is not class_index {class_index}")
-                    class_index = named
-                with transaction.atomic():   # a savepoint: a refused row leaves the others intact
-                    labels.append(record_label(task, row.get("galaxy_id"), user, row.get("kind") or Label.Kind.VALUE,
-                                               class_index, row.get("value"), source=source))
-            except LabelError as exc:
-                errors.append({"row": i, "galaxy_id": row.get("galaxy_id"), "error": str(exc)})
-        if errors:
-            transaction.set_rollback(True)
+    for i, (row, galaxy) in enumerate(zip(rows, galaxies)):
+        try:
+            kind = row.get("kind") or Label.Kind.VALUE
+            class_index, value = validate_answer(task, kind, _bulk_class_index(task, row), row.get("value"))
+            if isinstance(galaxy, LabelError):
+                raise galaxy
+        except LabelError as exc:
+            errors.append({"row": i, "galaxy_id": row.get("galaxy_id"), "error": str(exc)})
+            continue
+        labels.append(Label(task=task, galaxy_id=galaxy, user=user, kind=kind, class_index=class_index,
+                            value=value, source=source))
     if errors:
         raise BulkLabelError(errors, len(rows))
+    with transaction.atomic():
+        Label.objects.bulk_create(labels)   # ids in row order (RETURNING on PostgreSQL and SQLite)
+    _after_answer(task, [label.galaxy_id for label in labels])
     return labels
 
 
-def _after_answer(task: Task, galaxy_id: int) -> None:
+def _bulk_class_index(task: Task, row: dict):
+    """A bulk row's class index, from "class_index" or a class name in "class" (both must agree)."""
+    class_index = row.get("class_index")
+    if row.get("class") is None:
+        return class_index
+    if not task.is_classification:
+        raise LabelError("class is for classification tasks; give value")
+    named = class_index_of(task, row["class"])
+    if class_index is not None and int(class_index) != named:
+        raise LabelError(f"class {row['class']!r} is not class_index {class_index}")
+    return named
+
+
+def _after_answer(task: Task, galaxy_ids: list[int]) -> None:
     """Queue bookkeeping once the label (or undo) is committed.
 
     Best effort against a database outage: the label is already stored, so the reply must
@@ -183,7 +231,7 @@ def _after_answer(task: Task, galaxy_id: int) -> None:
     left leased is served again when its lease expires.
     """
     try:
-        refresh_queue_item(task, galaxy_id)
+        refresh_queue_items(task, galaxy_ids)
     except DATABASE_OUTAGE_ERRORS as exc:
         logging.getLogger(__name__).warning("label stored, bookkeeping skipped (database outage): %s", exc)
 
@@ -213,13 +261,26 @@ def undo_last(task: Task, user, galaxy_id=None) -> Undo | None:
     target = max(live.values(), key=lambda a: a.label_id)
     undo = Label.objects.create(task=task, galaxy_id=target.galaxy_id, user=user, kind=Label.Kind.UNDO,
                                 undoes_id=target.label_id)
-    _after_answer(task, target.galaxy_id)
+    _after_answer(task, [target.galaxy_id])
     return Undo(undo_id=undo.pk, undone=target)
 
 
 def refresh_queue_item(task: Task, galaxy_id: int) -> None:
     """Mark the galaxy's queue item done once enough people answered (or not done after an undo)."""
-    answers = task_answers(task, [galaxy_id])
-    voters = sum(1 for a in answers.values() if a.kind in ANSWER_KINDS)
-    QueueItem.objects.filter(task=task, galaxy_id=galaxy_id).update(
-        done=voters >= task.votes_per_galaxy, leased_by=None, leased_until=None)
+    refresh_queue_items(task, [galaxy_id])
+
+
+def refresh_queue_items(task: Task, galaxy_ids) -> None:
+    """refresh_queue_item() for many galaxies: one read of their labels and at most two UPDATEs."""
+    galaxy_ids = set(galaxy_ids)
+    if not galaxy_ids:
+        return
+    voters: dict[int, int] = {}
+    for answer in task_answers(task, galaxy_ids).values():
+        if answer.kind in ANSWER_KINDS:
+            voters[answer.galaxy_id] = voters.get(answer.galaxy_id, 0) + 1
+    done = {g for g in galaxy_ids if voters.get(g, 0) >= task.votes_per_galaxy}
+    for ids, is_done in ((done, True), (galaxy_ids - done, False)):
+        if ids:
+            QueueItem.objects.filter(task=task, galaxy_id__in=ids).update(done=is_done, leased_by=None,
+                                                                          leased_until=None)

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from webapp.catalog.models import Galaxy
 from webapp.labeling.models import Label, QueueItem, Task
+from webapp.labeling.services import prerender
 from webapp.labeling.services.labels import task_answers
 from webapp.embeddings.models import ArtifactStatus
 from webapp.labeling.services.picking import QueueUnavailable, pick_next
@@ -130,10 +131,17 @@ def run_refill_job(job, progress) -> dict:
     if task is None:
         log.warning("task %s is gone; nothing to refill", job.params.get("task_id"))
         return {"skipped": "task deleted"}
-    progress(0, 1, "picking galaxies to label")
+    progress(0, 2, "picking galaxies to label")
     added = refill(task)
-    progress(1, 1, f"queued {added} galaxies")
-    return {"task_id": task.pk, "added": added}
+    progress(1, 2, f"queued {added} galaxies; rendering their images")
+    result = {"task_id": task.pk, "added": added}
+    try:   # the queued galaxies are committed and servable: a render failure must not fail the refill
+        result["prerendered"] = prerender.prerender_queue(task)
+    except Exception as exc:
+        log.exception("task %s: pre-rendering the queue's images failed; they render on first request", task.pk)
+        result["prerendered"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    progress(2, 2, f"queued {added} galaxies")
+    return result
 
 
 def _claim(task: Task, user, n: int, exclude: set[int]) -> list[QueueItem]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db.models import Count, Q
 
 from webapp.labeling.models import Label, QueueItem, Task
-from webapp.labeling.services.labels import task_answers
+from webapp.labeling.services.labels import ANSWER_KINDS, answer_counts
 from webapp.labeling.services.store import serving_round
 
 
@@ -22,9 +22,9 @@ def round_progress(task: Task) -> dict:
 
 
 def user_progress(task: Task, user) -> dict:
-    answers = task_answers(task, user=user).values()
-    return {"answered": sum(1 for a in answers if a.kind in (Label.Kind.VALUE, Label.Kind.UNSURE)),
-            "skipped": sum(1 for a in answers if a.kind == Label.Kind.SKIP)}
+    """The person's answered (value or unsure) and skipped galaxies, counted in SQL (one query)."""
+    counts = answer_counts(task, user)
+    return {"answered": sum(counts.get(k, 0) for k in ANSWER_KINDS), "skipped": counts.get(Label.Kind.SKIP, 0)}
 
 
 def task_summaries(tasks) -> dict[int, dict]:
