@@ -75,6 +75,14 @@ def test_hover_click_lasso_collection_and_labeling(page, live_server, login, mak
     page.mouse.up()
     page.wait_for_function("() => document.getElementById('selection-count').textContent === '20'")
     assert page.locator("#selection-grid .cell").count() == 20
+    # The drawer's 20 thumbnails come from one sprite atlas, not 20 image requests
+    page.wait_for_function("() => document.getElementById('selection-grid').classList.contains('sprite-grid')")
+    drawer = page.evaluate("""() => { const g = document.getElementById('selection-grid');
+        return {atlas: getComputedStyle(g).getPropertyValue('--atlas'), imgs: g.querySelectorAll('img').length,
+                positions: [...g.querySelectorAll('.sprite')].map(s => s.style.backgroundPosition),
+                broken: g.classList.contains('atlas-broken')}; }""")
+    assert "/thumbs/atlas/" in drawer["atlas"] and drawer["imgs"] == 0 and not drawer["broken"]
+    assert len(set(drawer["positions"])) == 20 and all(drawer["positions"])
 
     page.fill("#collection-name", "Right-hand cluster")
     page.click("#add-to-collection")
