@@ -125,6 +125,7 @@ def build_data(n: int) -> dict:
     import numpy as np
     from django.core.management import call_command
 
+    from webapp.catalog.services.paging import OFFSET_LIMIT
     from webapp.catalog.services.simulation import simulate_and_publish
     from webapp.embeddings.models import EmbeddingSet, Encoder, LatentMap
     from webapp.embeddings.services.index import build_for_set
@@ -147,7 +148,9 @@ def build_data(n: int) -> dict:
     write_map_coords(lm, rng.uniform(0, 10, size=(len(ids), 2)).astype(np.float32))
     task = ensure_demo_task(es)
     return {"task_id": task.pk, "map_id": lm.pk, "survey_slug": survey.slug, "galaxy_ids": ids.tolist(),
-            "n_pages": max(1, len(ids) // 100)}
+            # pages a person reaches by number: the grid answers ?page=N only within its first
+            # OFFSET_LIMIT rows (deeper pages are cursor links; a number there is a 400)
+            "n_pages": max(1, min(len(ids), OFFSET_LIMIT) // 100)}
 
 
 def make_users(prefix: str, count: int) -> list[str]:
