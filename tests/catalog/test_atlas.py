@@ -29,14 +29,19 @@ def pixels(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def assert_tiles(atlas_png: bytes, expected: list[bytes], size: int):
-    """The atlas holds each expected image at (i % COLUMNS, i // COLUMNS) x size px."""
-    img = pixels(atlas_png)
+def assert_tiles(atlas_jpeg: bytes, expected: list[bytes], size: int):
+    """The atlas holds each expected image at (i % COLUMNS, i // COLUMNS) x size px, to JPEG's
+    precision: closer to its own member than to any other member."""
+    img = pixels(atlas_jpeg).astype(np.int16)
     columns, rows = atlas.grid_shape(len(expected))
     assert img.shape == (rows * size, columns * size, 3)
-    for i, data in enumerate(expected):
+    members = [pixels(data).astype(np.int16) for data in expected]
+    for i in range(len(expected)):
         x, y = (i % columns) * size, (i // columns) * size
-        assert np.array_equal(img[y:y + size, x:x + size], pixels(data)), f"member {i}"
+        cell = img[y:y + size, x:x + size]
+        error = [float(np.abs(cell - m).mean()) for m in members]
+        assert error[i] < 3.0, f"member {i}: mean error {error[i]:.2f} of 255"
+        assert error[i] == min(error), f"member {i} is not where it belongs"
 
 
 def test_atlas_is_the_member_thumbnails_pasted_at_their_offsets(viewer):
@@ -48,7 +53,7 @@ def test_atlas_is_the_member_thumbnails_pasted_at_their_offsets(viewer):
     members = [(galaxies[i], survey) for i in order] + [(extra, other)]
     sprites = atlas.layout(members, 48)
     resp = viewer.get(sprites.url)
-    assert resp.status_code == 200 and resp["Content-Type"] == "image/png" and resp["Cache-Control"] == IMMUTABLE
+    assert resp.status_code == 200 and resp["Content-Type"] == "image/jpeg" and resp["Cache-Control"] == IMMUTABLE
     data = body(resp)
     assert_tiles(data, [render.thumbnail_png(survey, i, 48) for i in order] + [render.thumbnail_png(other, 2, 48)], 48)
     assert (sprites.columns, sprites.rows, sprites.background_size) == (10, 2, "1000% 200%")
@@ -56,7 +61,7 @@ def test_atlas_is_the_member_thumbnails_pasted_at_their_offsets(viewer):
     assert sprites.positions[:2] == ["0% 0%", "11.1111% 0%"] and sprites.positions[9:13] == [
         "100% 0%", "0% 100%", "11.1111% 100%", "22.2222% 100%"]
     # Cached on disk: a second request builds nothing.
-    digest = re.search(r"/thumbs/atlas/([0-9a-f]+)\.png", sprites.url).group(1)
+    digest = re.search(r"/thumbs/atlas/([0-9a-f]+)\.jpg", sprites.url).group(1)
     assert atlas.atlas_path(digest).read_bytes() == data
 
 
@@ -111,7 +116,7 @@ def test_bad_atlas_requests_are_a_clear_400(viewer, query, message):
     first = Galaxy.objects.filter(survey=survey).order_by("pk").first().pk
     query = (query.replace("ids=1,1", f"ids={first},{first}").replace("ids=1,2", f"ids={first},{first + 1}")
              .replace("ids=1,", f"ids={first},"))   # real ids: PostgreSQL's sequences do not restart at 1
-    resp = viewer.get(f"/thumbs/atlas/{'0' * 32}.png?{query}")
+    resp = viewer.get(f"/thumbs/atlas/{'0' * 32}.jpg?{query}")
     assert resp.status_code == 400 and message in resp.content.decode(), resp.content
 
 
@@ -148,7 +153,7 @@ def test_failed_remote_members_show_the_placeholder_and_the_atlas_is_neither_imm
     assert failed["Cache-Control"] == "public, max-age=60"
     placeholder = remote_cutouts.placeholder_png(64)
     assert_tiles(body(failed), [placeholder, render.thumbnail_png(local, 1, 64), placeholder, placeholder], 64)
-    assert not list(atlas.cache_root().rglob("*.png"))  # nothing cached: a later request completes it
+    assert not list(atlas.cache_root().rglob("*.jpg"))  # nothing cached: a later request completes it
     server.reset("ok")
     done = viewer.get(url)
     assert done["Cache-Control"] == IMMUTABLE and done["X-Accel-Redirect"].startswith("/protected/atlases/")
@@ -178,7 +183,7 @@ def test_atlas_cache_is_evicted_least_recently_used(viewer, settings):
     for k in range(1, 4):
         assert viewer.get(atlas.layout([(g, survey) for g in gs[:k]], 32).url).status_code == 200
         atlas._written.update(swept=False)
-    assert len(list(atlas.cache_root().rglob("*.png"))) <= 1
+    assert len(list(atlas.cache_root().rglob("*.jpg"))) <= 1
 
 
 def test_collection_page_draws_its_cells_from_one_atlas_of_mixed_surveys(make_user, client):
@@ -219,7 +224,7 @@ def test_the_atlas_api_lays_out_any_list_of_ids_in_one_query(viewer):
     assert (data["columns"], data["rows"], data["background_size"]) == (10, 3, "1000% 300%")
     assert replies[3][0]["positions"] == atlas.layout(atlas.members_of(ids[:3]), 72).positions
     image = viewer.get(data["url"])
-    assert image.status_code == 200 and image["Content-Type"] == "image/png"
+    assert image.status_code == 200 and image["Content-Type"] == "image/jpeg"
 
 
 @pytest.mark.parametrize("query, message", [

@@ -366,7 +366,9 @@ def test_grid_and_galaxy_page_of_a_remote_survey(server, viewer):
     assert len(grid.context["cells"]) == 6 and grid.content.decode().count('class="sprite"') == 6
     atlas_img = decoded(body(viewer.get(atlas_url)))
     assert atlas_img.size == (6 * 96, 96)
-    assert np.array_equal(np.asarray(atlas_img)[:, 96:192], np.asarray(decoded(render_cutout(180.01, -0.98, 96)).convert("RGB")))
+    cell = np.asarray(atlas_img, dtype=np.int16)[:, 96:192]           # a JPEG: equal to its precision
+    cutout = np.asarray(decoded(render_cutout(180.01, -0.98, 96)).convert("RGB"), dtype=np.int16)
+    assert np.abs(cell - cutout).mean() < 3.0
     page = viewer.get(f"/galaxies/{galaxy.pk}/")
     html = page.content.decode()
     assert page.status_code == 200

@@ -51,13 +51,13 @@ def test_a_person_does_not_refetch_what_is_fresh_and_revalidates_what_is_stale(l
 def test_asset_urls_are_what_the_grid_page_makes_a_browser_fetch(lb):
     html = """<html><head><link rel="stylesheet" href="/static/css/app.css"><link rel="icon" href="/favicon.ico">
     <script src="/static/js/app.js"></script></head><body>
-    <div class="grid sprite-grid" data-atlas="/thumbs/atlas/abc.png?size=96&amp;ids=1,2"
-         style="--atlas: url('/thumbs/atlas/abc.png?size=96&amp;ids=1,2'); --atlas-size: 200% 100%">
+    <div class="grid sprite-grid" data-atlas="/thumbs/atlas/abc.jpg?size=96&amp;ids=1,2"
+         style="--atlas: url('/thumbs/atlas/abc.jpg?size=96&amp;ids=1,2'); --atlas-size: 200% 100%">
     <span class="sprite" style="background-position: 0% 0%"></span></div>
     <img src="/thumbs/7/composite-96-ff.png"><img src="data:image/png;base64,AAAA"><img src="https://elsewhere/x.png">
     <script src="/static/js/app.js"></script></body></html>"""
     urls = lb.asset_urls(html)
-    assert urls == ["/static/css/app.css", "/static/js/app.js", "/thumbs/atlas/abc.png?size=96&ids=1,2",
+    assert urls == ["/static/css/app.css", "/static/js/app.js", "/thumbs/atlas/abc.jpg?size=96&ids=1,2",
                     "/thumbs/7/composite-96-ff.png"]
     assert [lb.asset_kind(u) for u in urls] == ["static", "static", "atlas", "thumbnail"]
 

@@ -8,7 +8,7 @@ urlpatterns = [
     path("galaxies/<int:galaxy_id>/", views.galaxy_detail, name="galaxy_detail"),
     path("thumbs/<int:galaxy_id>.png", views.thumbnail, name="thumbnail"),   # revalidated; hover, links
     path("thumbs/<int:galaxy_id>/<str:key>.png", views.thumbnail_immutable, name="thumbnail_immutable"),
-    path("thumbs/atlas/<str:digest>.png", views.thumbnail_atlas, name="thumbnail_atlas"),
+    path("thumbs/atlas/<str:digest>.jpg", views.thumbnail_atlas, name="thumbnail_atlas"),
     path("ingest/", views_ingest.ingest_new, name="ingest"),
 ]
 # Keep these last: "surveys/<slug>/" would otherwise shadow fixed paths such as "surveys/ingest/".

@@ -243,7 +243,7 @@ def thumbnail_immutable(request, galaxy_id, key):
 
 
 def thumbnail_atlas(request, digest):
-    """/thumbs/atlas/<digest>.png?size=&ids=: one sprite image of a page's thumbnails (services/atlas.py)."""
+    """/thumbs/atlas/<digest>.jpg?size=&ids=: one sprite image of a page's thumbnails (services/atlas.py)."""
     try:
         ids, size = atlas.parse_request(request.GET.getlist("ids"), request.GET.getlist("size"))
         members = atlas.members_of(ids)
@@ -255,7 +255,7 @@ def thumbnail_atlas(request, digest):
         image = atlas.build(members, size, digest)
     except StoreMissing:
         raise Http404("a member's survey has no image store yet") from None
-    return _file_response(image.path, image.data, "image/png", image.cache_control, image.ok)
+    return _file_response(image.path, image.data, atlas.CONTENT_TYPE, image.cache_control, image.ok)
 
 
 def _file_response(path, data, content_type: str, cache_control: str, servable: bool):
