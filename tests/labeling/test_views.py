@@ -12,7 +12,7 @@ from tests.labeling.factories import make_task, true_class
 from webapp.catalog.models import Galaxy
 from webapp.jobs.services import execute_job
 from webapp.labeling.models import Label, Round, Task
-from webapp.labeling.services import labels, rounds
+from webapp.labeling.services import labels, prerender, rounds
 
 pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.usefixtures("fast_password_hashing")]
 ROLES = ("anonymous", "viewer", "labeler", "curator", "admin")
@@ -179,7 +179,8 @@ def test_queue_api_explains_each_pick_and_serves_image_urls(role_clients, task):
     assert len(items) == 3
     item = items[0]
     assert item["source"] == "cold_start" and "nearest to centroid" in item["reason"]
-    assert item["image_url"].startswith(f"/thumbs/{item['galaxy_id']}/composite-512-")  # content-addressed
+    stage = prerender.stage_px(task.surveys.get())          # 2x the cutout, 128-512 px
+    assert item["image_url"].startswith(f"/thumbs/{item['galaxy_id']}/composite-{stage}-")  # content-addressed
     assert [b["name"] for b in item["bands"]] == ["g", "r", "i"]
     assert role_clients["labeler"].get(f"/api/tasks/{task.pk}/queue?n=x").status_code == 400
     assert role_clients["viewer"].get(f"/api/tasks/{task.pk}/queue").status_code == 403

@@ -212,7 +212,7 @@ class FinetuneQueued(Out):
 # ------------------------------------------------------------------ helpers
 
 def queue_item_dict(item, galaxy, task, prediction=None) -> dict:
-    data = browse.galaxy_card(galaxy, thumbs=prerender.PAGE_THUMBS, bands=prerender.PAGE_BANDS)
+    data = browse.galaxy_card(galaxy, thumbs=prerender.page_thumbs(galaxy.survey), bands=prerender.PAGE_BANDS)
     data["galaxy_id"], data["detail_url"] = data.pop("id"), data.pop("url")
     data.update({"reason": item.reason, "source": item.source, "strategy": item.strategy,
                  "round": item.round_number, "prediction": prediction})
