@@ -142,7 +142,7 @@ def fill(route: str, w: dict) -> str:
               "version": (w["map"].params or {}).get("tiles", {}).get("version", "none"), "kind": "points",
               "z": 0, "x": 0, "y": 0,
               # the content-addressed thumbnail of the first galaxy, and the atlas of the first five
-              "key": _thumb_key(w), "digest": _atlas_url(w).split("/")[-1].split(".png")[0]}
+              "key": _thumb_key(w), "digest": _atlas_url(w).split("/")[-1].split(".jpg")[0]}
 
     def value(match):
         name = match.group(1).split(":")[-1]
@@ -173,7 +173,8 @@ def variants(w: dict) -> list[str]:
              f"/api/tasks/{t}/queue?n=5", f"/api/jobs/?ids={w['job'].pk}", f"/api/jobs/?active=1",
              f"/search/?galaxy={g[0]}&k=5", f"/search/?ids={g[0]},{g[1]}&k=5",
              f"/surveys/{w['survey'].slug}/?sort=mag_r&f=gz_label:spiral", f"/maps/{m}/?collection={w['collection'].pk}",
-             _atlas_url(w), f"/thumbs/{g[0]}/{_thumb_key(w)}.png"]
+             _atlas_url(w), f"/thumbs/{g[0]}/{_thumb_key(w)}.png",
+             f"/api/thumbs/atlas?size=72&ids={','.join(map(str, g[:5]))}"]
     return urls
 
 
