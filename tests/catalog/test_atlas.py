@@ -236,3 +236,16 @@ def test_the_atlas_api_lays_out_any_list_of_ids_in_one_query(viewer):
 def test_bad_atlas_api_requests_are_a_clear_400(viewer, query, message):
     resp = viewer.get("/api/thumbs/atlas?" + query)
     assert resp.status_code == 400 and message in resp.json()["error"], resp.content
+
+
+def test_a_cold_atlas_renders_its_members_in_memory_without_writing_their_thumbnails(viewer):
+    """Per member a PNG encode and decode was most of a cold atlas's cost (load test): members
+    without a file are rendered in memory only, and equal the thumbnail rendered later."""
+    survey = make_survey(n=12, size=16)
+    galaxies = list(Galaxy.objects.filter(survey=survey).order_by("image_index"))
+    render.thumbnail_png(survey, 3, 48)                          # one member already has its file
+    sprites = atlas.layout([(g, survey) for g in galaxies], 48)
+    data = body(viewer.get(sprites.url))
+    on_disk = sorted(p.name for p in render.cache_dir(survey).glob("*_composite-48.png"))
+    assert on_disk == ["3_composite-48.png"]
+    assert_tiles(data, [render.thumbnail_png(survey, i, 48) for i in range(12)], 48)

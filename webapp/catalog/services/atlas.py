@@ -190,9 +190,10 @@ def _decode(data: bytes, size: int) -> Image.Image:
 
 
 def member_tiles(members: list[tuple], size: int) -> list[tuple[Image.Image, bool]]:
-    """(RGB size x size image, ok) per member: local stores read once per survey for the missing
-    thumbnails (render.render_missing), remote cutouts fetched at most CUTOUT_CONCURRENCY at once
-    (remote_cutouts' slots), placeholders where a member has no pixels or its fetch failed."""
+    """(RGB size x size image, ok) per member: local stores read once per survey for the members
+    without a thumbnail file (render.composite_tiles, in memory), remote cutouts fetched at most
+    CUTOUT_CONCURRENCY at once (remote_cutouts' slots), placeholders where a member has no pixels
+    or its fetch failed."""
     tiles: list = [None] * len(members)
     local: dict[int, list[int]] = {}
     remote: list[int] = []
@@ -203,10 +204,9 @@ def member_tiles(members: list[tuple], size: int) -> list[tuple[Image.Image, boo
             remote.append(i)
     for positions in local.values():
         survey = members[positions[0]][1]
-        render.render_missing(survey, [members[i][0].image_index for i in positions], size)
+        images = render.composite_tiles(survey, [members[i][0].image_index for i in positions], size)
         for i in positions:
-            data = render.thumbnail_png(survey, members[i][0].image_index, size)
-            tiles[i] = (_decode(data, size), True)
+            tiles[i] = (images[int(members[i][0].image_index)], True)
 
     def one(i):
         galaxy, survey = members[i]
