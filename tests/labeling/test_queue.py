@@ -106,3 +106,31 @@ def test_next_never_picks_inside_the_request_and_queues_one_refill_job(make_user
     assert len(queue.next_items(task, ann, 4)) == 4                  # the job's picks are served
     assert queue.pending_refill(task) is None                        # a full batch queued: no new job
     assert Job.objects.filter(kind="label_refill").count() == 1
+
+
+@pytest.mark.refill_async
+def test_a_refill_adds_enough_for_everyone_labelling_at_once(make_user, monkeypatch):
+    """Many people at once: a refill of task.batch_size would run dry at once (issue 16's load
+    test: 50 people, batches of 20, most "next" requests empty), so it scales with the leases."""
+    from webapp.jobs.models import Job
+    from webapp.jobs.services import execute_job
+
+    monkeypatch.setattr(queue, "PAGE_REQUEST", 2)          # a 120-galaxy survey shows the scaling
+    task = make_task(n=120)
+    people = [make_user("labeler", f"p{i}") for i in range(5)]
+    queue.refill(task)                                     # the first batch: 8 galaxies
+    assert queue.active_labellers(task) == 0 and queue.refill_size(task) == task.batch_size
+    for person in people[:4]:
+        assert len(queue.next_items(task, person, 2, refill_when_empty=False)) == 2
+    assert queue.active_labellers(task) == 4
+    assert queue.refill_size(task) == 4 * 2 * queue.REFILL_REQUESTS_PER_LABELLER == 16
+    assert queue.next_items(task, people[4], 2) == []       # all 8 are leased: the fifth waits for a refill
+    job = Job.objects.get(kind="label_refill")
+    assert execute_job(job.pk, worker="test") == "succeeded"
+    job.refresh_from_db()
+    assert job.result["batch"] == job.result["added"] == 16   # not 8: enough for the 4 people holding leases
+    assert QueueItem.objects.filter(task=task).count() == 8 + 16
+    monkeypatch.setattr(queue, "MAX_REFILL", 10)
+    assert queue.refill_size(task) == 10                    # capped (never below the task's own batch)
+    monkeypatch.setattr(queue, "MAX_REFILL", 1)
+    assert queue.refill_size(task) == task.batch_size

@@ -72,6 +72,13 @@ def test_round_trains_predicts_every_galaxy_and_refills_the_queue(make_user):
     picks = QueueItem.objects.filter(task=task, done=False, source="strategy")
     assert picks.count() == task.batch_size
     assert all(q.reason.startswith("margin ") and "round 1 model" in q.reason for q in picks)
+    # ... and the images the labeling page preloads for them are files already (issue 16)
+    from webapp.catalog.services import render
+    from webapp.labeling.services import prerender
+    survey = task.surveys.get()
+    indexes = dict(Galaxy.objects.filter(pk__in=[q.galaxy_id for q in picks]).values_list("pk", "image_index"))
+    assert all(render.thumb_path(survey, indexes[q.galaxy_id], render.variant_name(band, size)).exists()
+               for q in picks for band, size in prerender.page_variants(survey))
 
 
 def test_failed_retrain_leaves_the_previous_model_serving(make_user, monkeypatch):

@@ -9,9 +9,14 @@
 * When the queue runs low (fewer than ``task.batch_size`` galaxies left, or not enough
   for this person), ``next_items`` queues ONE ``label_refill`` job per task
   (``request_refill``, deduplicated while one is pending) and returns what is there: the
-  strategy never runs inside a web request.  The job runs ``refill(task)``: the task's
-  query strategy (ml.active) picks the next batch from the serving round's columnar
-  predictions, or k-means seeds (cold start) before there is a model.
+  strategy never runs inside a web request.  The job runs ``refill(task, refill_size(task))``:
+  the task's query strategy (ml.active) picks the next batch from the serving round's
+  columnar predictions, or k-means seeds (cold start) before there is a model.
+* A refill adds ``task.batch_size`` galaxies, or more when many people label at once: enough
+  for REFILL_REQUESTS_PER_LABELLER page requests of each person holding a lease.  With a fixed
+  batch of 20 and 50 people asking for 10 each, the queue ran dry after every refill, most
+  "next" requests came back empty and the worker re-ran the strategy back to back
+  (issue 16's load test: 584 "next" requests for 244 labels).
 """
 from __future__ import annotations
 
@@ -33,6 +38,9 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 600       # a prefetched galaxy stays reserved for its person this long
 MAX_ENQUEUE = 5000        # one lasso may send at most this many galaxies
 SCAN_CHUNK = 200          # queue rows read per step while skipping answered galaxies
+PAGE_REQUEST = 10         # galaxies static/js/labeling.js asks for at a time
+REFILL_REQUESTS_PER_LABELLER = 2   # a refill serves each active labeller this many page requests
+MAX_REFILL = 2000         # one strategy pass adds at most this many galaxies
 
 
 def enqueue_galaxies(task: Task, galaxy_ids, user) -> int:
@@ -131,10 +139,11 @@ def run_refill_job(job, progress) -> dict:
     if task is None:
         log.warning("task %s is gone; nothing to refill", job.params.get("task_id"))
         return {"skipped": "task deleted"}
-    progress(0, 2, "picking galaxies to label")
-    added = refill(task)
+    size = refill_size(task)
+    progress(0, 2, f"picking {size} galaxies to label")
+    added = refill(task, size)
     progress(1, 2, f"queued {added} galaxies; rendering their images")
-    result = {"task_id": task.pk, "added": added}
+    result = {"task_id": task.pk, "added": added, "batch": size}
     try:   # the queued galaxies are committed and servable: a render failure must not fail the refill
         result["prerendered"] = prerender.prerender_queue(task)
     except Exception as exc:
@@ -191,6 +200,18 @@ def release_leases(task: Task, user) -> int:
 def remaining(task: Task) -> int:
     """Queued galaxies not done yet (for the page's counter)."""
     return QueueItem.objects.filter(task=task, done=False).count()
+
+
+def active_labellers(task: Task) -> int:
+    """People holding an unexpired lease on the task's queue (labelling now)."""
+    return (QueueItem.objects.filter(task=task, done=False, leased_until__gt=timezone.now())
+            .values("leased_by").distinct().count())
+
+
+def refill_size(task: Task) -> int:
+    """Galaxies the next refill adds: the task's batch, or enough for everyone labelling now."""
+    demand = active_labellers(task) * PAGE_REQUEST * REFILL_REQUESTS_PER_LABELLER
+    return min(max(task.batch_size, demand), max(task.batch_size, MAX_REFILL))
 
 
 # ------------------------------------------------------------------ refilling from the strategy

@@ -155,11 +155,17 @@ def train_round(rnd: Round, progress) -> dict:
     version = f"{task.pk}.{rnd.number}-{cfg.kind}-{checksum[:8]}"
     _publish(rnd, fitted, relative, version, len(y), time.perf_counter() - t0)
     progress(95, 100, "picking the next galaxies to label")
-    from webapp.labeling.services.queue import refill
-    try:
-        refill(task, replace_pending=True, round_number=rnd.number)
+    from webapp.labeling.services import prerender
+    from webapp.labeling.services.queue import refill, refill_size
+    try:   # sized for everyone labelling now (counted before the stale picks and their leases go)
+        refill(task, refill_size(task), replace_pending=True, round_number=rnd.number)
     except Exception:   # the model is served already; a failed refill retries on the next page load
         log.exception("task %s: refill after round %s failed", task.pk, rnd.number)
+    try:   # the new picks' images, so that the labeling page does not render them in a request
+        prerender.prerender_queue(task)
+    except Exception:
+        log.exception("task %s: pre-rendering after round %s failed; images render on first request",
+                      task.pk, rnd.number)
     prune_rounds(task)
     progress(100, 100, "done")
     metric = fitted["metrics"].get("accuracy", fitted["metrics"].get("rmse"))
