@@ -237,6 +237,18 @@ MAP_TILE_THRESHOLD = env_int("LATENTSKY_MAP_TILE_THRESHOLD", 150_000, minimum=0)
 # transport on a SQLite file.  Production points CELERY_BROKER_URL at Redis.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", f"sqla+sqlite:///{DATA_DIR / 'broker.sqlite3'}")
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+
+# A shared cache for sessions (webapp/accounts/sessions.py: read from Redis, written through to the
+# database, a Redis outage falls back to the database).  LATENTSKY_CACHE_URL, else the Redis
+# broker's URL; without Redis (the demo's server-less broker) sessions stay in the database.
+CACHE_URL = env_str("LATENTSKY_CACHE_URL", CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+                    else "")
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                          "KEY_PREFIX": "latentsky", "TIMEOUT": 24 * 3600,
+                          # a Redis that does not answer costs a request a quarter second, not a hang
+                          "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25}}}
+    SESSION_ENGINE = "webapp.accounts.sessions"
 # A job whose worker has sent no heartbeat for this long is considered dead and
 # may be reclaimed by a redelivered message or the reaper.
 JOB_STALE_SECONDS = env_int("LATENTSKY_JOB_STALE_SECONDS", 120, minimum=5)
