@@ -24,7 +24,9 @@ CPU ms per request by URL name.  Afterwards every label that got a 201 must be i
 
     python benchmarks/load.py                     # 50 people, 60 s, PostgreSQL + Redis
     python benchmarks/load.py --quick             # 10 people, 15 s, 1,000 galaxies
-    python benchmarks/load.py --capacity          # 50, 100, 200, ... people: the most that meet the goals
+    python benchmarks/load.py --capacity          # 50, 100, 200, ... people (or 25, 12, ... when 50 fail):
+                                                  # the most that meet the goals
+    python benchmarks/load.py --servers gthread:3x8 gthread:3x4 sync:5   # worker classes on the same data
     python benchmarks/load.py --embedded          # SQLite + SQLAlchemy broker instead
 
 Goals (benchmarks/goals.py): p95 < 200 ms for label next, label post, neighbours and map points,
@@ -50,6 +52,7 @@ from goals import load as load_goals
 from load_browser import CLIENT_NICE, LOW_WATER, PASSWORD, PREFETCH, WEIGHTS, client_process
 
 CAPACITY_STEPS = (50, 100, 200, 400, 800)
+CAPACITY_STEPS_DOWN = (25, 12, 6, 3)   # when the first step misses a goal: how many people do meet them
 
 
 def parse_args(argv=None):
@@ -68,7 +71,13 @@ def parse_args(argv=None):
     p.add_argument("--with-worst-case", action="store_true",
                    help="after the cached run, a second run without caches on the same stack, recorded beside it")
     p.add_argument("--capacity", action="store_true",
-                   help=f"step the users through {', '.join(map(str, CAPACITY_STEPS))} until a goal fails")
+                   help=f"step the users through {', '.join(map(str, CAPACITY_STEPS))} until a goal fails; "
+                        f"if the first step fails, down through {', '.join(map(str, CAPACITY_STEPS_DOWN))} "
+                        "until one meets every goal")
+    p.add_argument("--servers", nargs="+", default=[], metavar="CLASS:SHAPE",
+                   help="after the main run, restart gunicorn as each of these and run one step of --users "
+                        "people on the same data, e.g. gthread:3x8 gthread:3x4 sync:5 (worker class: "
+                        "workers x threads, or workers)")
     p.add_argument("--worker-class", choices=("gthread", "sync"), default="gthread")
     p.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     p.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (gthread)")
@@ -311,6 +320,23 @@ def report(step: dict) -> None:
         print(f"  goal {name}: {g['value']} {g['target']}: {'met' if g['met'] else 'NOT met'}")
 
 
+def gunicorn_cmd(port: int, worker_class: str, workers: int, threads: int) -> list[str]:
+    cmd = [sys.executable, "-m", "gunicorn", "webapp.wsgi", "--bind", f"127.0.0.1:{port}",
+           "--worker-class", worker_class, "--workers", str(workers), "--timeout", "60"]
+    return cmd + (["--threads", str(threads)] if worker_class == "gthread" else [])
+
+
+def parse_server(spec: str) -> tuple[str, tuple[int, int]]:
+    """"gthread:3x8" -> ("gthread", (3, 8)); "sync:5" -> ("sync", (5, 1))."""
+    worker_class, _, shape = spec.partition(":")
+    if worker_class not in ("gthread", "sync") or not shape:
+        raise SystemExit(f"--servers: {spec!r} is not gthread:WxT or sync:W")
+    workers, _, threads = shape.partition("x")
+    if worker_class == "sync" and threads:
+        raise SystemExit(f"--servers: a sync server has no threads ({spec!r})")
+    return worker_class, (int(workers), int(threads or 1))
+
+
 def main():
     args = parse_args()
     data_dir = ROOT / "var" / "load"
@@ -324,15 +350,12 @@ def main():
     print(f"==> building data ({args.n} galaxies) on {env['DATABASE_URL']}")
     data = build_data(args.n)
     base = f"http://127.0.0.1:{args.port}"
-    server_cmd = [sys.executable, "-m", "gunicorn", "webapp.wsgi", "--bind", f"127.0.0.1:{args.port}",
-                  "--worker-class", args.worker_class, "--workers", str(args.workers), "--timeout", "60"]
-    if args.worker_class == "gthread":
-        server_cmd += ["--threads", str(args.threads)]
-    web = start_process(server_cmd, env, data_dir / "web.log")
+    web = start_process(gunicorn_cmd(args.port, args.worker_class, args.workers, args.threads), env,
+                        data_dir / "web.log")
     worker = start_process([sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "default,cpu,gpu",
                             "--concurrency", "1", "--loglevel", "WARNING"], env, data_dir / "worker.log")
     server = {"gunicorn": web.pid, "celery": worker.pid}
-    steps, worst = [], None
+    steps, worst, compared = [], None, []
     try:
         wait_http(base + "/healthz")
         sizes = [s for s in CAPACITY_STEPS if s >= args.users] if args.capacity else [args.users]
@@ -342,11 +365,31 @@ def main():
             report(steps[-1])
             if args.capacity and not steps[-1]["goals_met"]:
                 break
+        if args.capacity and not steps[0]["goals_met"]:
+            for k, size in enumerate(s for s in CAPACITY_STEPS_DOWN if s < args.users):
+                steps.append(run_step(args, base, data, make_users(f"down{k}-", size), args.no_cache, server,
+                                      data_dir / "cpu-profile"))
+                report(steps[-1])
+                if steps[-1]["goals_met"]:
+                    break
         if args.with_worst_case and not args.no_cache:
             worst = run_step(args, base, data, make_users("worst-", args.users), True, server,
                              data_dir / "cpu-profile")
             print("\n==== worst case: no caches")
             report(worst)
+        for k, spec in enumerate(args.servers):
+            stop(web)
+            worker_class, shape = parse_server(spec)
+            web = start_process(gunicorn_cmd(args.port, worker_class, *shape), env, data_dir / f"web-{k}.log")
+            server["gunicorn"] = web.pid
+            wait_http(base + "/healthz")
+            step = run_step(args, base, data, make_users(f"srv{k}-", args.users), args.no_cache, server,
+                            data_dir / "cpu-profile")
+            print(f"\n==== server {spec}")
+            report(step)
+            compared.append({"server": spec, **{key: step[key] for key in (
+                "users", "rows", "requests_per_s", "errors", "labels_stored", "labels_lost", "cpu", "goals",
+                "goals_met")}})
     finally:
         stop(web)
         stop(worker)
@@ -366,6 +409,8 @@ def main():
                                "users_meeting_goals": max(passing) if passing else 0}
     if worst is not None:
         payload["worst_case"] = worst
+    if compared:
+        payload["servers"] = compared
     path = write_result(args.name, payload)
     print(f"wrote {path}")
     # the exit status judges the --users step (make reliability's 50); capacity steps are meant to overload
