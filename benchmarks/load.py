@@ -8,7 +8,8 @@ keyboard, and fetch what the real pages make a browser fetch:
 
   label       the labeling page (static/js/labeling.js): when fewer than 4 galaxies are held
               locally, GET the next 10 (queue?n=10&exclude=...) and preload each one's images
-              (512 px composite, band cutouts, 96 px thumbnail); then POST a label   (weight 4)
+              (the stage composite, and one sprite atlas of the reply's thumbnails and band
+              cutouts); then POST a label                                          (weight 4)
   neighbours  GET the 12 nearest neighbours of a galaxy                             (weight 2)
   map points  GET a page of map points in a random view                             (weight 1)
   grid        GET a survey grid page, then what its HTML references: the page's

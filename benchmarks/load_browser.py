@@ -205,7 +205,10 @@ def login(base: str, username: str):
 
 
 def item_images(item: dict) -> list[str]:
-    """What labeling.js preloads for a queue item."""
+    """What labeling.js preloadItem() preloads for a queue item: the stage image and the reply's
+    sprite atlas (its thumbnail and band images), else the single images."""
+    if item.get("strip"):
+        return [item["image_url"], item["strip"]["url"]]
     return [item["image_url"], *[b["url"] for b in item.get("bands") or []], item["thumb_url"]]
 
 
@@ -219,7 +222,8 @@ def act_label(b: Browser, data, rng, username):
             held = {i["galaxy_id"] for i in b.held}
             fresh = [i for i in got.json().get("items", []) if i["galaxy_id"] not in held]
             b.held += fresh
-            b.fetch_all([url for item in fresh for url in item_images(item)])
+            # the page's image cache holds a URL once: the reply's atlas is fetched once, not per item
+            b.fetch_all(list(dict.fromkeys(url for item in fresh for url in item_images(item))))
     if not b.held:
         return
     item = b.held.pop(0)

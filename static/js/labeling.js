@@ -34,8 +34,23 @@
   }
   function preloadItem(item) {
     preload(item.image_url);
+    if (item.strip) { preload(item.strip.url); return; }   // one atlas per batch: thumbnail + bands
     (item.bands || []).forEach(b => preload(b.url));
     preload(item.thumb_url);
+  }
+  // A small image of the item: a cell of the batch's sprite atlas when there is one, else an <img>.
+  function smallImage(item, position, url, px) {
+    if (item.strip && position) {
+      const cell = document.createElement("i");
+      cell.className = "strip-sprite";
+      cell.setAttribute("role", "img");
+      Object.assign(cell.style, { width: px + "px", height: px + "px", backgroundImage: 'url("' + item.strip.url + '")',
+                                  backgroundSize: item.strip.background_size, backgroundPosition: position });
+      return cell;
+    }
+    const img = document.createElement("img");
+    img.alt = ""; img.width = px; img.height = px; img.src = url;
+    return img;
   }
 
   // ---------------------------------------------------------------- queue
@@ -125,16 +140,17 @@
   function renderBands(item) {
     const strip = $("band-strip");
     strip.innerHTML = "";
-    const all = [{ name: "composite", url: item.thumb_url, index: -1 }].concat(
-      (item.bands || []).map((b, i) => ({ name: b.name, url: b.url, index: i })));
+    const sprites = item.strip || { bands: [] };
+    const all = [{ name: "composite", url: item.thumb_url, index: -1, sprite: sprites.composite }].concat(
+      (item.bands || []).map((b, i) => ({ name: b.name, url: b.url, index: i, sprite: sprites.bands[i] })));
     if (all.length < 2) return;
     all.forEach(b => {
       const fig = document.createElement("button");
       fig.type = "button";
       fig.className = "band-thumb" + (b.index === state.view ? " on" : "");
       fig.title = b.index < 0 ? "colour composite" : b.name + " band";
-      fig.innerHTML = '<img alt="" width="64" height="64"><span class="band band-' + String(b.name).toLowerCase() + '"></span>';
-      fig.querySelector("img").src = b.url;
+      fig.innerHTML = '<span class="band band-' + String(b.name).toLowerCase() + '"></span>';
+      fig.prepend(smallImage(item, b.sprite, b.url, 64));
       fig.querySelector("span").textContent = b.name;
       fig.addEventListener("click", () => setView(b.index));
       strip.appendChild(fig);
@@ -251,8 +267,8 @@
     const a = document.createElement("a");
     a.href = item.detail_url; a.target = "_blank"; a.rel = "noopener";
     a.dataset.galaxy = item.galaxy_id;
-    a.innerHTML = '<img alt="" width="56" height="56"><span></span>';
-    a.querySelector("img").src = item.thumb_url;
+    a.innerHTML = '<span></span>';
+    a.prepend(smallImage(item, item.strip && item.strip.composite, item.thumb_url, 56));
     a.querySelector("span").textContent = label;
     strip.prepend(a);
     while (strip.children.length > RECENT) strip.lastChild.remove();

@@ -110,12 +110,16 @@ def test_the_grid_page_draws_its_100_cells_from_one_atlas(viewer):
     ("size=96&ids=1,x", "comma-separated galaxy ids"),
     ("size=96&ids=1,1", "appears twice"),
     ("size=96", "ids is required"),
+    ("size=96&ids=1:b7", "band index 7 out of range"),
+    ("size=96&ids=1:r", "id:bN for band N"),
+    ("size=96&ids=1:b0,1:b0", "appears twice"),
 ])
 def test_bad_atlas_requests_are_a_clear_400(viewer, query, message):
     survey = make_survey(n=3, size=16)
     first = Galaxy.objects.filter(survey=survey).order_by("pk").first().pk
     query = (query.replace("ids=1,1", f"ids={first},{first}").replace("ids=1,2", f"ids={first},{first + 1}")
-             .replace("ids=1,", f"ids={first},"))   # real ids: PostgreSQL's sequences do not restart at 1
+             .replace("ids=1,", f"ids={first},").replace("ids=1:", f"ids={first}:")
+             .replace(",1:b0", f",{first}:b0"))   # real ids: PostgreSQL's sequences do not restart at 1
     resp = viewer.get(f"/thumbs/atlas/{'0' * 32}.jpg?{query}")
     assert resp.status_code == 400 and message in resp.content.decode(), resp.content
 
@@ -249,3 +253,37 @@ def test_a_cold_atlas_renders_its_members_in_memory_without_writing_their_thumbn
     on_disk = sorted(p.name for p in render.cache_dir(survey).glob("*_composite-48.png"))
     assert on_disk == ["3_composite-48.png"]
     assert_tiles(data, [render.thumbnail_png(survey, i, 48) for i in range(12)], 48)
+
+
+def test_band_members_are_the_band_thumbnails_and_composite_atlases_keep_their_keys(viewer):
+    """The labeling page's strip atlas: id:bN members are band N's thumbnails; adding bands to
+    the vocabulary moved no composite-only atlas (their digest text is unchanged)."""
+    import hashlib
+    survey = make_survey(n=4, size=16)
+    g0, g1 = Galaxy.objects.filter(survey=survey).order_by("image_index")[:2]
+    members = [(g0, survey), (g0, survey, "b0"), (g0, survey, "b2"), (g1, survey), (g1, survey, "b1")]
+    sprites = atlas.layout(members, 32)
+    assert f"ids={g0.pk},{g0.pk}:b0,{g0.pk}:b2,{g1.pk},{g1.pk}:b1" in sprites.url
+    resp = viewer.get(sprites.url)
+    assert resp.status_code == 200 and resp["Cache-Control"] == IMMUTABLE
+    expected = [render.thumbnail_png(survey, g0.image_index, 32), render.thumbnail_png(survey, g0.image_index, 32, "b0"),
+                render.thumbnail_png(survey, g0.image_index, 32, "b2"), render.thumbnail_png(survey, g1.image_index, 32),
+                render.thumbnail_png(survey, g1.image_index, 32, "b1")]
+    img = pixels(body(resp)).astype(np.int16)
+    assert img.shape == (32, 5 * 32, 3)
+    for i, data in enumerate(expected):           # each cell is its own member, to JPEG's precision
+        assert float(np.abs(img[:, i * 32:(i + 1) * 32] - pixels(data).astype(np.int16)).mean()) < 3.0, i
+    gray = img[:, 32:64]                           # a band tile is one band: grey, unlike the composite
+    assert float(np.abs(gray[..., 0] - gray[..., 2]).mean()) < 2.0 < float(
+        np.abs(img[:, :32, 0] - img[:, :32, 2]).mean())
+    plain = [(g0, survey), (g1, survey)]
+    text = f"atlas|32|{g0.pk}:{atlas.member_key(g0, survey, 32)};{g1.pk}:{atlas.member_key(g1, survey, 32)}"
+    assert atlas.atlas_digest(plain, 32) == hashlib.sha256(text.encode()).hexdigest()[:atlas.DIGEST_CHARS]
+    assert atlas.atlas_digest(members, 32) != atlas.atlas_digest(members[:1] + members[2:], 32)
+
+
+def test_a_remote_survey_has_no_band_members(viewer):
+    from tests.catalog.test_remote_cutouts import remote_survey as make_remote
+    galaxy = Galaxy.objects.filter(survey=make_remote("http://127.0.0.1:9/{ra}/{dec}/{size}")).first()
+    resp = viewer.get(f"/thumbs/atlas/{'0' * 32}.jpg?size=32&ids={galaxy.pk}:b0")
+    assert resp.status_code == 400 and "colour composites" in resp.content.decode()

@@ -17,8 +17,16 @@ pytestmark = [pytest.mark.unit, pytest.mark.django_db, pytest.mark.refill_async,
 
 
 def preloaded_urls(item: dict) -> list[str]:
-    """The URLs static/js/labeling.js preloadItem() asks for, read from a queue API item."""
+    """The URLs static/js/labeling.js preloadItem() asks for, read from a queue API item: the
+    stage image and the reply's sprite atlas (thumbnail and bands), else the single images."""
+    if item.get("strip"):
+        return [item["image_url"], item["strip"]["url"]]
     return [item["image_url"], item["thumb_url"]] + [b["url"] for b in item["bands"]]
+
+
+def single_image_urls(item: dict) -> list[str]:
+    """The single-image URLs a queue item also carries (the page's fallback without an atlas)."""
+    return [item["thumb_url"]] + [b["url"] for b in item["bands"]]
 
 
 def body(response) -> bytes:
@@ -43,7 +51,7 @@ def test_after_a_refill_the_first_items_images_are_files_and_serving_them_render
     variants = prerender.page_variants(survey)
     side = max(survey.image_shape[2:])
     stage = min(512, max(128, 2 * side))                          # the stage image: 2x the cutout
-    assert variants == [("composite", stage), ("composite", 96), ("b0", 128), ("b1", 128), ("b2", 128)]
+    assert variants == [("composite", stage), ("composite", 96), ("b0", 96), ("b1", 96), ("b2", 96)]
     assert job.result["prerendered"] == {"galaxies": 12, "rendered": 12 * 5, "fetched": 0, "failed": 0,
                                          "stopped": ""}
     items = client.get(f"/api/tasks/{task.pk}/queue?n=10").json()["items"]
@@ -58,12 +66,15 @@ def test_after_a_refill_the_first_items_images_are_files_and_serving_them_render
 
     monkeypatch.setattr(render, "render_pixels", no_rendering)
     monkeypatch.setattr(render, "read_images", no_rendering)
+    strips = {item["strip"]["url"] for item in items}
+    assert len(strips) == 1                      # one atlas for the reply: 1 request, not 4 per galaxy
     for item in items:
-        for url in preloaded_urls(item):
+        assert len(item["strip"]["bands"]) == 3
+        for url in preloaded_urls(item) + single_image_urls(item):
             response = client.get(url)
             assert response.status_code == 200, url
             assert "immutable" in response["Cache-Control"]
-            assert Image.open(io.BytesIO(body(response))).size in {(stage, stage), (96, 96), (128, 128)}
+            assert Image.open(io.BytesIO(body(response))).size in {(stage, stage), (96, 96), (10 * 96, 4 * 96)}
 
 
 def test_a_second_refill_renders_only_what_is_missing(role_clients):

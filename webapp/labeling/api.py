@@ -116,6 +116,9 @@ class QueueItemOut(Out):
     strategy: str | None = None
     round: int | None = None
     prediction: dict | None = None
+    strip: dict | None = Field(None, description="the band strip from the batch's sprite atlas: {url, "
+                               "background_size, composite, bands}: the atlas URL (one per reply), its CSS "
+                               "background-size, and the background-position of the composite and of each band")
 
 
 class QueueOut(Out):
@@ -312,9 +315,11 @@ def api_queue(request, task_id: int, q: Query[QueueQuery]):
         .filter(pk__in=[i.galaxy_id for i in items])}
     preds = _prediction(task, serving_round(task), [i.galaxy_id for i in items])
     pending = queue_service.pending_refill(task)
-    return {"items": [queue_item_dict(i, galaxies[i.galaxy_id], task, preds.get(i.galaxy_id))
-                      for i in items if i.galaxy_id in galaxies],
-            "progress": stats.round_progress(task), "refilling": pending.as_dict() if pending else None}
+    cards = [queue_item_dict(i, galaxies[i.galaxy_id], task, preds.get(i.galaxy_id))
+             for i in items if i.galaxy_id in galaxies]
+    prerender.add_strips(cards, galaxies)
+    return {"items": cards, "progress": stats.round_progress(task),
+            "refilling": pending.as_dict() if pending else None}
 
 
 @router.post(TASK + "/labels", response={201: LabelOut, 400: Error, 403: Error, 404: Error},

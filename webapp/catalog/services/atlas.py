@@ -10,6 +10,12 @@ The URL is content-addressed like a single thumbnail's (services/static_thumbs.p
 
     /thumbs/atlas/<digest>.jpg?size=96&ids=12,13,14
 
+A member may also be one band of a galaxy, ``<id>:b<N>`` (band N's asinh-stretched cutout, like
+/thumbs/<id>.png?band=N): the labeling page gets one atlas per batch of 10 galaxies holding each
+one's composite and band thumbnails, instead of 4-6 image requests per galaxy (issue 16).
+
+    /thumbs/atlas/<digest>.jpg?size=96&ids=12,12:b0,12:b1,12:b2,13,13:b0,...
+
 JPEG, not PNG like single thumbnails: a 100-cell page of galaxy images encodes in ~7 ms and
 ~0.26 MB at quality ATLAS_JPEG_QUALITY against ~130 ms and ~1.7 MB as PNG (zlib level 1), and
 cold atlases were the largest CPU cost of the load test (benchmarks/results/load.json).
@@ -27,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +51,7 @@ COLUMNS = 10          # atlas columns: 10 x 96 px = 960 px wide, 20 rows at most
 MAX_SIZE = 160        # px per cell: 200 x 160^2 x 3 bytes = 15 MB of pixels at most per build
 DIGEST_CHARS = 32
 CACHE_DIRNAME = "atlases"
-MAX_IDS_TEXT = MAX_MEMBERS * 12  # characters of ?ids=: 200 ids of up to 11 digits and commas
+MAX_IDS_TEXT = MAX_MEMBERS * 17  # characters of ?ids=: 200 members "<11 digits>:b<3 digits>,"
 SWEEP_FRACTION = 50   # sweep the cache after each cap/50 bytes written by this process
 ATLAS_JPEG_QUALITY = 90  # no visible loss on galaxy thumbnails at 96 px; see the module doc
 CONTENT_TYPE = "image/jpeg"
@@ -82,14 +89,31 @@ class AtlasImage:
 
 # ----------------------------------------------------------------- keys and layout
 
-def member_key(galaxy, survey, size: int) -> str:
+COMPOSITE = "composite"
+_TOKEN_RE = re.compile(r"^(\d{1,11})(?::(b\d{1,3}))?$")
+
+
+def band_of(member: tuple) -> str:
+    """A member is (galaxy, survey) for its composite, or (galaxy, survey, "b<N>") for band N."""
+    return member[2] if len(member) > 2 else COMPOSITE
+
+
+def member_key(galaxy, survey, size: int, band: str = COMPOSITE) -> str:
     """The content key of a member's thumbnail; "-" where it has none (a placeholder)."""
-    return static_thumbs.content_key(survey, galaxy, size) or "-"
+    return static_thumbs.content_key(survey, galaxy, size, band) or "-"
+
+
+def member_token(member: tuple) -> str:
+    """The member as the URL's ids= names it: "12" or "12:b0"."""
+    band = band_of(member)
+    return str(member[0].pk) if band == COMPOSITE else f"{member[0].pk}:{band}"
 
 
 def atlas_digest(members: list[tuple], size: int) -> str:
-    """``members``: [(galaxy, survey), ...] in page order."""
-    text = f"atlas|{int(size)}|" + ";".join(f"{g.pk}:{member_key(g, s, size)}" for g, s in members)
+    """``members``: [(galaxy, survey[, band]), ...] in page order.  A band's key names its band,
+    and a composite member's text is what it was before bands, so no composite atlas moved."""
+    text = f"atlas|{int(size)}|" + ";".join(f"{m[0].pk}:{member_key(m[0], m[1], size, band_of(m))}"
+                                            for m in members)
     return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
 
 
@@ -113,7 +137,7 @@ def layout(members: list[tuple], size: int) -> Layout | None:
     if len(members) > MAX_MEMBERS:
         raise AtlasError(f"at most {MAX_MEMBERS} galaxies per atlas")
     columns, rows = grid_shape(len(members))
-    ids = ",".join(str(g.pk) for g, _ in members)
+    ids = ",".join(member_token(m) for m in members)
     url = f"/thumbs/atlas/{atlas_digest(members, size)}.jpg?size={int(size)}&ids={ids}"
     positions = [f"{_percent(i % columns, columns)} {_percent(i // columns, rows)}" for i in range(len(members))]
     return Layout(url, int(size), columns, rows, positions)
@@ -135,8 +159,9 @@ def with_sprites(items: list[dict], size: int, id_key: str = "id") -> Layout | N
 
 # ----------------------------------------------------------------- requests
 
-def parse_request(ids_values: list[str], size_values: list[str]) -> tuple[list[int], int]:
-    """(ids in order, size) of an atlas request's ``ids`` and ``size`` parameters; AtlasError."""
+def parse_request(ids_values: list[str], size_values: list[str]) -> tuple[list[tuple[int, str]], int]:
+    """([(galaxy id, band), ...] in order, size) of an atlas request's ``ids`` and ``size``
+    parameters (band "composite" for a plain id); AtlasError."""
     if len(set(size_values)) > 1:
         raise AtlasError("mixed sizes: an atlas holds thumbnails of one size")
     if len(size_values) != 1:
@@ -148,30 +173,48 @@ def parse_request(ids_values: list[str], size_values: list[str]) -> tuple[list[i
     if size > MAX_SIZE:
         raise AtlasError(f"atlas cells are at most {MAX_SIZE} px; use single thumbnails for larger images")
     if len(ids_values) != 1 or not ids_values[0].strip():
-        raise AtlasError("ids is required once: comma-separated galaxy ids in page order")
+        raise AtlasError("ids is required once: comma-separated galaxy ids (or id:bN for a band) in page order")
     text = ids_values[0]
     if len(text) > MAX_IDS_TEXT:
         raise AtlasError(f"at most {MAX_MEMBERS} galaxies per atlas")
     parts = text.split(",")
     if len(parts) > MAX_MEMBERS:
         raise AtlasError(f"at most {MAX_MEMBERS} galaxies per atlas ({len(parts)} given)")
-    if not all(p.isdigit() and len(p) <= 11 for p in parts):
-        raise AtlasError("ids must be comma-separated galaxy ids")
-    ids = [int(p) for p in parts]
-    if len(set(ids)) != len(ids):
-        raise AtlasError("an id appears twice")
-    return ids, size
+    matches = [_TOKEN_RE.match(p) for p in parts]
+    if not all(matches):
+        raise AtlasError("ids must be comma-separated galaxy ids, or id:bN for band N of a galaxy")
+    specs = [(int(m.group(1)), m.group(2) or COMPOSITE) for m in matches]
+    if len(set(specs)) != len(specs):
+        raise AtlasError("a member appears twice")
+    return specs, size
 
 
-def members_of(ids: list[int]) -> list[tuple]:
-    """[(galaxy, survey), ...] in the order of ``ids`` (one query); AtlasError for unknown ids."""
+def members_of(specs: list) -> list[tuple]:
+    """[(galaxy, survey[, band]), ...] in the order of ``specs`` (galaxy ids, or (id, band) pairs),
+    in one query; AtlasError for an unknown id or a band its survey does not have."""
     from webapp.catalog.models import Galaxy
+    pairs = [s if isinstance(s, tuple) else (int(s), COMPOSITE) for s in specs]
+    ids = list(dict.fromkeys(i for i, _ in pairs))
     rows = {g.pk: g for g in Galaxy.objects.filter(pk__in=ids).select_related("survey").only(
-        *static_thumbs.GALAXY_FIELDS, "survey_id", *[f"survey__{f}" for f in static_thumbs.SURVEY_FIELDS])}
+        *static_thumbs.GALAXY_FIELDS, "survey_id", *[f"survey__{f}" for f in static_thumbs.SURVEY_FIELDS],
+        "survey__image_shape", "survey__bands")}
     missing = [i for i in ids if i not in rows]
     if missing:
         raise AtlasError("unknown galaxy id" + ("s " if len(missing) > 1 else " ") + ", ".join(map(str, missing[:10])))
-    return [(rows[i], rows[i].survey) for i in ids]
+    out = []
+    for i, band in pairs:
+        galaxy = rows[i]
+        if band == COMPOSITE:
+            out.append((galaxy, galaxy.survey))
+            continue
+        if not render.has_local_store(galaxy.survey):
+            raise AtlasError(f"galaxy {i}'s survey has no band images (remote cutouts are colour composites)")
+        try:
+            band = render.parse_band(galaxy.survey, band[1:])
+        except render.RenderError as exc:
+            raise AtlasError(f"galaxy {i}: {exc}") from None
+        out.append((galaxy, galaxy.survey, band))
+    return out
 
 
 # ----------------------------------------------------------------- building
@@ -197,8 +240,11 @@ def member_tiles(members: list[tuple], size: int) -> list[tuple[Image.Image, boo
     tiles: list = [None] * len(members)
     local: dict[int, list[int]] = {}
     remote: list[int] = []
-    for i, (galaxy, survey) in enumerate(members):
-        if render.has_local_store(survey):
+    for i, member in enumerate(members):
+        galaxy, survey = member[0], member[1]
+        if band_of(member) != COMPOSITE:      # members_of() checked the band: a local store
+            tiles[i] = (_band_tile(survey, galaxy, band_of(member), size), True)
+        elif render.has_local_store(survey):
             local.setdefault(survey.pk, []).append(i)
         else:
             remote.append(i)
@@ -209,7 +255,7 @@ def member_tiles(members: list[tuple], size: int) -> list[tuple[Image.Image, boo
             tiles[i] = (images[int(members[i][0].image_index)], True)
 
     def one(i):
-        galaxy, survey = members[i]
+        galaxy, survey = members[i][0], members[i][1]
         thumb = render.galaxy_thumbnail(survey, galaxy, size)
         return i, (_decode(thumb.data, size), thumb.ok)
 
@@ -218,6 +264,15 @@ def member_tiles(members: list[tuple], size: int) -> list[tuple[Image.Image, boo
             for i, tile in pool.map(one, remote):
                 tiles[i] = tile
     return tiles
+
+
+def _band_tile(survey, galaxy, band: str, size: int) -> Image.Image:
+    """One band's thumbnail (render.py's cached file, rendered if missing: the labeling queue's
+    pre-render job has usually made it) as an RGB tile."""
+    path = render.thumbnail_file(survey, galaxy.image_index, size, band)
+    with Image.open(path) as img:
+        tile = img.convert("RGB")
+    return tile if tile.size == (size, size) else tile.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def paste(tiles: list[Image.Image], size: int) -> Image.Image:

@@ -2,10 +2,13 @@
 
 For each queued galaxy the queue API (api.queue_item_dict) hands the page a card of
 content-addressed thumbnail URLs (catalog/services/static_thumbs.py), and static/js/labeling.js
-preloads three kinds of them the moment an item arrives (preloadItem):
+preloads what the page shows the moment an item arrives (preloadItem):
 - ``image_url``: the large colour composite on stage (stage_px(): 2x the cutout, at most 512 px);
-- ``thumb_url``: the small composite of the band strip and "your last answers" (96 px);
-- ``bands[].url``: one single-band image per band, on surveys with two or more bands.
+- ``strip.url``: ONE sprite atlas per reply (add_strips) holding each item's small composite
+  (``thumb_url``, the band strip and "your last answers") and, on surveys with two or more
+  bands, its single-band images (``bands[].url``), all at STRIP_PX.  The atlas is built from the
+  pre-rendered files.  Without a strip (more than atlas.MAX_MEMBERS members) the page preloads
+  ``thumb_url`` and ``bands[].url`` one by one instead.
 ``composite_url`` (the galaxy page's size) and ``bands[].large_url`` (shown only when a person
 clicks a band) are not preloaded, so they are not pre-rendered either.
 
@@ -27,7 +30,7 @@ import time
 from itertools import groupby
 
 from webapp.catalog.models import Galaxy, Survey
-from webapp.catalog.services import remote_cutouts, render
+from webapp.catalog.services import atlas, remote_cutouts, render
 from webapp.labeling.models import QueueItem, Task
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,10 @@ log = logging.getLogger(__name__)
 # The sizes of the queue API's card: {card key: px}.  api.queue_item_dict builds the card from
 # these, and this module renders from them, so the two cannot drift apart.
 PAGE_THUMBS = {"composite_url": 320, "image_url": 512, "thumb_url": 96}   # 512 is the renderer's maximum
-PAGE_BANDS = {"url": 128, "large_url": 512}
+# The band strip's cells (64 px buttons; 56 px in the recent strip): 96 px for hi-dpi screens, the
+# same files as the composite thumbnail's size, so one atlas per reply holds both (add_strips).
+STRIP_PX = 96
+PAGE_BANDS = {"url": STRIP_PX, "large_url": 512}
 MIN_STAGE_PX = 128    # the on-stage composite is never rendered smaller than this (stage_px)
 PRELOADED_THUMBS = ("image_url", "thumb_url")   # what labeling.js preloadItem() asks for at once
 PRELOADED_BANDS = ("url",)
@@ -134,3 +140,23 @@ def _fetch_remote(survey, galaxies, counts: dict, failures: dict, deadline: floa
             else:
                 failures[survey.pk] += 1
                 counts["failed"] += 1
+
+
+def add_strips(cards: list[dict], galaxies: dict) -> None:
+    """One sprite atlas for the whole reply: each card's composite and band thumbnails, in card
+    order, so that the page asks for 1 image per batch instead of 4-6 per galaxy (issue 16).
+    Cards past atlas.MAX_MEMBERS members keep their single-image URLs only (no "strip")."""
+    members, owners = [], []
+    for card in cards:
+        galaxy = galaxies[card["galaxy_id"]]
+        own = [(galaxy, galaxy.survey)] + [(galaxy, galaxy.survey, f"b{b['index']}") for b in card["bands"]]
+        if len(members) + len(own) > atlas.MAX_MEMBERS:
+            break
+        owners.append((card, len(members), len(own)))
+        members += own
+    sprites = atlas.layout(members, STRIP_PX)
+    if sprites is None:
+        return
+    for card, start, count in owners:
+        card["strip"] = {"url": sprites.url, "background_size": sprites.background_size,
+                         "composite": sprites.positions[start], "bands": sprites.positions[start + 1:start + count]}
