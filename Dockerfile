@@ -23,4 +23,7 @@ RUN LATENTSKY_DATA_DIR=/tmp/collect python manage.py collectstatic --noinput -v 
 RUN mkdir -p /data && useradd --create-home latentsky && chown -R latentsky /data
 USER latentsky
 EXPOSE 8000
-CMD ["gunicorn", "webapp.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--timeout", "60"]
+# gthread, 3 workers x 8 threads: chosen by benchmarks/load.py --servers (load_servers.json, 25 people on
+# 2 cores): sync workers had 1.5-4x the p95 of gthread on every endpoint (a slow atlas holds a whole
+# sync worker); 3 x 8 and 3 x 4 were within noise of each other, 3 x 8 ahead on 4 of the 6 endpoints.
+CMD ["gunicorn", "webapp.wsgi", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "3", "--threads", "8", "--timeout", "60"]

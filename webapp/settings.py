@@ -203,6 +203,11 @@ MAX_UPLOAD_BYTES = env_int("LATENTSKY_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minim
 # embedding set and personal rankings per person and score set keep their files; older ones
 # are deleted at the end of each round / scoring / ranking job (never the serving one).
 KEEP_ROUNDS = env_int("LATENTSKY_KEEP_ROUNDS", 5, minimum=1)
+# At most one automatic round per task this often (seconds since the last round started): with
+# many people labelling at once, "retrain every N labels" would otherwise retrain back to back,
+# a worker core busy for a model that is replaced before anyone sees it (issue 16's load test:
+# 25 people, rounds of an MLP ensemble every 20 labels took half of a 2-core machine).
+AUTO_ROUND_MIN_SECONDS = env_int("LATENTSKY_AUTO_ROUND_MIN_SECONDS", 60, minimum=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = None

@@ -255,7 +255,8 @@
       text.textContent = "round " + p.training_round + " is training…";
     } else if (p.round_every) {
       fill.style.width = Math.min(100, 100 * p.since_last_round / p.round_every) + "%";
-      text.textContent = p.since_last_round + " / " + p.round_every + " labels until retrain";
+      text.textContent = p.since_last_round + " / " + p.round_every + " labels until retrain"
+        + (p.auto_round_wait_s > 0 ? " · retrains in " + p.auto_round_wait_s + " s (automatic rounds are spaced out)" : "");
     } else {
       fill.style.width = "0%";
       text.textContent = p.since_last_round + " new labels · rounds on demand";

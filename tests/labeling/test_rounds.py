@@ -246,3 +246,36 @@ def test_uncertainty_picks_come_from_a_bounded_top_k_pool(make_user, monkeypatch
     picks = picking.pick_next(task, 4)
     assert len(picks) == 4 and {p.galaxy_id for p in picks} <= top6
     assert not {p.galaxy_id for p in picks} & taken
+
+
+def test_automatic_rounds_are_spaced_by_the_minimum_interval(make_user, settings):
+    """Many people at once: round_every labels arrive faster than a round trains.  The next
+    automatic round waits until AUTO_ROUND_MIN_SECONDS after the last one started; the counter is
+    kept, so the first label after the wait starts it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from webapp.labeling.models import Task
+    from webapp.labeling.services import stats
+    settings.AUTO_ROUND_MIN_SECONDS = 60
+    task = make_task(n=40, round_every=3)
+    user = make_user("labeler")
+    galaxies = list(Galaxy.objects.filter(survey=task.surveys.first()).order_by("image_index"))
+
+    def label(g):
+        labels.record_label(task, g.pk, user, "value", class_index=true_class(g))
+        return rounds.maybe_start_auto_round(task)
+
+    assert [label(g) is not None for g in galaxies[:3]] == [False, False, True]   # the first round: no wait
+    first = Round.objects.get(task=task)
+    assert run(first).status == "succeeded"
+    assert [label(g) for g in galaxies[3:7]] == [None] * 4                       # 4 labels, still too soon
+    progress = stats.round_progress(Task.objects.get(pk=task.pk))    # as a request reads it
+    assert progress["since_last_round"] == 4 and 0 < progress["auto_round_wait_s"] <= 60
+    Round.objects.filter(pk=first.pk).update(created_at=timezone.now() - timedelta(seconds=61))
+    assert stats.round_progress(Task.objects.get(pk=task.pk))["auto_round_wait_s"] == 0
+    second = label(galaxies[7])
+    assert second is not None and second.number == 2 and second.trigger == Round.Trigger.AUTO
+    settings.AUTO_ROUND_MIN_SECONDS = 0                                          # no spacing: as before
+    assert rounds.auto_round_wait(task) == 0

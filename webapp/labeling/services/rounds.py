@@ -86,12 +86,23 @@ def labels_since_last_round(task: Task) -> tuple[int, int]:
     return total, task.labels_at_last_trigger
 
 
+def auto_round_wait(task: Task) -> float:
+    """Seconds until an automatic round may start (settings.AUTO_ROUND_MIN_SECONDS after the last
+    round started); 0 when it may start now."""
+    started = task.rounds.order_by("-number").values_list("created_at", flat=True).first()
+    if started is None:
+        return 0.0
+    return max(0.0, settings.AUTO_ROUND_MIN_SECONDS - (timezone.now() - started).total_seconds())
+
+
 def maybe_start_auto_round(task: Task) -> Round | None:
-    """Start a round once round_every new labels arrived (compare-and-swap: one trigger wins)."""
+    """Start a round once round_every new labels arrived and the last round started at least
+    AUTO_ROUND_MIN_SECONDS ago (compare-and-swap: one trigger wins).  A label that comes too soon
+    leaves the counter as it is, so the first label after the wait starts the round."""
     if not task.round_every:
         return None
     total, last = labels_since_last_round(Task.objects.get(pk=task.pk))
-    if total - last < task.round_every or active_round(task) is not None:
+    if total - last < task.round_every or active_round(task) is not None or auto_round_wait(task) > 0:
         return None
     if not Task.objects.filter(pk=task.pk, labels_at_last_trigger=last).update(labels_at_last_trigger=total):
         return None   # another labeller's request triggered it

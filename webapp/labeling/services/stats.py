@@ -15,7 +15,11 @@ def round_progress(task: Task) -> dict:
     rnd = serving_round(task)
     from webapp.labeling.services.rounds import active_round
     training = active_round(task)
+    from webapp.labeling.services.rounds import auto_round_wait
+    due = bool(task.round_every) and since >= task.round_every and training is None
     return {"labels_total": total, "training_round": training.number if training else None, "since_last_round": since, "round_every": task.round_every,
+            # seconds until the due automatic round may start (at most one per AUTO_ROUND_MIN_SECONDS)
+            "auto_round_wait_s": round(auto_round_wait(task)) if due else 0,
             "next_round": (rnd.number + 1) if rnd else 1,
             "remaining_in_round": max(task.round_every - since, 0) if task.round_every else None,
             "queue_remaining": QueueItem.objects.filter(task=task, done=False).count()}
