@@ -43,7 +43,9 @@ PAGE_THUMBS = {"composite_url": 320, "image_url": 512, "thumb_url": 96}   # 512 
 STRIP_PX = 96
 PAGE_BANDS = {"url": STRIP_PX, "large_url": 512}
 MIN_STAGE_PX = 128    # the on-stage composite is never rendered smaller than this (stage_px)
-PRELOADED_THUMBS = ("image_url", "thumb_url")   # what labeling.js preloadItem() asks for at once
+# What labeling.js shows of each galaxy at once, so what is rendered ahead: the stage image, and the
+# thumbnail and band images that its strip atlas is built from (or that it preloads one by one).
+PRELOADED_THUMBS = ("image_url", "thumb_url")
 PRELOADED_BANDS = ("url",)
 
 # A few hundred galaxies: far more than one labeller answers before the next refill (the page
