@@ -123,3 +123,14 @@ if os.environ.get("LATENTSKY_TEST_MKLDNN") != "1":
     import torch
 
     torch.backends.mkldnn.enabled = False
+
+# One intra-op torch thread in the test process.  The suite's tensors are tiny (MLPs of 64-256
+# units, 16-32 px convolutions), so a second OpenMP thread saves nothing, and whenever the other
+# core is busy (a Celery worker, PostgreSQL or Chromium that the test started, or another job on
+# the machine) the two threads spin-wait on each other at every op: fit_mlp's 1,500 steps took
+# 3 s with one thread and 133 s with two beside one busy process (worker processes get
+# OMP_NUM_THREADS=1 already, tests/integration/conftest.py).  LATENTSKY_TEST_TORCH_THREADS=N
+# sets another count.
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ.get("LATENTSKY_TEST_TORCH_THREADS", "1")))
