@@ -255,7 +255,7 @@ def test_a_cold_atlas_renders_its_members_in_memory_without_writing_their_thumbn
     assert_tiles(data, [render.thumbnail_png(survey, i, 48) for i in range(12)], 48)
 
 
-def test_band_members_are_the_band_thumbnails_and_composite_atlases_keep_their_keys(viewer):
+def test_band_members_are_the_band_thumbnails_and_composite_atlases_keep_their_keys(viewer, monkeypatch):
     """The labeling page's strip atlas: id:bN members are band N's thumbnails; adding bands to
     the vocabulary moved no composite-only atlas (their digest text is unchanged)."""
     import hashlib
@@ -264,7 +264,14 @@ def test_band_members_are_the_band_thumbnails_and_composite_atlases_keep_their_k
     members = [(g0, survey), (g0, survey, "b0"), (g0, survey, "b2"), (g1, survey), (g1, survey, "b1")]
     sprites = atlas.layout(members, 32)
     assert f"ids={g0.pk},{g0.pk}:b0,{g0.pk}:b2,{g1.pk},{g1.pk}:b1" in sprites.url
+    reads = []
+    real_read = render.read_images
+    monkeypatch.setattr(render, "read_images", lambda *a, **k: reads.append(a) or real_read(*a, **k))
     resp = viewer.get(sprites.url)
+    # cold: the three missing band files in one store read, the composites in one, the survey's stretch
+    # statistics once (a read per band tile would make it 5)
+    assert len(reads) <= 3, reads
+    monkeypatch.setattr(render, "read_images", real_read)
     assert resp.status_code == 200 and resp["Cache-Control"] == IMMUTABLE
     expected = [render.thumbnail_png(survey, g0.image_index, 32), render.thumbnail_png(survey, g0.image_index, 32, "b0"),
                 render.thumbnail_png(survey, g0.image_index, 32, "b2"), render.thumbnail_png(survey, g1.image_index, 32),

@@ -240,14 +240,21 @@ def member_tiles(members: list[tuple], size: int) -> list[tuple[Image.Image, boo
     tiles: list = [None] * len(members)
     local: dict[int, list[int]] = {}
     remote: list[int] = []
+    bands: dict[int, list[int]] = {}
     for i, member in enumerate(members):
         galaxy, survey = member[0], member[1]
         if band_of(member) != COMPOSITE:      # members_of() checked the band: a local store
-            tiles[i] = (_band_tile(survey, galaxy, band_of(member), size), True)
+            bands.setdefault(survey.pk, []).append(i)
         elif render.has_local_store(survey):
             local.setdefault(survey.pk, []).append(i)
         else:
             remote.append(i)
+    for positions in bands.values():          # missing band files: one store read per survey
+        survey = members[positions[0]][1]
+        render.render_missing_variants(survey, [members[i][0].image_index for i in positions],
+                                       {(band_of(members[i]), size) for i in positions})
+        for i in positions:
+            tiles[i] = (_band_tile(survey, members[i][0], band_of(members[i]), size), True)
     for positions in local.values():
         survey = members[positions[0]][1]
         images = render.composite_tiles(survey, [members[i][0].image_index for i in positions], size)

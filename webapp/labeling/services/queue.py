@@ -145,7 +145,7 @@ def run_refill_job(job, progress) -> dict:
     progress(1, 2, f"queued {added} galaxies; rendering their images")
     result = {"task_id": task.pk, "added": added, "batch": size}
     try:   # the queued galaxies are committed and servable: a render failure must not fail the refill
-        result["prerendered"] = prerender.prerender_queue(task)
+        result["prerendered"] = prerender.prerender_queue(task, limit=max(prerender.PRERENDER_ITEMS, size))
     except Exception as exc:
         log.exception("task %s: pre-rendering the queue's images failed; they render on first request", task.pk)
         result["prerendered"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}

@@ -168,12 +168,13 @@ def train_round(rnd: Round, progress) -> dict:
     progress(95, 100, "picking the next galaxies to label")
     from webapp.labeling.services import prerender
     from webapp.labeling.services.queue import refill, refill_size
-    try:   # sized for everyone labelling now (counted before the stale picks and their leases go)
-        refill(task, refill_size(task), replace_pending=True, round_number=rnd.number)
+    size = refill_size(task)      # for everyone labelling now (counted before the stale picks and their leases go)
+    try:
+        refill(task, size, replace_pending=True, round_number=rnd.number)
     except Exception:   # the model is served already; a failed refill retries on the next page load
         log.exception("task %s: refill after round %s failed", task.pk, rnd.number)
     try:   # the new picks' images, so that the labeling page does not render them in a request
-        prerender.prerender_queue(task)
+        prerender.prerender_queue(task, limit=max(prerender.PRERENDER_ITEMS, size))
     except Exception:
         log.exception("task %s: pre-rendering after round %s failed; images render on first request",
                       task.pk, rnd.number)
