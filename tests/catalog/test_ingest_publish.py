@@ -104,7 +104,7 @@ def test_failure_in_the_database_step_rolls_back_and_removes_the_new_file(monkey
         raise RuntimeError("database went away")
     monkeypatch.setattr(surveys.Galaxy.objects, "bulk_create", broken_create)
     from webapp.catalog.services import galaxy_rows
-    monkeypatch.setattr(galaxy_rows, "_copy_batch", broken_create)   # PostgreSQL writes new rows by COPY
+    monkeypatch.setattr(galaxy_rows, "_galaxy_copy", broken_create)   # PostgreSQL writes new rows by COPY
     with pytest.raises(RuntimeError, match="database went away"):
         publish_survey(SPEC, rows(list("abcz")), [images(4, seed=3)])
     assert snapshot(first) == before

@@ -9,17 +9,20 @@
 is bounded by ``batch_size`` whatever the number of rows.  ``healpix`` and ``mag`` are
 computed here (services.sky), so every writer fills them the same way.
 
-On PostgreSQL each batch goes through ``COPY ... FROM STDIN`` (psycopg's ``cursor.copy``);
-elsewhere through ``bulk_create``.  The helper opens no transaction of its own: call it
+On PostgreSQL each batch goes through ``COPY ... FROM STDIN`` (psycopg's ``cursor.copy`` with
+its queued writer, the next batch prepared while the server takes this one); elsewhere through
+``bulk_create``.  The helper opens no transaction of its own: call it
 inside ``transaction.atomic()`` and the caller's publish stays all or nothing.
 """
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from itertools import islice
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from django.db import connection
+from psycopg.copy import QueuedLibpqWriter
 
 from ml.progress import Progress
 from webapp.catalog.models import Galaxy
@@ -46,37 +49,55 @@ def insert_galaxies(survey, rows: Iterable, *, first_index: int = 0, batch_size:
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     use_copy = connection.vendor == "postgresql"
-    iterator, written = iter(rows), 0
-    while True:
-        batch = list(islice(iterator, batch_size))
-        if not batch:
-            break
-        cells, mags = sky_columns(batch)
+    batches, written = _prepared_batches(rows, batch_size), 0
+    current = next(batches, None)
+    while current is not None:
+        batch, cells, mags = current
+        start = first_index + written
         if use_copy:
-            _copy_batch(survey.pk, batch, first_index + written, cells, mags)
+            with _galaxy_copy() as copy:
+                for i, r in enumerate(batch):
+                    copy.write_row((survey.pk, r.source_id, r.ra, r.dec, start + i,
+                                    _dumps(r.metadata) if r.metadata else "{}",
+                                    _dumps(r.truth) if r.truth else "{}", cells[i], mags[i]))
+                # Read and prepare the next batch while the server works through this one (the
+                # queued writer sends from a thread): with a COPY per batch and nothing overlapped,
+                # the server idled while Python prepared a batch and Python idled while the server
+                # caught up; at 10^6 rows the import waited 14 s of its 27 on the server.
+                current = next(batches, None)
         else:
             Galaxy.objects.bulk_create([
                 Galaxy(survey_id=survey.pk, source_id=r.source_id, ra=r.ra, dec=r.dec,
-                       image_index=first_index + written + i, metadata=r.metadata or {},
+                       image_index=start + i, metadata=r.metadata or {},
                        truth=r.truth or {}, healpix=cells[i], mag=mags[i])
                 for i, r in enumerate(batch)], batch_size=min(batch_size, 2000))
+            current = next(batches, None)
         written += len(batch)
-        if progress:
+        if progress:     # between COPY statements: the connection is free for the job's progress row
             progress(written, max(total, written), f"saved {written:,} galaxies")
     return written
 
 
-def _copy_batch(survey_id: int, batch: list, start: int, cells: list, mags: list) -> None:
+def _prepared_batches(rows: Iterable, batch_size: int) -> Iterator[tuple[list, list, list]]:
+    """(rows, healpix cells, magnitudes) of consecutive batches of ``rows``."""
+    iterator = iter(rows)
+    while batch := list(islice(iterator, batch_size)):
+        cells, mags = sky_columns(batch)
+        yield batch, cells, mags
+
+
+@contextmanager
+def _galaxy_copy():
+    """A ``COPY galaxy FROM STDIN`` whose rows psycopg's queued writer sends from a thread, so
+    that this thread can go on preparing rows while the server parses and indexes them."""
     table = connection.ops.quote_name(Galaxy._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(Galaxy._meta.get_field(
         c.removesuffix("_id") if c == "survey_id" else c).column) for c in COPY_COLUMNS)
     connection.ensure_connection()
     with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for i, r in enumerate(batch):
-                copy.write_row((survey_id, r.source_id, r.ra, r.dec, start + i,
-                                _dumps(r.metadata) if r.metadata else "{}", _dumps(r.truth) if r.truth else "{}",
-                                cells[i], mags[i]))
+        raw = cursor.cursor
+        with raw.copy(f"COPY {table} ({columns}) FROM STDIN", writer=QueuedLibpqWriter(raw)) as copy:
+            yield copy
 
 
 def fill_sky_columns(model=Galaxy, batch_size: int = 5000, only_missing: bool = True,

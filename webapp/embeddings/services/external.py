@@ -13,12 +13,12 @@ What is created (the reader, validation and layouts are in ml/embedding_table.py
   sha256, layout, column mapping, row counts),
 - an EmbeddingSet whose vectors are written block by block into a ``.npy`` (header, then bytes).
 
-Steps: sha256 of the file; pass 1 validates every row (bounded memory); pass 2 writes the
-vectors to ``vectors.npy.partial`` in a fresh directory; pass 3 writes the database rows in
-ONE transaction, which also renames the vector file into place and flips the set from
-building to ready (the publish step).  Any failure rolls the transaction back and removes
-the directory: no survey, no rows, no files.  Progress during pass 3 is written inside that
-transaction, so a browser sees it jump at the end of the step (the message says so).
+Steps: pass 1 validates every row (bounded memory) while a thread takes the file's sha256;
+pass 2, in ONE transaction, appends each block's vectors to ``vectors.npy.partial`` in a fresh
+directory and streams its Galaxy rows to the database, then renames the vector file into place
+and flips the set from building to ready (the publish step).  Any failure rolls the
+transaction back and removes the directory: no survey, no rows, no files.  Progress during
+pass 2 is written inside that transaction, so a browser sees it jump at the end of the step.
 
 Re-runs are refused, with nothing changed: a file whose sha256 was already imported
 (AlreadyImported names the existing set), or a survey name already taken.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,9 +38,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils.text import slugify
 
-from ml.atomic import sha256_file
+from ml.atomic import HASH_BLOCK
 from ml.embedding_table import LAYOUTS, EmbeddingTable, TableError, get_layout, validate
-from ml.progress import check_cancelled, span
+from ml.progress import span
 from webapp.catalog.models import Galaxy, Survey
 from webapp.catalog.services.galaxy_rows import insert_galaxies, refresh_planner_statistics
 from webapp.catalog.services.surveys import GalaxyRow
@@ -47,6 +48,7 @@ from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder
 from webapp.embeddings.services.vectors import new_artifact_dir
 
 INSERT_BATCH = 20_000          # Galaxy rows per COPY / bulk_create batch (services.galaxy_rows)
+PK_READ_BATCH = 200_000      # galaxy pks read back per query after the COPY
 MAX_RESULT_ERRORS = 200        # problem lines kept in a job result
 IMPORT_DIR = "imports"         # under DATA_DIR: files the browser may import
 IMPORT_SUFFIXES = (".parquet", ".pq", ".npy")
@@ -161,11 +163,28 @@ def import_embeddings(path: str | Path, options: ImportOptions | None = None, us
     layout = options.resolved_layout()
     name, survey_name, slug = _survey_names(options, path)
     if progress:
-        progress(0, 1, f"checksum of {path.name}")
+        progress(0, 1, f"checksum and validation of {path.name}")
     if not path.is_file():
         raise ImportProblem(f"{path}: no such file")
-    report.sha256 = sha256_file(path)
-    report.phases["checksum"] = round(time.monotonic() - started, 2)
+    checksum = _BackgroundChecksum(path)
+    try:
+        try:
+            table = EmbeddingTable(path, layout, catalog_path=options.catalog_path or None)
+        except TableError as exc:
+            raise ImportProblem(str(exc)) from exc
+        info = table.info
+        report.n_rows, report.dim = info.n_rows, info.dim
+        if info.skipped_columns:
+            report.notes.append(f"list columns not kept as catalogue columns: {', '.join(info.skipped_columns)}")
+        try:
+            checked = validate(table, span(progress, 0.05, 0.35), max_id_length=SOURCE_ID_LENGTH)
+        except TableError as exc:
+            raise ImportProblem(str(exc)) from exc
+        report.phases["validate"] = round(time.monotonic() - started, 2)
+        report.sha256 = checksum.result()
+    finally:
+        checksum.stop()
+    report.phases["checksum"] = checksum.seconds
     previous = Encoder.objects.filter(source=Encoder.Source.EXTERNAL, config__sha256=report.sha256).first()
     if previous is not None:
         sets = ", ".join(str(pk) for pk in previous.embedding_sets.values_list("pk", flat=True))
@@ -174,20 +193,7 @@ def import_embeddings(path: str | Path, options: ImportOptions | None = None, us
     if Survey.objects.filter(name=survey_name).exists() or Survey.objects.filter(slug=slug).exists():
         raise AlreadyImported(f"a survey named {survey_name!r} (slug {slug}) already exists; choose another "
                               "survey name; nothing changed")
-    try:
-        table = EmbeddingTable(path, layout, catalog_path=options.catalog_path or None)
-    except TableError as exc:
-        raise ImportProblem(str(exc)) from exc
-    info = table.info
-    report.n_rows, report.dim = info.n_rows, info.dim
-    if info.skipped_columns:
-        report.notes.append(f"list columns not kept as catalogue columns: {', '.join(info.skipped_columns)}")
-    try:
-        checked = validate(table, span(progress, 0.05, 0.35), max_id_length=SOURCE_ID_LENGTH)
-    except TableError as exc:
-        raise ImportProblem(str(exc)) from exc
     report.skipped = checked.n_errors
-    report.phases["validate"] = round(time.monotonic() - started - sum(report.phases.values()), 2)
     report.errors = [str(e) for e in checked.errors[:MAX_RESULT_ERRORS]]
     n_good = checked.n_good
     if n_good == 0:
@@ -195,24 +201,22 @@ def import_embeddings(path: str | Path, options: ImportOptions | None = None, us
                             f"{': ' + str(checked.errors[0]) if checked.errors else ''}); nothing changed")
     directory, relative = new_artifact_dir("import")
     try:
-        checksum = _write_vectors(table, checked.keep, directory / "vectors.npy.partial", n_good,
-                                  span(progress, 0.35, 0.6))
-        report.phases["vectors"] = round(time.monotonic() - started - sum(report.phases.values()), 2)
         provenance = {
             "file": path.name, "sha256": report.sha256, "kind": info.kind, "layout": options.layout or "latentsky",
             "columns": info.layout, "catalog_columns": info.catalog_columns,
             "skipped_columns": info.skipped_columns, "rows": info.n_rows, "imported": n_good,
             "skipped": checked.n_errors, "dim": info.dim, "source_metadata": info.file_metadata,
         }
-        if progress:
-            progress(0.6, 1.0, f"writing {n_good:,} galaxy rows (one transaction: progress shows at its end)")
+        rows_started = time.monotonic()
         with transaction.atomic():
             survey = Survey.objects.create(
                 name=survey_name, slug=slug, image_kind=Survey.ImageKind.NONE, bands=[],
                 status=Survey.Status.INGESTING, description=options.description,
                 provenance=f"Imported embedding table {path.name} (sha256 {report.sha256}), layout "
                            f"{provenance['layout']} {info.layout}")
-            galaxy_ids = _insert_galaxies(table, checked.keep, survey, n_good, span(progress, 0.6, 0.95))
+            checksum_of_vectors = _write_rows_and_vectors(table, checked.keep, survey, n_good,
+                                                          directory / "vectors.npy.partial", span(progress, 0.35, 0.95))
+            galaxy_ids = _pks_in_row_order(survey, n_good)
             encoder = Encoder.objects.create(
                 name=name, method="external", source=Encoder.Source.EXTERNAL, status=ArtifactStatus.READY,
                 config=provenance, created_by=user if getattr(user, "pk", None) else None)
@@ -224,7 +228,7 @@ def import_embeddings(path: str | Path, options: ImportOptions | None = None, us
             np.save(directory / "ids.npy", galaxy_ids, allow_pickle=False)
             os.replace(directory / "vectors.npy.partial", directory / "vectors.npy")
             es.vectors_path, es.ids_path = f"{relative}/vectors.npy", f"{relative}/ids.npy"
-            es.checksum, es.status = checksum, ArtifactStatus.READY
+            es.checksum, es.status = checksum_of_vectors, ArtifactStatus.READY
             es.save(update_fields=["vectors_path", "ids_path", "checksum", "status"])
             Survey.objects.filter(pk=survey.pk).update(status=Survey.Status.READY, n_galaxies=n_good)
     except BaseException:
@@ -235,69 +239,98 @@ def import_embeddings(path: str | Path, options: ImportOptions | None = None, us
     report.survey_id, report.slug, report.encoder_id, report.embedding_set_id = survey.pk, slug, encoder.pk, es.pk
     report.imported = n_good
     report.seconds = round(time.monotonic() - started, 3)
-    report.phases["rows"] = round(report.seconds - sum(report.phases.values()), 2)
+    report.phases["rows_and_vectors"] = round(time.monotonic() - rows_started, 2)
     if progress:
         progress(1, 1, report.summary())
     return report
 
 
-def _write_vectors(table: EmbeddingTable, keep: np.ndarray, partial: Path, n_good: int, progress) -> str:
-    """Good rows' vectors, block by block, into an (n_good, D) float32 .npy (the header of
-    np.lib.format, then each block's bytes appended: memory is one block, and the file is what
-    ``np.load(mmap_mode="r")`` reads); returns the sha256 of the raw array bytes (the
-    EmbeddingSet.checksum convention of services.vectors)."""
+class _BackgroundChecksum:
+    """sha256 of the file in a thread while validation reads it: hashlib releases the GIL on
+    large blocks, and at 10^7 rows the two one after the other took 21 s + 57 s.  ``stop()``
+    ends an unfinished hash early (validation refused the file)."""
+
+    def __init__(self, path: Path):
+        self.path, self.seconds = path, 0.0
+        self._digest, self._error = None, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="import-checksum")
+        self._thread.start()
+
+    def _run(self):
+        started = time.monotonic()
+        try:
+            digest = hashlib.sha256()
+            with open(self.path, "rb") as handle:
+                while not self._stop.is_set() and (block := handle.read(HASH_BLOCK)):
+                    digest.update(block)
+            self._digest = digest.hexdigest()
+        except OSError as exc:
+            self._error = exc
+        self.seconds = round(time.monotonic() - started, 2)
+
+    def result(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise ImportProblem(f"{self.path.name}: unreadable ({self._error})")
+        return self._digest
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _write_rows_and_vectors(table: EmbeddingTable, keep: np.ndarray, survey: Survey, n_good: int,
+                            partial: Path, progress) -> str:
+    """One pass over the table: each block's good vectors are appended to an (n_good, D) float32
+    .npy (the header of np.lib.format, then each block's bytes: memory is one block, and the file
+    is what ``np.load(mmap_mode="r")`` reads) while its Galaxy rows go to the catalogue's one bulk
+    writer (services.galaxy_rows: COPY on PostgreSQL, with the HEALPix and magnitude columns),
+    image_index = row of the set.  One pass, so that the vector file is written while the
+    database indexes rows.  Returns the sha256 of the raw array bytes (the EmbeddingSet.checksum
+    convention of services.vectors)."""
     digest = hashlib.sha256()
-    done = 0
+    vectors_written = 0
+    catalog = table.info.catalog_columns
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
               "shape": (n_good, table.info.dim)}
     with open(partial, "wb") as handle:
         np.lib.format.write_array_header_1_0(handle, header)
-        for block in table.blocks(columns=False):
-            good = keep[block.start:block.start + len(block)]
-            data = np.ascontiguousarray(block.vectors[good], dtype=np.float32).tobytes()
-            handle.write(data)
-            digest.update(data)
-            done += int(good.sum())
-            if progress:
-                progress(block.start + len(block), table.info.n_rows, f"wrote {done:,} vectors")
-                check_cancelled(progress)
+
+        def rows():   # no database access in here: insert_galaxies pulls it inside a COPY
+            nonlocal vectors_written
+            for block in table.blocks():
+                good = keep[block.start:block.start + len(block)]
+                data = np.ascontiguousarray(block.vectors[good], dtype=np.float32).tobytes()
+                handle.write(data)
+                digest.update(data)
+                vectors_written += int(good.sum())
+                ras, decs, ids = block.ra.tolist(), block.dec.tolist(), block.ids
+                for i in np.flatnonzero(good).tolist():
+                    yield GalaxyRow(ids[i], ras[i], decs[i], {c: block.columns[c][i] for c in catalog})
+
+        def said(done, total, _message):
+            progress(done, total, f"wrote {done:,} of {total:,} galaxy rows and vectors")
+
+        written = insert_galaxies(survey, rows(), batch_size=INSERT_BATCH, total=n_good,
+                                  progress=said if progress else None)
         handle.flush()
         os.fsync(handle.fileno())
-    if done != n_good:
-        raise ImportProblem(f"{table.path.name} changed while importing ({done} good rows, expected {n_good})")
+    if written != n_good or vectors_written != n_good:
+        raise ImportProblem(f"{table.path.name} changed while importing ({written} good rows, expected {n_good})")
     return digest.hexdigest()
 
 
-def _insert_galaxies(table: EmbeddingTable, keep: np.ndarray, survey: Survey, n_good: int, progress) -> np.ndarray:
-    """Galaxy rows of the good table rows, in order (image_index = row of the set), written by
-    the catalogue's one bulk writer (services.galaxy_rows: COPY on PostgreSQL, with the HEALPix
-    and magnitude columns cone search and sorting use); returns their pks in row order."""
-    galaxy_ids = np.zeros(n_good, dtype=np.int64)
-    done = 0
-    catalog = table.info.catalog_columns
-    for block in table.blocks(vectors=False):
-        good = np.flatnonzero(keep[block.start:block.start + len(block)])
-        for lo in range(0, len(good), INSERT_BATCH):
-            chunk = good[lo:lo + INSERT_BATCH].tolist()
-            rows = [GalaxyRow(block.ids[i], float(block.ra[i]), float(block.dec[i]),
-                              {c: block.columns[c][i] for c in catalog}) for i in chunk]
-            insert_galaxies(survey, rows, first_index=done, batch_size=INSERT_BATCH)
-            galaxy_ids[done:done + len(rows)] = _pks_of(survey, done, len(rows))
-            done += len(rows)
-        if progress:
-            progress(block.start + len(block), table.info.n_rows, f"wrote {done:,} of {n_good:,} galaxy rows")
-            check_cancelled(progress)
-    return galaxy_ids
-
-
-def _pks_of(survey: Survey, first_index: int, count: int) -> list[int]:
-    """The pks of the survey's rows first_index .. first_index+count-1, by image_index (one indexed
-    range read: COPY returns no pks)."""
-    pks = list(Galaxy.objects.filter(survey=survey, image_index__gte=first_index,
-                                     image_index__lt=first_index + count)
-               .order_by("image_index").values_list("pk", flat=True))
-    if len(pks) != count:
-        raise ImportProblem(f"inserted {count} galaxy rows but read back {len(pks)}")
+def _pks_in_row_order(survey: Survey, count: int) -> np.ndarray:
+    """The pks of the survey's rows by image_index 0 .. count-1 (indexed range reads of
+    PK_READ_BATCH rows: COPY returns no pks)."""
+    pks = np.zeros(count, dtype=np.int64)
+    for lo in range(0, count, PK_READ_BATCH):
+        hi = min(count, lo + PK_READ_BATCH)
+        chunk = np.fromiter(Galaxy.objects.filter(survey=survey, image_index__gte=lo, image_index__lt=hi)
+                            .order_by("image_index").values_list("pk", flat=True), dtype=np.int64)
+        if len(chunk) != hi - lo:
+            raise ImportProblem(f"inserted {count} galaxy rows but read back {len(chunk)} of rows {lo}-{hi - 1}")
+        pks[lo:hi] = chunk
     return pks
 
 
