@@ -1,5 +1,6 @@
 """Bring your own embeddings: the import service (atomic, re-run safe), the commands, the import
 page and job, the Parquet export (round trip) and the pipeline on an imported set."""
+import hashlib
 import io
 from pathlib import Path
 
@@ -162,6 +163,29 @@ def test_no_good_rows_and_unreadable_files_change_nothing(tmp_path, settings):
     with pytest.raises(ImportProblem, match="unknown layout"):
         import_embeddings(tmp_path / "junk.parquet", ImportOptions(layout="nope"))
     assert counts() == (0, 0, 0, 0) and artifact_files(settings) == []
+
+
+def test_the_checksum_taken_during_validation_is_the_files_and_a_refused_file_stops_it(tmp_path, monkeypatch):
+    table_file(tmp_path / "t.parquet")
+    report = import_embeddings(tmp_path / "t.parquet")
+    assert report.sha256 == hashlib.sha256((tmp_path / "t.parquet").read_bytes()).hexdigest()
+    assert Encoder.objects.get().config["sha256"] == report.sha256
+    assert set(report.phases) == {"validate", "checksum", "rows_and_vectors"}
+    # validation refuses a big file early: the hashing thread is told to stop, not left reading
+    monkeypatch.setattr(external, "HASH_BLOCK", 1)           # one byte a step: still hashing when refused
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet" * 200_000)
+    started = []
+    original = external._BackgroundChecksum.__init__
+
+    def spy(self, path):
+        original(self, path)
+        started.append(self)
+    monkeypatch.setattr(external._BackgroundChecksum, "__init__", spy)
+    with pytest.raises(ImportProblem, match="not a readable Parquet file"):
+        import_embeddings(tmp_path / "junk.parquet")
+    started[0]._thread.join(timeout=10)
+    assert not started[0]._thread.is_alive() and started[0]._digest != hashlib.sha256(
+        (tmp_path / "junk.parquet").read_bytes()).hexdigest()
 
 
 def test_command_exits_non_zero_with_a_summary_when_rows_were_skipped(tmp_path):
