@@ -212,6 +212,31 @@ def test_cone_tests_cover_the_hard_places(sky_survey):
     assert counts[2] > 10 and counts[3] > 5 and counts[4] > 30 and counts[5] > 10 and counts[6] > 30
 
 
+def test_cone_search_keeps_to_its_survey_and_reads_the_healpix_index(sky_survey):
+    other = bare_survey("other")
+    ra, dec = random_sky(600, seed=1)
+    insert_galaxies(other, [GalaxyRow(f"O{i}", float(r), float(d)) for i, (r, d) in enumerate(zip(ra, dec))])
+    cone = sky.parse_cone(10.0, 20.0, 10.0)
+    found, _, n = sky.cone_search(sky_survey, cone, limit=sky.MAX_LIMIT)
+    assert found and {g.survey_id for g in found} == {sky_survey.pk}
+    assert n == Galaxy.objects.filter(survey=sky_survey, pk__in=[
+        pk for pk, r, d in Galaxy.objects.values_list("id", "ra", "dec")
+        if sky.angular_distance(10.0, 20.0, np.array([r]), np.array([d]))[0] <= 10.0]).count()
+    # each OR term carries the survey, so the (survey, healpix) index serves every range; with
+    # "survey AND (ranges)" SQLite scanned the whole survey (1.14 s at 10^6, scale_sqlite.json)
+    with CaptureQueriesContext(connection) as queries:
+        sky.cone_search(sky_survey, cone, limit=5)
+    candidates = queries.captured_queries[0]["sql"]
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("EXPLAIN QUERY PLAN " + candidates)
+        else:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("EXPLAIN " + candidates)
+        plan = " ".join(str(row) for row in cursor.fetchall())
+    assert "galaxy_survey_healpix" in plan, plan
+
+
 def test_healpix_and_mag_are_filled_on_insert(sky_survey):
     g = Galaxy.objects.filter(survey=sky_survey).order_by("id")[5]
     assert g.healpix == int(sky.healpix_index([g.ra], [g.dec])[0]) and 0 <= g.healpix < 12 * 4 ** sky.HEALPIX_ORDER

@@ -149,10 +149,17 @@ def cone_search(survey, cone: Cone, limit: int = DEFAULT_LIMIT, queryset=None):
 
     if not 1 <= int(limit) <= MAX_LIMIT:
         raise ConeError(f"limit must be between 1 and {MAX_LIMIT}")
+    # The survey goes inside every OR term, so that each term is a range of the (survey, healpix)
+    # index on its own: SQLite's planner does not distribute "survey AND (r1 OR r2 ...)" and
+    # scanned the whole survey (cone search p95 1.14 s at 10^6, scale_sqlite.json).
+    ranges = cone_ranges(cone)
+    if not ranges:      # never for a valid cone (its centre's cell covers it); no filter would mean every row
+        return [], [], 0
     where = Q()
-    for lo, hi in cone_ranges(cone):
-        where |= Q(healpix__gte=lo, healpix__lte=hi) if lo != hi else Q(healpix=lo)
-    base = (queryset if queryset is not None else Galaxy.objects.all()).filter(where, survey=survey)
+    for lo, hi in ranges:
+        where |= (Q(survey=survey, healpix__gte=lo, healpix__lte=hi) if lo != hi
+                  else Q(survey=survey, healpix=lo))
+    base = (queryset if queryset is not None else Galaxy.objects.all()).filter(where)
     if base.values("id")[:MAX_CANDIDATES + 1].count() > MAX_CANDIDATES:
         raise ConeError(f"more than {MAX_CANDIDATES:,} galaxies near that cone; use a smaller radius")
     ra0, dec0 = np.radians(cone.ra), np.radians(cone.dec)
