@@ -2,6 +2,7 @@
 page and job, the Parquet export (round trip) and the pipeline on an imported set."""
 import hashlib
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +173,20 @@ def test_the_checksum_taken_during_validation_is_the_files_and_a_refused_file_st
     assert Encoder.objects.get().config["sha256"] == report.sha256
     assert set(report.phases) == {"validate", "checksum", "rows_and_vectors"}
     # validation refuses a big file early: the hashing thread is told to stop, not left reading
-    monkeypatch.setattr(external, "HASH_BLOCK", 1)           # one byte a step: still hashing when refused
+    real_sha256 = hashlib.sha256
+
+    class SlowSha256:              # 2,149 blocks of 1 KiB at >= 1 ms each: still hashing when refused
+        def __init__(self):
+            self.digest = real_sha256()
+
+        def update(self, data):
+            time.sleep(0.001)
+            self.digest.update(data)
+
+        def hexdigest(self):
+            return self.digest.hexdigest()
+    monkeypatch.setattr(external, "HASH_BLOCK", 1024)
+    monkeypatch.setattr(external.hashlib, "sha256", SlowSha256)
     (tmp_path / "junk.parquet").write_bytes(b"not parquet" * 200_000)
     started = []
     original = external._BackgroundChecksum.__init__
@@ -184,7 +198,7 @@ def test_the_checksum_taken_during_validation_is_the_files_and_a_refused_file_st
     with pytest.raises(ImportProblem, match="not a readable Parquet file"):
         import_embeddings(tmp_path / "junk.parquet")
     started[0]._thread.join(timeout=10)
-    assert not started[0]._thread.is_alive() and started[0]._digest != hashlib.sha256(
+    assert not started[0]._thread.is_alive() and started[0]._digest != real_sha256(
         (tmp_path / "junk.parquet").read_bytes()).hexdigest()
 
 
