@@ -70,10 +70,11 @@ def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
         np.save(handle, array, allow_pickle=False)
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, read in blocks."""
+def sha256_file(path: str | os.PathLike, stop: threading.Event | None = None) -> str:
+    """sha256 of a file's bytes, read in blocks.  ``stop`` (set from another thread) ends the
+    reading early; the digest returned is then of the bytes read so far."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(HASH_BLOCK), b""):
+        while not (stop is not None and stop.is_set()) and (block := handle.read(HASH_BLOCK)):
             digest.update(block)
     return digest.hexdigest()

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from django.core.management import CommandError, call_command
 
+from ml import atomic
 from webapp.catalog.models import Galaxy, Survey
 from webapp.embeddings.models import ArtifactStatus, EmbeddingSet, Encoder
 from webapp.embeddings.services import external
@@ -185,8 +186,8 @@ def test_the_checksum_taken_during_validation_is_the_files_and_a_refused_file_st
 
         def hexdigest(self):
             return self.digest.hexdigest()
-    monkeypatch.setattr(external, "HASH_BLOCK", 1024)
-    monkeypatch.setattr(external.hashlib, "sha256", SlowSha256)
+    monkeypatch.setattr(atomic, "HASH_BLOCK", 1024)
+    monkeypatch.setattr(atomic.hashlib, "sha256", SlowSha256)
     (tmp_path / "junk.parquet").write_bytes(b"not parquet" * 200_000)
     started = []
     original = external._BackgroundChecksum.__init__

@@ -38,7 +38,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils.text import slugify
 
-from ml.atomic import HASH_BLOCK
+from ml.atomic import sha256_file
 from ml.embedding_table import LAYOUTS, EmbeddingTable, TableError, get_layout, validate
 from ml.progress import span
 from webapp.catalog.models import Galaxy, Survey
@@ -260,11 +260,7 @@ class _BackgroundChecksum:
     def _run(self):
         started = time.monotonic()
         try:
-            digest = hashlib.sha256()
-            with open(self.path, "rb") as handle:
-                while not self._stop.is_set() and (block := handle.read(HASH_BLOCK)):
-                    digest.update(block)
-            self._digest = digest.hexdigest()
+            self._digest = sha256_file(self.path, stop=self._stop)
         except OSError as exc:
             self._error = exc
         self.seconds = round(time.monotonic() - started, 2)
